@@ -1,0 +1,29 @@
+r"""otflows: optimal-transport maps as normalizing flows.
+
+By Brenier's theorem the :math:`W_2`-optimal map between two measures is the gradient of a
+convex function. otflows parameterises such maps with monotone gradient networks and uses them
+as invertible flow steps :math:`T(x) = G(x) + \gamma x` with an nflows-compatible API.
+"""
+
+from otflows.flows import BrenierFlow
+from otflows.linalg import InverseError, InverseResult
+from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, build_net
+from otflows.training import TrainingHistory, fit_flow
+from otflows.transforms import BrenierTransform
+
+__all__ = [
+    "CMGN",
+    "ICGN",
+    "ICNN",
+    "MMGN",
+    "BrenierFlow",
+    "BrenierTransform",
+    "InverseError",
+    "InverseResult",
+    "MonotoneGradientNet",
+    "TrainingHistory",
+    "build_net",
+    "fit_flow",
+]
+
+__version__ = "0.1.0"

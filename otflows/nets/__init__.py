@@ -1,0 +1,41 @@
+r"""Monotone gradient networks: parameterisations of gradients of convex functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otflows.nets.base import MonotoneGradientNet, QuadraticPotential
+from otflows.nets.cmgn import CMGN
+from otflows.nets.icgn import ICGN
+from otflows.nets.icnn import ICNN
+from otflows.nets.mmgn import MMGN
+
+__all__ = [
+    "CMGN",
+    "ICGN",
+    "ICNN",
+    "MMGN",
+    "NETS",
+    "MonotoneGradientNet",
+    "QuadraticPotential",
+    "build_net",
+]
+
+NETS: dict[str, type[MonotoneGradientNet]] = {cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN)}
+
+
+def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
+    r"""Builds a monotone gradient network by name.
+
+    Arguments:
+        name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``.
+        features: The dimension ``D``.
+        kwargs: The network's other arguments.
+
+    Example:
+        >>> build_net("mmgn", 2, hidden_features=8).hparams["hidden_features"]
+        8
+    """
+    if name not in NETS:
+        raise ValueError(f"net must be one of {sorted(NETS)}; got {name!r}")
+    return NETS[name](features, **kwargs)

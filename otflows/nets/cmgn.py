@@ -1,0 +1,101 @@
+r"""Cascaded monotone gradient network (C-MGN)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.functional import MONOTONE_ACTIVATIONS, inverse_softplus
+
+__all__ = ["CMGN"]
+
+
+class CMGN(MonotoneGradientNet):
+    r"""Cascaded monotone gradient network: one shared :math:`W`, monotone activations.
+
+    .. math::
+        z_0 = \alpha_0 \odot Wx + b_0, \quad
+        z_\ell = \alpha_\ell \odot Wx + \beta_\ell \odot \sigma(z_{\ell-1}) + b_\ell, \quad
+        G(x) = W^\top (\omega \odot \sigma(z_{L-1})) + V^\top V x + a
+
+    Every layer acts coordinate-wise on :math:`u = Wx`, so :math:`G` is a sum of ridge functions
+    :math:`W^\top f(Wx)` with :math:`f` monotone increasing, and its Jacobian is
+
+    .. math:: J_G(x) = W^\top \operatorname{diag}(\omega \odot \sigma'(z_{L-1}) \odot c) W
+        + V^\top V, \quad c_0 = \alpha_0,\ c_\ell = \alpha_\ell + \beta_\ell \odot
+        \sigma'(z_{\ell-1}) \odot c_{\ell-1},
+
+    symmetric positive semi-definite. The non-negative diagonal scalings
+    :math:`\alpha, \beta, \omega = \operatorname{softplus}(\cdot)` are learnable when
+    ``scaled=True`` and fixed to 1 otherwise (the paper's eqs. 4–6). The potential has no
+    closed form; :meth:`potential` integrates :math:`G` along the segment from 0.
+
+    References:
+        | Learning Gradients of Convex Functions with Monotone Gradient Networks
+        | Chaudhari, Pranav, Moura, ICASSP 2023 (https://arxiv.org/abs/2301.10862)
+
+    Arguments:
+        features: The dimension ``D``.
+        hidden_features: The number of rows ``H`` of :math:`W`.
+        num_layers: The number ``L`` of activations in the cascade.
+        activation: ``"tanh"``, ``"sigmoid"`` or ``"softplus"`` (monotone increasing).
+        scaled: Whether the diagonal scalings are learnable.
+        rank: The number of rows of :math:`V` (default ``D``).
+
+    Example:
+        >>> net = CMGN(3, 16, num_layers=2)
+        >>> net.gradient(torch.randn(5, 3)).shape
+        torch.Size([5, 3])
+    """
+
+    name = "cmgn"
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int = 64,
+        num_layers: int = 2,
+        activation: str = "tanh",
+        scaled: bool = True,
+        rank: int | None = None,
+    ):
+        super().__init__(
+            features,
+            rank,
+            hidden_features=hidden_features,
+            num_layers=num_layers,
+            activation=activation,
+            scaled=scaled,
+        )
+        if activation not in MONOTONE_ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(MONOTONE_ACTIVATIONS)}; got {activation!r}"
+            )
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1; got {num_layers}")
+        self.sigma = MONOTONE_ACTIVATIONS[activation]
+        self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
+        self.b = nn.Parameter(torch.empty(num_layers, hidden_features).uniform_(-1.0, 1.0))
+        one = inverse_softplus(torch.tensor(1.0))
+        scalings = {
+            "alpha": one.repeat(num_layers, hidden_features),
+            "beta": one.repeat(num_layers - 1, hidden_features),
+            "omega": one.repeat(hidden_features),
+        }
+        for key, value in scalings.items():
+            if scaled:
+                setattr(self, key, nn.Parameter(value))
+            else:
+                self.register_buffer(key, value)
+
+    def gradient(self, x: Tensor) -> Tensor:
+        alpha, beta, omega = F.softplus(self.alpha), F.softplus(self.beta), F.softplus(self.omega)
+        u = x @ self.W.T  # [..., H]
+        z = alpha[0] * u + self.b[0]
+        for layer in range(1, alpha.shape[0]):
+            z = alpha[layer] * u + beta[layer - 1] * self.sigma(z) + self.b[layer]
+        return (omega * self.sigma(z)) @ self.W + self.quadratic.gradient(x)

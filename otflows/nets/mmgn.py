@@ -1,0 +1,95 @@
+r"""Modular monotone gradient network (M-MGN)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.functional import logcosh
+
+__all__ = ["MMGN"]
+
+# s (convex, non-negative, summed over a module's units) and its derivative σ = s'.
+_MODULE_FUNCTIONS = {"logcosh": (logcosh, torch.tanh), "softplus": (F.softplus, torch.sigmoid)}
+
+
+class MMGN(MonotoneGradientNet):
+    r"""Modular monotone gradient network: a sum of gradients of squared convex functions.
+
+    .. math::
+        G(x) = a + V^\top V x + \sum_{k=1}^K s_k(z_k)\, W_k^\top \sigma(z_k), \quad
+        z_k = W_k x + b_k, \quad s_k(z) = \textstyle\sum_j s(z_j), \quad \sigma = s'
+
+    Each module is the gradient of :math:`\frac12 s_k(z_k)^2`, so the potential is closed-form,
+    :math:`\varphi(x) = a^\top x + \frac12\|Vx\|^2 + \sum_k \frac12 s_k(z_k)^2`, and
+
+    .. math:: J_G(x) = V^\top V + \sum_k \left[s_k(z_k)\, W_k^\top \operatorname{diag}
+        \sigma'(z_k) W_k + (W_k^\top\sigma(z_k))(W_k^\top\sigma(z_k))^\top\right],
+
+    symmetric positive semi-definite because :math:`s_k \ge 0` and :math:`\sigma' \ge 0`.
+
+    References:
+        | Learning Gradients of Convex Functions with Monotone Gradient Networks
+        | Chaudhari, Pranav, Moura, ICASSP 2023 (https://arxiv.org/abs/2301.10862), eq. 9
+
+    Arguments:
+        features: The dimension ``D``.
+        hidden_features: The number of rows ``H`` of each :math:`W_k`.
+        num_modules: The number ``K`` of modules.
+        activation: ``"logcosh"`` (:math:`s = \log\cosh`, :math:`\sigma = \tanh`, the paper's)
+            or ``"softplus"`` (:math:`s = \operatorname{softplus}`, :math:`\sigma` = sigmoid).
+        rank: The number of rows of :math:`V` (default ``D``).
+
+    Example:
+        >>> net = MMGN(3, 8, num_modules=2)
+        >>> net.potential(torch.randn(5, 3)).shape
+        torch.Size([5])
+    """
+
+    name = "mmgn"
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int = 32,
+        num_modules: int = 4,
+        activation: str = "logcosh",
+        rank: int | None = None,
+    ):
+        super().__init__(
+            features,
+            rank,
+            hidden_features=hidden_features,
+            num_modules=num_modules,
+            activation=activation,
+        )
+        if activation not in _MODULE_FUNCTIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(_MODULE_FUNCTIONS)}; got {activation!r}"
+            )
+        if num_modules < 1:
+            raise ValueError(f"num_modules must be >= 1; got {num_modules}")
+        self.s, self.sigma = _MODULE_FUNCTIONS[activation]
+        scale = 1.0 / math.sqrt(features * hidden_features)
+        self.W = nn.Parameter(scale * torch.randn(num_modules, hidden_features, features))
+        self.b = nn.Parameter(torch.empty(num_modules, hidden_features).uniform_(-1.0, 1.0))
+
+    def _preactivations(self, x: Tensor) -> Tensor:
+        r"""The pre-activations :math:`z_k`, ``[..., D] -> [..., K, H]``."""
+        return torch.einsum("khd,...d->...kh", self.W, x) + self.b
+
+    def gradient(self, x: Tensor) -> Tensor:
+        z = self._preactivations(x)
+        s = self.s(z).sum(-1, keepdim=True)  # [..., K, 1]
+        return torch.einsum("...kh,khd->...d", s * self.sigma(z), self.W) + (
+            self.quadratic.gradient(x)
+        )
+
+    def potential(self, x: Tensor) -> Tensor:
+        r"""The closed-form potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
+        s = self.s(self._preactivations(x)).sum(-1)  # [..., K]
+        return 0.5 * s.square().sum(-1) + self.quadratic.potential(x)

@@ -1,0 +1,87 @@
+r"""Checks at the public edge: samples are validated and cast once, then trusted inside."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_samples", "check_finite"]
+
+
+def check_finite(x: Tensor, name: str) -> Tensor:
+    r"""Raises a :class:`ValueError` naming ``name`` when ``x`` holds NaN or Inf.
+
+    Example:
+        >>> check_finite(torch.ones(2), "x")
+        tensor([1., 1.])
+    """
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); expected finite numbers")
+    return x
+
+
+def as_samples(
+    X: Tensor | np.ndarray,
+    name: str = "X",
+    *,
+    features: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    r"""Validates a sample matrix ``[N, D]`` and returns it as a tensor.
+
+    A NumPy array is converted to ``dtype`` (the model's); a tensor must already have that
+    dtype and device, so nothing is silently cast or moved.
+
+    Arguments:
+        X: The samples, ``[N, D]``, real-valued, finite, ``N >= 1``.
+        name: The argument's name, used in error messages.
+        features: The expected ``D``, if known.
+        dtype: The floating dtype the samples must have (default: the tensor's own, or
+            torch's default dtype for arrays).
+        device: The device the samples must be on (arrays are placed there).
+
+    Returns:
+        The samples as a tensor ``[N, D]``.
+
+    Example:
+        >>> as_samples(np.zeros((3, 2)), dtype=torch.float64).shape
+        torch.Size([3, 2])
+        >>> as_samples(np.zeros((3, 2)), features=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: X must have 5 features (shape [N, 5]); got shape (3, 2)
+    """
+    if isinstance(X, np.ndarray):
+        if X.dtype == object or not (
+            np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+        ):
+            raise TypeError(f"{name} must hold real numbers; got a NumPy array of {X.dtype}")
+        X = torch.as_tensor(X, dtype=dtype or torch.get_default_dtype(), device=device)
+    elif isinstance(X, Tensor):
+        if not X.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor; got {X.dtype}")
+        if dtype is not None and X.dtype != dtype:
+            raise TypeError(f"{name} has dtype {X.dtype}; the model expects {dtype}")
+        if device is not None and not _same_device(X.device, torch.device(device)):
+            raise ValueError(f"{name} is on {X.device}; the model is on {torch.device(device)}")
+    else:
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy.ndarray; got {type(X).__name__}"
+        )
+    if X.dim() != 2:
+        raise ValueError(f"{name} must be a matrix [N, D]; got shape {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it needs at least one sample (row)")
+    if features is not None and X.shape[1] != features:
+        raise ValueError(
+            f"{name} must have {features} features (shape [N, {features}]); "
+            f"got shape {tuple(X.shape)}"
+        )
+    return check_finite(X, name)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

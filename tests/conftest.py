@@ -1,0 +1,31 @@
+"""Test options: ``--dtype`` (default float64) and ``--device`` (default cpu)."""
+
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--dtype", default="float64", choices=["float32", "float64"])
+    parser.addoption("--device", default="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_and_device(request):
+    dtype = getattr(torch, request.config.getoption("--dtype"))
+    previous = torch.get_default_dtype(), torch.get_default_device()
+    torch.set_default_dtype(dtype)
+    torch.set_default_device(request.config.getoption("--device"))
+    yield
+    torch.set_default_dtype(previous[0])
+    torch.set_default_device(previous[1])
+
+
+@pytest.fixture
+def dtype():
+    return torch.get_default_dtype()
+
+
+@pytest.fixture
+def tol(dtype):
+    """A relative tolerance for comparisons of computed quantities in this dtype."""
+    return 1e-9 if dtype == torch.float64 else 1e-4

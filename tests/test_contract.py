@@ -1,0 +1,147 @@
+"""What every Brenier transform must do, for every monotone gradient network.
+
+Adding a family of networks means adding one entry to ``NETS``.
+"""
+
+import io
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nflows.distributions import StandardNormal
+from nflows.flows import Flow
+from nflows.transforms import ActNorm, CompositeTransform
+
+from otflows import BrenierTransform, build_net
+
+GAMMA = 0.05
+NETS = {
+    "cmgn": dict(hidden_features=12, num_layers=3),
+    "mmgn": dict(hidden_features=6, num_modules=3),
+    "icgn": dict(hidden_features=12),
+    "icnn": dict(hidden_features=12, num_layers=3),
+}
+
+
+def make_transform(name, features=3, seed=0):
+    torch.manual_seed(seed)
+    return BrenierTransform(build_net(name, features, **NETS[name]), gamma=GAMMA)
+
+
+def autograd_jacobian(T, x):
+    """Jacobians by reverse-mode autograd, row by row (independent of torch.func)."""
+    return torch.stack([torch.autograd.functional.jacobian(T.transport, row) for row in x])
+
+
+@pytest.mark.parametrize("name", NETS)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0))
+def test_jacobian_symmetric_and_at_least_gamma(name, seed, scale):
+    T = make_transform(name, seed=seed)
+    x = scale * torch.randn(6, 3, generator=torch.Generator().manual_seed(seed))
+    J = autograd_jacobian(T, x)
+    assert torch.allclose(J, J.mT, atol=1e-10 * (1 + J.abs().max()))
+    eigenvalues = torch.linalg.eigvalsh(0.5 * (J + J.mT))
+    assert eigenvalues.min() >= GAMMA * (1 - 1e-8)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_logdet_equals_slogdet_of_autograd_jacobian(name, tol):
+    T = make_transform(name)
+    x = 2 * torch.randn(8, 3)
+    _, logabsdet = T(x)
+    sign, expected = torch.linalg.slogdet(autograd_jacobian(T, x))
+    assert (sign > 0).all()
+    torch.testing.assert_close(logabsdet, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_inverse_round_trip(name, dtype):
+    T = make_transform(name)
+    x = 3 * torch.randn(32, 3)
+    with torch.no_grad():
+        y, logabsdet = T(x)
+        result = T.solve(y)
+        x_back, inverse_logabsdet = T.inverse(y)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert result.converged.all()
+    assert (result.residual <= rtol * (1 + y.norm(dim=-1))).all()
+    assert result.iterations.max() <= 30
+    torch.testing.assert_close(x_back, x, rtol=0, atol=100 * rtol / GAMMA)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_inverse_carries_implicit_gradient(name, tol):
+    T = make_transform(name)
+    y = torch.randn(4, 3, requires_grad=True)
+    x, _ = T.inverse(y)
+    # dx/dy = J_T(x)⁻¹: the gradient of ⟨c, x⟩ with respect to y is J⁻¹ c (J symmetric).
+    c = torch.randn(4, 3)
+    (grad_y,) = torch.autograd.grad((c * x).sum(), y)
+    J = autograd_jacobian(T, x.detach())
+    expected = torch.linalg.solve(J, c.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(grad_y, expected, rtol=1e3 * tol, atol=1e3 * tol)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_gradients_reach_every_parameter(name):
+    T = make_transform(name)
+    T.eta = torch.nn.Parameter(torch.tensor(0.0))  # the learnable part of γ, too
+    y, logabsdet = T(torch.randn(16, 3))
+    (y.square().sum() - logabsdet.sum()).backward()
+    for key, parameter in T.named_parameters():
+        assert parameter.grad is not None, key
+        assert torch.isfinite(parameter.grad).all(), key
+        assert parameter.grad.abs().sum() > 0, key
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_eval_output_equals_train_output(name):
+    T = make_transform(name)
+    x = torch.randn(5, 3)
+    train = T(x)
+    T.eval()
+    evaluated = T(x)
+    for a, b in zip(train, evaluated, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_state_dict_round_trip_weights_only(name):
+    T, other = make_transform(name, seed=0), make_transform(name, seed=1)
+    buffer = io.BytesIO()
+    torch.save(T.state_dict(), buffer)
+    buffer.seek(0)
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    x = torch.randn(5, 3)
+    for a, b in zip(T(x), other(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_inside_nflows_composite_and_flow(name, tol):
+    T = make_transform(name)
+    composite = CompositeTransform([ActNorm(3), T, make_transform(name, seed=2)])
+    flow = Flow(composite, StandardNormal([3]))
+    x = torch.randn(10, 3)
+    flow.log_prob(x)  # ActNorm's data-dependent initialisation
+    flow.eval()
+    z, logabsdet = composite(x)
+    expected = StandardNormal([3]).log_prob(z) + logabsdet
+    torch.testing.assert_close(flow.log_prob(x), expected)
+    x_back, inverse_logabsdet = composite.inverse(z.detach())
+    torch.testing.assert_close(x_back, x, rtol=1e3 * tol, atol=1e3 * tol)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e3 * tol, atol=1e3 * tol)
+    assert flow.sample(4).shape == (4, 3)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_potential_gradient_is_the_field(name, tol):
+    T = make_transform(name)
+    x = torch.randn(6, 3, requires_grad=True)
+    (grad,) = torch.autograd.grad(T.potential(x).sum(), x)
+    # The line-integral potentials (C-MGN) carry the quadrature error.
+    rtol = 1e-6 if name == "cmgn" else 1e3 * tol
+    torch.testing.assert_close(grad, T.transport(x), rtol=rtol, atol=rtol)

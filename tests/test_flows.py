@@ -1,0 +1,92 @@
+"""BrenierFlow: construction, transport, sampling, checkpoints."""
+
+import pytest
+import torch
+from nflows.transforms import ActNorm
+
+from otflows import MMGN, BrenierFlow, BrenierTransform
+from otflows.checkpoint import load_flow, save_flow
+
+
+def test_stacked_flow_has_actnorm_and_refuses_transport():
+    flow = BrenierFlow(2, "icgn", num_blocks=3, hidden_features=4)
+    assert len(flow.blocks) == 3
+    assert sum(isinstance(m, ActNorm) for m in flow.modules()) == 3
+    with pytest.raises(ValueError, match="not the gradient of a convex"):
+        flow.transport(torch.randn(3, 2))
+
+
+def test_single_block_transport_is_the_block():
+    flow = BrenierFlow(2, "mmgn", hidden_features=4)
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(flow.transport(x), flow.blocks[0].transport(x))
+
+
+def test_from_transforms():
+    T = BrenierTransform(MMGN(3, 4), gamma=0.1)
+    flow = BrenierFlow(3, transforms=[T])
+    assert flow.config is None
+    torch.testing.assert_close(flow.transport(torch.ones(1, 3)), T.transport(torch.ones(1, 3)))
+    with pytest.raises(ValueError, match="built from transforms"):
+        save_flow(flow, "unused.pt")
+
+
+def test_sample_has_the_flows_dtype_and_inverts():
+    torch.manual_seed(0)
+    flow = BrenierFlow(2, "cmgn", num_blocks=2, hidden_features=4).to(torch.float32)
+    flow.log_prob(torch.randn(16, 2, dtype=torch.float32))  # ActNorm initialisation
+    with torch.no_grad():
+        x = flow.sample(32)
+        z, _ = flow._transform(x)
+        x_back, _ = flow._transform.inverse(z)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x_back, x, rtol=1e-4, atol=1e-4)
+
+
+def test_sample_is_differentiable():
+    flow = BrenierFlow(2, "mmgn", hidden_features=4)
+    flow.sample(8).square().sum().backward()
+    assert all(p.grad is not None for p in flow.parameters())
+
+
+@pytest.mark.parametrize("net", ["cmgn", "mmgn", "icgn", "icnn"])
+def test_checkpoint_round_trip(net, tmp_path):
+    torch.manual_seed(0)
+    flow = BrenierFlow(2, net, num_blocks=2, hidden_features=4, gamma=0.02, learn_gamma=True)
+    x = torch.randn(6, 2)
+    flow.log_prob(x)  # ActNorm initialisation
+    save_flow(flow, tmp_path / "flow.pt")
+    loaded = load_flow(tmp_path / "flow.pt")
+    assert loaded.config == flow.config
+    torch.testing.assert_close(loaded.log_prob(x), flow.log_prob(x), rtol=0, atol=0)
+
+
+def test_checkpoint_rejects_pickled_objects_and_other_versions(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save(
+        {"format_version": 1, "config": "{}", "state_dict": Payload()}, tmp_path / "evil.pt"
+    )
+    with pytest.raises(ValueError, match="not a safe otflows checkpoint"):
+        load_flow(tmp_path / "evil.pt")
+    torch.save({"format_version": 99, "config": "{}", "state_dict": {}}, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="format version 1"):
+        load_flow(tmp_path / "new.pt")
+
+
+def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    flow = BrenierFlow(2, hidden_features=4)
+    path = tmp_path / "flow.pt"
+    save_flow(flow, path)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(KeyboardInterrupt):
+        save_flow(BrenierFlow(2, hidden_features=8), path)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]

@@ -1,0 +1,80 @@
+"""Training: a small Gaussian fit reaches closed-form optima; the loop keeps its promises."""
+
+import numpy as np
+import pytest
+import torch
+
+from otflows import BrenierFlow, fit_flow
+from otflows.datasets import GaussianCoupling
+from otflows.metrics import kl_divergence, nll, transport_cost
+
+
+def test_small_gaussian_fit_reaches_kl_and_cost():
+    torch.manual_seed(0)
+    problem = GaussianCoupling.mgn_2d()
+    X, X_val, X_test = (
+        problem.sample(n, seed=s) for n, s in ((20_000, 1), (2_000, 2), (5_000, 3))
+    )
+    flow = BrenierFlow(2, "mmgn", hidden_features=16, num_modules=4)
+    fit_flow(flow, X, max_iter=700, batch_size=128, lr=0.05, X_val=X_val, seed=0, progress=False)
+    assert kl_divergence(flow, X_test, problem.log_prob) < 0.02
+    cost = transport_cost(flow.transport, X_test)
+    assert cost == pytest.approx(problem.w2_squared, rel=0.03)
+
+
+def test_best_validation_weights_are_restored():
+    torch.manual_seed(0)
+    X = np.random.default_rng(0).normal(size=(512, 2))
+    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    # a learning rate high enough that later steps are worse than the best one
+    history = fit_flow(
+        flow,
+        X,
+        max_iter=60,
+        lr=0.5,
+        schedule=None,
+        X_val=X[:128],
+        eval_every=5,
+        seed=0,
+        progress=False,
+    )
+    assert history.best_step == history.val_step[int(np.argmin(history.val_loss))]
+    assert nll(flow, X[:128]) == pytest.approx(history.best_val_loss, rel=1e-12)
+
+
+def test_cosine_schedule_and_clipping():
+    X = np.random.default_rng(0).normal(size=(256, 2))
+    flow = BrenierFlow(2, "cmgn", hidden_features=4)
+    history = fit_flow(flow, X, epochs=2, batch_size=64, lr=0.1, clip_grad=1.0, progress=False)
+    assert len(history.loss) == 8
+    assert history.lr[0] == pytest.approx(0.1)
+    assert history.lr[-1] < 0.1 * 0.2
+    assert history.best_step is None
+
+
+def test_seeded_runs_are_identical():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        flow = BrenierFlow(2, "icgn", hidden_features=4)
+        losses.append(fit_flow(flow, X, max_iter=10, seed=5, progress=False).loss)
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(X=np.zeros((0, 2))), ValueError, "X is empty"),
+        (dict(X=np.zeros((5, 3))), ValueError, "X must have 2 features"),
+        (dict(X=np.array([[0.0, np.nan]])), ValueError, "NaN or Inf"),
+        (dict(X=np.zeros((5, 2)), X_val=np.zeros((5, 3))), ValueError, "X_val must have 2"),
+        (dict(X=np.zeros((5, 2)), epochs=1, max_iter=1), ValueError, "either epochs or max_iter"),
+        (dict(X=[[0.0, 1.0]]), TypeError, "torch.Tensor or a numpy.ndarray"),
+        (dict(X=torch.zeros(5, 2, dtype=torch.float16)), TypeError, "dtype"),
+    ],
+)
+def test_bad_input_is_named(kwargs, error, message):
+    flow = BrenierFlow(2, hidden_features=4)
+    with pytest.raises(error, match=message):
+        fit_flow(flow, progress=False, **kwargs)
