@@ -1,4 +1,4 @@
-"""What every Brenier transform must do, for every monotone gradient network.
+"""What every Brenier transform must do, for every monotone gradient network and log-det method.
 
 Adding a family of networks means adding one entry to ``NETS``.
 """
@@ -24,9 +24,14 @@ NETS = {
 }
 
 
-def make_transform(name, features=3, seed=0):
+STRUCTURED = ("cmgn", "mmgn", "icgn")  # networks with a factored Jacobian
+CASES = [(name, "exact") for name in NETS] + [(name, "structured") for name in STRUCTURED]
+IDS = [f"{name}-{logdet}" for name, logdet in CASES]
+
+
+def make_transform(name, logdet="exact", features=3, seed=0):
     torch.manual_seed(seed)
-    return BrenierTransform(build_net(name, features, **NETS[name]), gamma=GAMMA)
+    return BrenierTransform(build_net(name, features, **NETS[name]), gamma=GAMMA, logdet=logdet)
 
 
 def autograd_jacobian(T, x):
@@ -34,11 +39,11 @@ def autograd_jacobian(T, x):
     return torch.stack([torch.autograd.functional.jacobian(T.transport, row) for row in x])
 
 
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0))
-def test_jacobian_symmetric_and_at_least_gamma(name, seed, scale):
-    T = make_transform(name, seed=seed)
+def test_jacobian_symmetric_and_at_least_gamma(name, logdet, seed, scale):
+    T = make_transform(name, logdet, seed=seed)
     x = scale * torch.randn(6, 3, generator=torch.Generator().manual_seed(seed))
     J = autograd_jacobian(T, x)
     assert torch.allclose(J, J.mT, atol=1e-10 * (1 + J.abs().max()))
@@ -46,9 +51,9 @@ def test_jacobian_symmetric_and_at_least_gamma(name, seed, scale):
     assert eigenvalues.min() >= GAMMA * (1 - 1e-8)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_logdet_equals_slogdet_of_autograd_jacobian(name, tol):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_logdet_equals_slogdet_of_autograd_jacobian(name, logdet, tol):
+    T = make_transform(name, logdet)
     x = 2 * torch.randn(8, 3)
     _, logabsdet = T(x)
     sign, expected = torch.linalg.slogdet(autograd_jacobian(T, x))
@@ -56,9 +61,9 @@ def test_logdet_equals_slogdet_of_autograd_jacobian(name, tol):
     torch.testing.assert_close(logabsdet, expected, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_inverse_round_trip(name, dtype):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_inverse_round_trip(name, logdet, dtype):
+    T = make_transform(name, logdet)
     x = 3 * torch.randn(32, 3)
     with torch.no_grad():
         y, logabsdet = T(x)
@@ -72,9 +77,9 @@ def test_inverse_round_trip(name, dtype):
     torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_inverse_carries_implicit_gradient(name, tol):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_inverse_carries_implicit_gradient(name, logdet, tol):
+    T = make_transform(name, logdet)
     y = torch.randn(4, 3, requires_grad=True)
     x, _ = T.inverse(y)
     # dx/dy = J_T(x)⁻¹: the gradient of ⟨c, x⟩ with respect to y is J⁻¹ c (J symmetric).
@@ -85,9 +90,9 @@ def test_inverse_carries_implicit_gradient(name, tol):
     torch.testing.assert_close(grad_y, expected, rtol=1e3 * tol, atol=1e3 * tol)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_gradients_reach_every_parameter(name):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_gradients_reach_every_parameter(name, logdet):
+    T = make_transform(name, logdet)
     T.eta = torch.nn.Parameter(torch.tensor(0.0))  # the learnable part of γ, too
     y, logabsdet = T(torch.randn(16, 3))
     (y.square().sum() - logabsdet.sum()).backward()
@@ -97,9 +102,9 @@ def test_gradients_reach_every_parameter(name):
         assert parameter.grad.abs().sum() > 0, key
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_eval_output_equals_train_output(name):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_eval_output_equals_train_output(name, logdet):
+    T = make_transform(name, logdet)
     x = torch.randn(5, 3)
     train = T(x)
     T.eval()
@@ -108,9 +113,9 @@ def test_eval_output_equals_train_output(name):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_state_dict_round_trip_weights_only(name):
-    T, other = make_transform(name, seed=0), make_transform(name, seed=1)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_state_dict_round_trip_weights_only(name, logdet):
+    T, other = make_transform(name, logdet, seed=0), make_transform(name, logdet, seed=1)
     buffer = io.BytesIO()
     torch.save(T.state_dict(), buffer)
     buffer.seek(0)
@@ -120,10 +125,10 @@ def test_state_dict_round_trip_weights_only(name):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_inside_nflows_composite_and_flow(name, tol):
-    T = make_transform(name)
-    composite = CompositeTransform([ActNorm(3), T, make_transform(name, seed=2)])
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_inside_nflows_composite_and_flow(name, logdet, tol):
+    T = make_transform(name, logdet)
+    composite = CompositeTransform([ActNorm(3), T, make_transform(name, logdet, seed=2)])
     flow = Flow(composite, StandardNormal([3]))
     x = torch.randn(10, 3)
     flow.log_prob(x)  # ActNorm's data-dependent initialisation
@@ -137,9 +142,9 @@ def test_inside_nflows_composite_and_flow(name, tol):
     assert flow.sample(4).shape == (4, 3)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_potential_gradient_is_the_field(name, tol):
-    T = make_transform(name)
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_potential_gradient_is_the_field(name, logdet, tol):
+    T = make_transform(name, logdet)
     x = torch.randn(6, 3, requires_grad=True)
     (grad,) = torch.autograd.grad(T.potential(x).sum(), x)
     # The line-integral potentials (C-MGN) carry the quadrature error.

@@ -12,7 +12,7 @@ from otflows.nets import MonotoneGradientNet
 
 
 def jacobian(net, x):
-    return batched_jacobian(net.gradient, x)
+    return batched_jacobian(net.gradient, x)[0]
 
 
 def VtV(net):

@@ -1,15 +1,19 @@
-r"""The linear algebra behind Brenier maps: quadrature, dense log-determinants, Newton solves."""
+r"""The linear algebra behind Brenier maps: Jacobian factorisations, quadrature, Newton solves."""
 
-from otflows.linalg.dense import batched_jacobian, logdet_cholesky, solve_cholesky
+from otflows.linalg.dense import DenseCholesky, batched_jacobian, logdet_cholesky
 from otflows.linalg.newton import InverseError, InverseResult, newton_solve
 from otflows.linalg.quadrature import gauss_legendre
+from otflows.linalg.structured import LowRankUpdate, RidgeFactors, factorize
 
 __all__ = [
+    "DenseCholesky",
     "InverseError",
     "InverseResult",
+    "LowRankUpdate",
+    "RidgeFactors",
     "batched_jacobian",
+    "factorize",
     "gauss_legendre",
     "logdet_cholesky",
     "newton_solve",
-    "solve_cholesky",
 ]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from otflows.linalg.quadrature import gauss_legendre
+from otflows.linalg.structured import RidgeFactors
 
 __all__ = ["MonotoneGradientNet", "QuadraticPotential"]
 
@@ -74,6 +75,18 @@ class MonotoneGradientNet(nn.Module, ABC):
     @abstractmethod
     def gradient(self, x: Tensor) -> Tensor:
         r"""The field :math:`G(x)`, ``[..., D] -> [..., D]``."""
+
+    @property
+    def ridge_rank(self) -> int | None:
+        r"""The rank :math:`m` of :math:`J_G - V^\top V` when :meth:`gradient_and_factors`
+        gives it in factored form, else ``None`` (the Jacobian has no known structure)."""
+        return None
+
+    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+        r""":math:`G(x)` ``[B, D]`` and the factors of
+        :math:`J_G(x) = V^\top V + U^\top \operatorname{diag}(d(x))\, U + E(x) E(x)^\top`
+        (:class:`otflows.linalg.RidgeFactors`), for networks whose :attr:`ridge_rank` is set."""
+        raise NotImplementedError(f"{type(self).__name__} has no factored Jacobian")
 
     def forward(self, x: Tensor) -> Tensor:
         r"""Same as :meth:`gradient`."""

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otflows.linalg.structured import RidgeFactors
 from otflows.nets.base import MonotoneGradientNet
 from otflows.nets.functional import MONOTONE_ACTIVATIONS, inverse_softplus
 
@@ -77,7 +78,7 @@ class CMGN(MonotoneGradientNet):
             )
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1; got {num_layers}")
-        self.sigma = MONOTONE_ACTIVATIONS[activation]
+        self.sigma, self.dsigma = MONOTONE_ACTIVATIONS[activation]
         self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
         self.b = nn.Parameter(torch.empty(num_layers, hidden_features).uniform_(-1.0, 1.0))
         one = inverse_softplus(torch.tensor(1.0))
@@ -92,10 +93,27 @@ class CMGN(MonotoneGradientNet):
             else:
                 self.register_buffer(key, value)
 
-    def gradient(self, x: Tensor) -> Tensor:
+    @property
+    def ridge_rank(self) -> int:
+        return self.W.shape[0]
+
+    def _cascade(self, u: Tensor, curvature: bool) -> tuple[Tensor, Tensor | None]:
+        r"""``u = Wx [..., H]`` to :math:`\omega \odot \sigma(z_{L-1})` and, if asked, the
+        curvature :math:`\omega \odot \sigma'(z_{L-1}) \odot c` of each ridge."""
         alpha, beta, omega = F.softplus(self.alpha), F.softplus(self.beta), F.softplus(self.omega)
-        u = x @ self.W.T  # [..., H]
         z = alpha[0] * u + self.b[0]
+        c = alpha[0] if curvature else None
         for layer in range(1, alpha.shape[0]):
+            if curvature:
+                c = alpha[layer] + beta[layer - 1] * self.dsigma(z) * c
             z = alpha[layer] * u + beta[layer - 1] * self.sigma(z) + self.b[layer]
-        return (omega * self.sigma(z)) @ self.W + self.quadratic.gradient(x)
+        d = omega * self.dsigma(z) * c if curvature else None
+        return omega * self.sigma(z), d
+
+    def gradient(self, x: Tensor) -> Tensor:
+        f, _ = self._cascade(x @ self.W.T, curvature=False)
+        return f @ self.W + self.quadratic.gradient(x)
+
+    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+        f, d = self._cascade(x @ self.W.T, curvature=True)
+        return f @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)

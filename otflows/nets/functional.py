@@ -3,12 +3,20 @@ r"""Scalar functions the networks are built from."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MONOTONE_ACTIVATIONS", "gaussian_softplus", "inverse_softplus", "logcosh"]
+__all__ = [
+    "MONOTONE_ACTIVATIONS",
+    "dsigmoid",
+    "dtanh",
+    "gaussian_softplus",
+    "inverse_softplus",
+    "logcosh",
+]
 
 
 def logcosh(x: Tensor) -> Tensor:
@@ -42,4 +50,19 @@ def inverse_softplus(y: Tensor) -> Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
-MONOTONE_ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": F.softplus}
+def dtanh(x: Tensor) -> Tensor:
+    r""":math:`\tanh'(x) = 1 - \tanh^2 x`."""
+    return 1.0 - torch.tanh(x).square()
+
+
+def dsigmoid(x: Tensor) -> Tensor:
+    r""":math:`\sigma'(x) = \sigma(x)\sigma(-x)`."""
+    return torch.sigmoid(x) * torch.sigmoid(-x)
+
+
+# Monotone increasing activations σ and their derivatives σ'.
+MONOTONE_ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "tanh": (torch.tanh, dtanh),
+    "sigmoid": (torch.sigmoid, dsigmoid),
+    "softplus": (F.softplus, torch.sigmoid),
+}

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.quadrature import gauss_legendre
+from otflows.linalg.structured import RidgeFactors
 from otflows.nets.base import MonotoneGradientNet
-from otflows.nets.functional import logcosh
+from otflows.nets.functional import MONOTONE_ACTIVATIONS, logcosh
 
 __all__ = ["ICGN"]
 
@@ -39,11 +40,11 @@ def _softplus_A(u: Tensor) -> Tensor:  # ∫ sigmoid²
     return F.softplus(u) - torch.sigmoid(u)
 
 
-# activation: (σ', A = ∫σ'², B = ∫A or None when not elementary)
-_ACTIVATIONS: dict[str, tuple[Callable, Callable, Callable | None]] = {
-    "tanh": (lambda u: 1.0 - torch.tanh(u).square(), _tanh_A, _tanh_B),
-    "sigmoid": (lambda u: torch.sigmoid(u) * torch.sigmoid(-u), _sigmoid_A, _sigmoid_B),
-    "softplus": (torch.sigmoid, _softplus_A, None),
+# activation: (A = ∫σ'², B = ∫A or None when not elementary); σ' from MONOTONE_ACTIVATIONS.
+_ANTIDERIVATIVES: dict[str, tuple[Callable, Callable | None]] = {
+    "tanh": (_tanh_A, _tanh_B),
+    "sigmoid": (_sigmoid_A, _sigmoid_B),
+    "softplus": (_softplus_A, None),
 }
 
 
@@ -106,11 +107,12 @@ class ICGN(MonotoneGradientNet):
             activation=activation,
             quadrature_nodes=quadrature_nodes,
         )
-        if activation not in _ACTIVATIONS:
+        if activation not in _ANTIDERIVATIVES:
             raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}"
+                f"activation must be one of {sorted(_ANTIDERIVATIVES)}; got {activation!r}"
             )
-        self.dsigma, self.A, self.B = _ACTIVATIONS[activation]
+        self.dsigma = MONOTONE_ACTIVATIONS[activation][1]
+        self.A, self.B = _ANTIDERIVATIVES[activation]
         self.quadrature_nodes = quadrature_nodes
         self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
         self.b = nn.Parameter(torch.empty(hidden_features).uniform_(-1.0, 1.0))
@@ -123,8 +125,20 @@ class ICGN(MonotoneGradientNet):
         integrand = self.dsigma(u[..., None] * s + self.b[..., None]).square()  # [..., H, n]
         return u * (integrand @ w)
 
+    @property
+    def ridge_rank(self) -> int | None:
+        # With quadrature the ridge curvatures are not guaranteed non-negative: no structure.
+        return self.W.shape[0] if self.quadrature_nodes is None else None
+
     def gradient(self, x: Tensor) -> Tensor:
         return self._ridge(x @ self.W.T) @ self.W + self.quadratic.gradient(x)
+
+    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+        if self.quadrature_nodes is not None:
+            return super().gradient_and_factors(x)
+        u = x @ self.W.T
+        d = self.dsigma(u + self.b).square()
+        return self._ridge(u) @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)
 
     def potential(self, x: Tensor) -> Tensor:
         if self.B is None or self.quadrature_nodes is not None:

@@ -8,13 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otflows.linalg.structured import RidgeFactors
 from otflows.nets.base import MonotoneGradientNet
-from otflows.nets.functional import logcosh
+from otflows.nets.functional import dsigmoid, dtanh, logcosh
 
 __all__ = ["MMGN"]
 
-# s (convex, non-negative, summed over a module's units) and its derivative σ = s'.
-_MODULE_FUNCTIONS = {"logcosh": (logcosh, torch.tanh), "softplus": (F.softplus, torch.sigmoid)}
+# s (convex, non-negative, summed over a module's units), σ = s' and σ'.
+_MODULE_FUNCTIONS = {
+    "logcosh": (logcosh, torch.tanh, dtanh),
+    "softplus": (F.softplus, torch.sigmoid, dsigmoid),
+}
 
 
 class MMGN(MonotoneGradientNet):
@@ -73,7 +77,7 @@ class MMGN(MonotoneGradientNet):
             )
         if num_modules < 1:
             raise ValueError(f"num_modules must be >= 1; got {num_modules}")
-        self.s, self.sigma = _MODULE_FUNCTIONS[activation]
+        self.s, self.sigma, self.dsigma = _MODULE_FUNCTIONS[activation]
         scale = 1.0 / math.sqrt(features * hidden_features)
         self.W = nn.Parameter(scale * torch.randn(num_modules, hidden_features, features))
         self.b = nn.Parameter(torch.empty(num_modules, hidden_features).uniform_(-1.0, 1.0))
@@ -82,12 +86,24 @@ class MMGN(MonotoneGradientNet):
         r"""The pre-activations :math:`z_k`, ``[..., D] -> [..., K, H]``."""
         return torch.einsum("khd,...d->...kh", self.W, x) + self.b
 
+    @property
+    def ridge_rank(self) -> int:
+        return self.W.shape[0] * (self.W.shape[1] + 1)
+
     def gradient(self, x: Tensor) -> Tensor:
         z = self._preactivations(x)
         s = self.s(z).sum(-1, keepdim=True)  # [..., K, 1]
         return torch.einsum("...kh,khd->...d", s * self.sigma(z), self.W) + (
             self.quadratic.gradient(x)
         )
+
+    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+        z = self._preactivations(x)  # [B, K, H]
+        s = self.s(z).sum(-1, keepdim=True)
+        E = torch.einsum("bkh,khd->bdk", self.sigma(z), self.W)  # Wₖᵀσ(zₖ) [B, D, K]
+        G = torch.einsum("bdk,bk->bd", E, s.squeeze(-1)) + self.quadratic.gradient(x)
+        U = self.W.reshape(-1, self.features)  # [K·H, D]
+        return G, RidgeFactors(U, (s * self.dsigma(z)).flatten(1), E)
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The closed-form potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
