@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from nflows.distributions import StandardNormal
 from nflows.flows import Flow
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from otflows.nets import build_net
 from otflows.transforms import BrenierTransform
+from otflows.validation import as_samples
 
 __all__ = ["BrenierFlow"]
 
@@ -37,6 +39,7 @@ class BrenierFlow(Flow):
             ``num_blocks > 1``).
         gamma: The strong-monotonicity floor of each block.
         learn_gamma: Whether each block learns :math:`\gamma` above its floor.
+        logdet: The log-det method of each block (see :class:`BrenierTransform`).
         transforms: Instead of the above, the transforms to chain (data → noise).
         net_kwargs: Sizes and options of the network (e.g. ``hidden_features``).
 
@@ -57,6 +60,7 @@ class BrenierFlow(Flow):
         actnorm: bool | None = None,
         gamma: float = 1e-2,
         learn_gamma: bool = False,
+        logdet: str = "auto",
         transforms: Sequence[Transform] | None = None,
         **net_kwargs: Any,
     ):
@@ -73,6 +77,7 @@ class BrenierFlow(Flow):
                         build_net(net, features, **net_kwargs),
                         gamma=gamma,
                         learn_gamma=learn_gamma,
+                        logdet=logdet,
                     )
                 )
             config: dict[str, Any] | None = {
@@ -82,6 +87,7 @@ class BrenierFlow(Flow):
                 "actnorm": actnorm,
                 "gamma": gamma,
                 "learn_gamma": learn_gamma,
+                "logdet": logdet,
                 **net_kwargs,
             }
         else:
@@ -94,12 +100,30 @@ class BrenierFlow(Flow):
         self.features = features
         self.config = config
 
+    def _samples(self, x: Tensor | np.ndarray, name: str) -> Tensor:
+        parameter = next(self.parameters())
+        return as_samples(
+            x, name, features=self.features, dtype=parameter.dtype, device=parameter.device
+        )
+
+    def log_prob(self, inputs: Tensor | np.ndarray, context: Tensor | None = None) -> Tensor:
+        r"""The log-density :math:`\log p(x)` ``[B]`` of samples ``[B, D]`` (validated: shape,
+        dtype, device, finite values; arrays are cast to the flow's dtype)."""
+        return super().log_prob(self._samples(inputs, "inputs"), context)
+
+    def sample(self, num_samples: int, context: Tensor | None = None) -> Tensor:
+        r"""``num_samples`` samples ``[num_samples, D]`` by the Newton inverse of each block;
+        differentiable (implicit-function gradients)."""
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+        return super().sample(num_samples, context)
+
     @property
     def blocks(self) -> list[BrenierTransform]:
         r"""The Brenier transforms of the flow, in data → noise order."""
         return [t for t in self._transform.modules() if isinstance(t, BrenierTransform)]
 
-    def transport(self, x: Tensor) -> Tensor:
+    def transport(self, x: Tensor | np.ndarray) -> Tensor:
         r"""The optimal transport map :math:`T(x)`, ``[B, D] -> [B, D]``; single block only.
 
         Raises:
@@ -112,7 +136,7 @@ class BrenierFlow(Flow):
                 "composition of Brenier maps (or with ActNorm) is not the gradient of a convex "
                 "function, hence not an optimal transport map"
             )
-        return self._transform.transport(x)
+        return self._transform.transport(self._samples(x, "x"))
 
     def _sample(self, num_samples: int, context: Tensor | None) -> Tensor:
         parameter = next(self.parameters())

@@ -2,6 +2,7 @@ r"""Scores of flows and maps: likelihood, transport cost, and Gaussian closed fo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -35,7 +36,10 @@ def _model_spec(model: torch.nn.Module) -> dict:
 
 
 def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
-    r"""The flow's exact log-density at each sample, in eval mode without gradients, ``[N]``.
+    r"""The flow's log-density at each sample, in eval mode without gradients, ``[N]``.
+
+    Exact unless a block uses ``logdet="stochastic"``: then it warns that the values are
+    estimates.
 
     Arguments:
         flow: A flow (its log-determinants are exact in eval mode).
@@ -48,6 +52,15 @@ def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
         torch.Size([3])
     """
     X = as_samples(X, "X", **_model_spec(flow))
+    stochastic = [m for m in flow.modules() if getattr(m, "method", None) == "stochastic"]
+    if stochastic:
+        options = stochastic[0].stochastic_options
+        warnings.warn(
+            f"log_prob/nll: {len(stochastic)} block(s) use logdet='stochastic', so these are "
+            f"stochastic estimates (SLQ with {options['probes']} probe(s) and "
+            f"{options['lanczos_steps']} Lanczos steps), not exact log-likelihoods",
+            stacklevel=2,
+        )
     mode = flow.training
     flow.eval()
     try:

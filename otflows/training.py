@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from nflows.flows import Flow
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.metrics import nll
 from otflows.validation import as_samples
 
@@ -60,6 +62,9 @@ def fit_flow(
     clip_grad: float | None = None,
     weight_decay: float = 0.0,
     eval_every: int | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> TrainingHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
@@ -81,6 +86,12 @@ def fit_flow(
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         eval_every: Steps between validations (default: once per epoch, at most 20 times).
+        checkpoint: A path where the whole training state (weights, optimizer, schedule,
+            shuffling, history, best weights) is saved atomically every ``checkpoint_every``
+            steps and at the end.
+        checkpoint_every: Steps between checkpoints (default ``eval_every``).
+        resume: Continue from ``checkpoint`` when it exists; the run then ends exactly as an
+            uninterrupted one with the same arguments would.
 
     Returns:
         The :class:`TrainingHistory`.
@@ -127,40 +138,76 @@ def fit_flow(
     )
     history = TrainingHistory()
     best_state = None
-    start = time.perf_counter()
+    step, order = 0, None
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = safe_load(checkpoint, map_location=X.device)
+        if state.get("kind") != "fit_flow" or state["total"] != total:
+            raise ValueError(
+                f"checkpoint {checkpoint} is not a fit_flow checkpoint of a {total}-step run"
+            )
+        flow.load_state_dict(state["flow"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"].cpu())
+        history = TrainingHistory(**state["history"])
+        best_state = state["best_state"]
+        step, order = state["step"], state["order"].to(X.device)
+    checkpoint_every = checkpoint_every or eval_every
+
+    def save() -> None:
+        atomic_save(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": "fit_flow",
+                "total": total,
+                "step": step,
+                "flow": flow.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "order": order,
+                "history": asdict(history),
+                "best_state": best_state,
+            },
+            checkpoint,
+        )
+
+    start = time.perf_counter() - history.seconds
     flow.train()
-    bar = tqdm(total=total, disable=not progress, desc="fit_flow", unit="step")
-    step = 0
+    bar = tqdm(total=total, initial=step, disable=not progress, desc="fit_flow", unit="step")
     while step < total:
-        order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-        for indices in order.split(batch_size):
-            loss = -flow.log_prob(X[indices]).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(flow.parameters(), clip_grad)
-            history.lr.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            history.loss.append(loss.item())
-            step += 1
-            bar.update()
-            if X_val is not None and (step % eval_every == 0 or step == total):
-                history.val_step.append(step)
-                history.val_loss.append(nll(flow, X_val))
-                if history.val_loss[-1] == history.best_val_loss:
-                    history.best_step = step
-                    best_state = copy.deepcopy(flow.state_dict())
-                bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{history.val_loss[-1]:.4f}")
-            elif step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step == total:
-                break
+        position = step % steps_per_epoch
+        if position == 0:
+            order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+        batch = X[order[position * batch_size : (position + 1) * batch_size]]
+        loss = -flow.log_prob(batch).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), clip_grad)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        history.loss.append(loss.item())
+        step += 1
+        bar.update()
+        if X_val is not None and (step % eval_every == 0 or step == total):
+            history.val_step.append(step)
+            history.val_loss.append(nll(flow, X_val))
+            if history.val_loss[-1] == history.best_val_loss:
+                history.best_step = step
+                best_state = copy.deepcopy(flow.state_dict())
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{history.val_loss[-1]:.4f}")
+        elif step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        history.seconds = time.perf_counter() - start
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == total):
+            save()
     bar.close()
     if best_state is not None:
         flow.load_state_dict(best_state)
-    history.seconds = time.perf_counter() - start
     return history

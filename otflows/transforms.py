@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from nflows.transforms import Transform
 from torch import Tensor, nn
-from torch.func import jacfwd
 
 from otflows.linalg import (
     DenseCholesky,
     InverseError,
     InverseResult,
+    JacobianOperator,
     LowRankUpdate,
+    RidgeFactors,
     batched_jacobian,
     factorize,
     newton_solve,
@@ -26,7 +27,10 @@ __all__ = ["BrenierTransform"]
 
 # Residual tolerances ‖T(x) − y‖ ≤ rtol·(1 + ‖y‖) of the inverse, per dtype.
 INVERSE_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-LOGDET_METHODS = ("auto", "exact", "structured")
+LOGDET_METHODS = ("auto", "exact", "structured", "stochastic")
+# Under "auto", a network without a factored Jacobian gets the dense exact log-det up to this
+# dimension and the stochastic estimate above it.
+DENSE_MAX_FEATURES = 128
 
 
 class BrenierTransform(Transform):
@@ -36,7 +40,10 @@ class BrenierTransform(Transform):
     \frac\gamma2\|x\|^2)` is the gradient of a :math:`\gamma`-strongly convex function: by
     Brenier's theorem it is the :math:`W_2`-optimal map from any :math:`\mu` to
     :math:`T_\#\mu`, it is invertible, and its Jacobian :math:`J_T = J_G + \gamma I` is
-    symmetric with every eigenvalue :math:`\ge \gamma`.
+    symmetric with every eigenvalue :math:`\ge \gamma`. The network sees
+    :math:`(x - \mu)/s`, a shift and an isotropic scale set from the first training batch
+    (:meth:`initialize`), which keeps all of this true: :math:`T(x) = G((x - \mu)/s) +
+    \gamma x` is the gradient of :math:`s\,\varphi((x - \mu)/s) + \frac\gamma2\|x\|^2`.
 
     ``forward`` returns :math:`(T(x), \log\det J_T(x))` with an exact log-determinant:
     ``logdet="exact"`` forms the batched Jacobian (:func:`torch.func.jacfwd`) and its Cholesky
@@ -45,8 +52,12 @@ class BrenierTransform(Transform):
     networks (C-MGN, M-MGN, ICGN) through :func:`otflows.linalg.factorize`,
     :math:`O(D^2 K + m^3)` per sample for rank :math:`m < D` (Sylvester and Woodbury), else
     by assembling :math:`J_T` in :math:`O(D^2 m)` without autodiff; ``"auto"`` (the default)
-    takes the structured path whenever the network has one. The Newton steps of the inverse
-    solve with the same factorisation. ``inverse`` solves
+    takes the structured path whenever the network has one, else the dense one up to
+    ``D = 128`` and ``"stochastic"`` above: the SLQ estimate (Hutchinson probes, Lanczos
+    quadrature) carrying the gradient of CP-Flow's conjugate-gradient surrogate, an unbiased
+    estimate of :math:`\nabla\log\det J_T`, from Jacobian-vector products only
+    (:class:`otflows.linalg.JacobianOperator`). The Newton steps of the inverse solve with the
+    same factorisation, or with conjugate gradients. ``inverse`` solves
     :math:`T(x) = y` by damped Newton (:func:`otflows.linalg.newton_solve`) from the
     linearisation :math:`x_0 = J_T(0)^{-1}(y - T(0))` to
     :math:`\|T(x) - y\| \le \text{rtol}\,(1 + \|y\|)` (rtol :math:`10^{-10}` in float64,
@@ -60,7 +71,12 @@ class BrenierTransform(Transform):
         gamma: The strong-monotonicity floor :math:`\gamma > 0`.
         learn_gamma: If ``True``, :math:`\gamma = \text{gamma} + \operatorname{softplus}(\eta)`
             with :math:`\eta` learnable (starting at :math:`2\,\text{gamma}`).
-        logdet: ``"auto"``, ``"exact"`` (dense) or ``"structured"``; all are exact.
+        logdet: ``"auto"``, ``"exact"`` (dense), ``"structured"`` (both exact) or
+            ``"stochastic"`` (an estimate: :func:`otflows.metrics.nll` says so).
+        probes: Hutchinson probes per sample (stochastic).
+        lanczos_steps: Lanczos steps of the SLQ estimate (stochastic).
+        cg_rtol: Relative residual tolerance of conjugate gradients (stochastic).
+        cg_max_iter: The most conjugate-gradient iterations (stochastic).
         inverse_max_iter: The most Newton steps of the inverse.
         on_inverse_failure: ``"raise"`` or ``"warn"`` when some row misses its tolerance.
 
@@ -81,6 +97,10 @@ class BrenierTransform(Transform):
         logdet: str = "auto",
         inverse_max_iter: int = 50,
         on_inverse_failure: str = "raise",
+        probes: int = 1,
+        lanczos_steps: int = 30,
+        cg_rtol: float = 1e-3,
+        cg_max_iter: int = 200,
     ):
         super().__init__()
         if not isinstance(net, MonotoneGradientNet):
@@ -105,11 +125,37 @@ class BrenierTransform(Transform):
             nn.Parameter(inverse_softplus(torch.tensor(float(gamma)))) if learn_gamma else None
         )
         self.logdet = logdet
-        self.structured = logdet == "structured" or (
-            logdet == "auto" and net.ridge_rank is not None
-        )
+        if logdet == "auto":
+            if net.ridge_rank is not None:
+                logdet = "structured"
+            else:
+                logdet = "exact" if net.features <= DENSE_MAX_FEATURES else "stochastic"
+        self.method = logdet
+        self.stochastic_options = {
+            "probes": probes,
+            "lanczos_steps": lanczos_steps,
+            "cg_rtol": cg_rtol,
+            "cg_max_iter": cg_max_iter,
+        }
         self.inverse_max_iter = inverse_max_iter
         self.on_inverse_failure = on_inverse_failure
+        self.register_buffer("shift", torch.zeros(net.features))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        r"""Data-dependent normalisation: the network sees :math:`(x - \mu)/s` with :math:`\mu`
+        the mean of ``x`` ``[B, D]`` and :math:`s` its root mean per-coordinate variance.
+
+        A shift and an *isotropic* scale keep :math:`T` the gradient of a convex function; the
+        first training batch calls this (as ``ActNorm`` does), so a flow meets data of any
+        location and scale with its networks' pre-activations of order one.
+        """
+        self.shift.copy_(x.mean(0))
+        scale = x.var(0, unbiased=False).mean().sqrt()
+        self.scale.copy_(scale if scale > 0 else torch.ones_like(scale))
+        self.initialized.fill_(True)
 
     @property
     def gamma(self) -> Tensor:
@@ -118,44 +164,65 @@ class BrenierTransform(Transform):
             return self.net.quadratic.a.new_tensor(self.gamma_floor)
         return self.gamma_floor + F.softplus(self.eta)
 
+    def _normalize(self, x: Tensor) -> Tensor:
+        return (x - self.shift) / self.scale
+
     def transport(self, x: Tensor) -> Tensor:
-        r"""The map :math:`T(x) = G(x) + \gamma x`, ``[..., D] -> [..., D]``."""
-        return self.net.gradient(x) + self.gamma * x
+        r"""The map :math:`T(x) = G((x - \mu)/s) + \gamma x`, ``[..., D] -> [..., D]``."""
+        return self.net.gradient(self._normalize(x)) + self.gamma * x
 
     def potential(self, x: Tensor) -> Tensor:
-        r"""The strongly convex potential :math:`\varphi(x) + \frac\gamma2\|x\|^2`, ``[...]``."""
-        return self.net.potential(x) + 0.5 * self.gamma * x.square().sum(-1)
+        r"""The strongly convex potential :math:`s\,\varphi((x - \mu)/s) +
+        \frac\gamma2\|x\|^2`, ``[...]``, whose gradient is :meth:`transport`."""
+        return self.scale * self.net.potential(
+            self._normalize(x)
+        ) + 0.5 * self.gamma * x.square().sum(-1)
 
     def jacobian(self, x: Tensor) -> Tensor:
         r"""The dense Jacobians :math:`J_T(x)`, ``[B, D] -> [B, D, D]``, symmetric ⪰ γI."""
         return batched_jacobian(self.transport, x)[0]
 
-    def linearize(self, x: Tensor) -> tuple[Tensor, DenseCholesky | LowRankUpdate]:
-        r""":math:`T(x)` ``[B, D]`` and the factorised :math:`J_T(x)` (with ``logdet()`` and
-        ``solve(r)``), by the transform's log-det method."""
-        if self.structured:
-            G, factors = self.net.gradient_and_factors(x)
+    def linearize(
+        self, x: Tensor
+    ) -> tuple[Tensor, DenseCholesky | LowRankUpdate | JacobianOperator]:
+        r""":math:`T(x)` ``[B, D]`` and :math:`J_T(x)` factorised, or as an operator, with
+        ``logdet()`` and ``solve(r)``, by the transform's log-det :attr:`method`."""
+        if self.method == "stochastic":
+            return self.transport(x), JacobianOperator(
+                self.transport, x, **self.stochastic_options
+            )
+        if self.method == "structured":
+            # J_T = J_G(x̃)/s + γI: the factors of J_G scaled by 1/s
+            G, f = self.net.gradient_and_factors(self._normalize(x))
             V = self.net.quadratic.V
-            A0 = V.T @ V + self.gamma * torch.eye(self.features, dtype=x.dtype, device=x.device)
-            return G + self.gamma * x, factorize(A0, factors)
+            eye = torch.eye(self.features, dtype=x.dtype, device=x.device)
+            A0 = V.T @ V / self.scale + self.gamma * eye
+            E = None if f.E is None else f.E / self.scale.sqrt()
+            return G + self.gamma * x, factorize(A0, RidgeFactors(f.U, f.d / self.scale, E))
         J, y = batched_jacobian(self.transport, x)
         return y, DenseCholesky(J)
 
     def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        r"""``[B, D] -> (T(x) [B, D], log det J_T(x) [B])``."""
+        r"""``[B, D] -> (T(x) [B, D], log det J_T(x) [B])``; the first training call also
+        :meth:`initialize`\ s the normalisation."""
         self._check(inputs, context)
+        if self.training and not self.initialized:
+            self.initialize(inputs)
         y, factor = self.linearize(inputs)
         return y, factor.logdet()
 
-    def solve(self, y: Tensor) -> InverseResult:
+    def solve(self, y: Tensor, x0: Tensor | None = None) -> InverseResult:
         r"""Solves :math:`T(x) = y` row by row without raising; see :class:`InverseResult`.
 
         Arguments:
             y: The right-hand sides ``[B, D]``.
+            x0: A warm start ``[B, D]`` (e.g. the previous solution when ``y`` moved a little);
+                by default the linearisation at 0, :math:`J_T(0)^{-1}(y - T(0))`.
         """
         with torch.no_grad():
-            zero = y.new_zeros(self.features)
-            x0 = torch.linalg.solve(jacfwd(self.transport)(zero), (y - self.transport(zero)).T).T
+            if x0 is None:
+                T0, J0 = self.linearize(y.new_zeros(1, self.features))
+                x0 = J0.solve(y - T0)
             return newton_solve(
                 self.transport,
                 lambda x, r: self.linearize(x)[1].solve(r),
@@ -165,10 +232,12 @@ class BrenierTransform(Transform):
                 max_iter=self.inverse_max_iter,
             )
 
-    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        r"""``[B, D] -> (T⁻¹(y) [B, D], log det J_{T⁻¹}(y) [B])``."""
+    def inverse(
+        self, inputs: Tensor, context: Tensor | None = None, x0: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        r"""``[B, D] -> (T⁻¹(y) [B, D], log det J_{T⁻¹}(y) [B])``; ``x0`` warm-starts Newton."""
         self._check(inputs, context)
-        result = self.solve(inputs)
+        result = self.solve(inputs, x0)
         if not bool(result.converged.all()):
             if self.on_inverse_failure == "raise":
                 raise InverseError(result)

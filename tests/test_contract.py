@@ -31,7 +31,10 @@ IDS = [f"{name}-{logdet}" for name, logdet in CASES]
 
 def make_transform(name, logdet="exact", features=3, seed=0):
     torch.manual_seed(seed)
-    return BrenierTransform(build_net(name, features, **NETS[name]), gamma=GAMMA, logdet=logdet)
+    T = BrenierTransform(build_net(name, features, **NETS[name]), gamma=GAMMA, logdet=logdet)
+    # a non-trivial data normalisation (shift, isotropic scale), as after a first training batch
+    T.initialize(1.0 + 2.0 * torch.randn(64, features))
+    return T
 
 
 def autograd_jacobian(T, x):

@@ -90,3 +90,28 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
         save_flow(BrenierFlow(2, hidden_features=8), path)
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda f: f.log_prob(torch.randn(3, 3)), ValueError, "inputs must have 2 features"),
+        (lambda f: f.log_prob(torch.tensor([[0.0, float("nan")]])), ValueError, "NaN or Inf"),
+        (lambda f: f.log_prob(torch.zeros(0, 2)), ValueError, "inputs is empty"),
+        (lambda f: f.log_prob(torch.zeros(2, 2, dtype=torch.float16)), TypeError, "dtype"),
+        (lambda f: f.transport(torch.zeros(2)), ValueError, r"x must be a matrix \[N, D\]"),
+        (lambda f: f.sample(0), ValueError, "num_samples must be a positive integer"),
+        (lambda f: f.sample(2.5), ValueError, "num_samples must be a positive integer"),
+    ],
+)
+def test_bad_input_at_the_flow_edge(call, error, message):
+    flow = BrenierFlow(2, hidden_features=4)
+    with pytest.raises(error, match=message):
+        call(flow)
+
+
+def test_numpy_input_is_cast_to_the_flows_dtype():
+    import numpy as np
+
+    flow = BrenierFlow(2, hidden_features=4).to(torch.float32)
+    assert flow.log_prob(np.zeros((3, 2))).dtype == torch.float32

@@ -90,7 +90,7 @@ def test_zero_curvature_gives_finite_gradients():
 def test_auto_picks_structured_and_matches_dense(name, D):
     torch.manual_seed(1)
     auto = BrenierTransform(build_net(name, D, **SIZES[name]), gamma=0.05)
-    assert auto.structured
+    assert auto.method == "structured"
     assert isinstance(auto.linearize(torch.zeros(1, D))[1], LowRankUpdate) == (
         auto.net.ridge_rank < D
     )

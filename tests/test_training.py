@@ -78,3 +78,48 @@ def test_bad_input_is_named(kwargs, error, message):
     flow = BrenierFlow(2, hidden_features=4)
     with pytest.raises(error, match=message):
         fit_flow(flow, progress=False, **kwargs)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    kwargs = dict(
+        max_iter=23, batch_size=32, lr=0.05, X_val=X[:50], eval_every=4, seed=3, progress=False
+    )
+
+    torch.manual_seed(0)
+    reference = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    expected = fit_flow(reference, X, **kwargs)
+
+    torch.manual_seed(0)
+    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    calls = {"n": 0}
+    original = BrenierFlow.log_prob
+
+    def interrupted(self, *args, **kw):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 16:  # the 16th training step dies (after the checkpoint at 14)
+                raise KeyboardInterrupt
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(BrenierFlow, "log_prob", interrupted)
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit_flow(flow, X, checkpoint=path, checkpoint_every=7, **kwargs)
+    monkeypatch.setattr(BrenierFlow, "log_prob", original)
+
+    torch.manual_seed(123)  # a fresh process: nothing but the checkpoint carries the state
+    resumed = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    history = fit_flow(resumed, X, checkpoint=path, resume=True, **kwargs)
+    assert history.loss == expected.loss
+    assert history.val_loss == expected.val_loss and history.best_step == expected.best_step
+    for a, b in zip(resumed.state_dict().values(), reference.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_resume_rejects_another_runs_checkpoint(tmp_path):
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    flow = BrenierFlow(2, hidden_features=4)
+    fit_flow(flow, X, max_iter=3, checkpoint=tmp_path / "run.pt", progress=False)
+    with pytest.raises(ValueError, match="not a fit_flow checkpoint of a 5-step run"):
+        fit_flow(flow, X, max_iter=5, checkpoint=tmp_path / "run.pt", resume=True, progress=False)

@@ -100,12 +100,12 @@ class LowRankUpdate:
         k = self.P.shape[1]
         r = solve_triangular(self.L0, r.T, upper=False).T  # L₀⁻¹r [B, D]
         Fr = self.sqrt_d * (r @ self.P)  # [B, k]
-        if self.E is not None:
-            Fr = torch.cat([Fr, torch.einsum("bdk,bd->bk", self.E, r)], dim=-1)
+        if self.E is not None:  # (matmuls broadcast a single factored point over r's rows)
+            Fr = torch.cat([Fr, (r.unsqueeze(1) @ self.E).squeeze(1)], dim=-1)
         w = torch.cholesky_solve(Fr.unsqueeze(-1), self.LM).squeeze(-1)  # [B, m]
         Fw = (self.sqrt_d * w[:, :k]) @ self.P.T
         if self.E is not None:
-            Fw = Fw + torch.einsum("bdk,bk->bd", self.E, w[:, k:])
+            Fw = Fw + (self.E @ w[:, k:].unsqueeze(-1)).squeeze(-1)
         return solve_triangular(self.L0.T, (r - Fw).T, upper=True).T
 
 
