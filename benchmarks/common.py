@@ -73,7 +73,8 @@ def isolated(function: Callable[..., dict], **kwargs: Any) -> dict:
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A markdown table of ``rows`` with ``(key, header)`` columns; floats get 4 significant
-    digits, missing values a dash."""
+    digits, missing values a dash, and columns empty in every row are left out."""
+    columns = [(key, header) for key, header in columns if any(key in row for row in rows)]
 
     def cell(value: Any) -> str:
         if value is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from nflows.flows import Flow
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.metrics import nll
@@ -65,6 +66,7 @@ def fit_flow(
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    callback: Callable[[int, Flow], None] | None = None,
 ) -> TrainingHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
@@ -92,6 +94,8 @@ def fit_flow(
         checkpoint_every: Steps between checkpoints (default ``eval_every``).
         resume: Continue from ``checkpoint`` when it exists; the run then ends exactly as an
             uninterrupted one with the same arguments would.
+        callback: Called as ``callback(step, flow)`` every ``eval_every`` steps and at the end
+            (e.g. to log a metric); its time is not counted in ``history.seconds``.
 
     Returns:
         The :class:`TrainingHistory`.
@@ -205,6 +209,10 @@ def fit_flow(
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         history.seconds = time.perf_counter() - start
+        if callback is not None and (step % eval_every == 0 or step == total):
+            callback(step, flow)
+            flow.train()
+            start = time.perf_counter() - history.seconds
         if checkpoint is not None and (step % checkpoint_every == 0 or step == total):
             save()
     bar.close()

@@ -192,13 +192,19 @@ class BrenierTransform(Transform):
                 self.transport, x, **self.stochastic_options
             )
         if self.method == "structured":
-            # J_T = J_G(x̃)/s + γI: the factors of J_G scaled by 1/s
+            # J_T = VᵀV/s + (Uᵀ diag(d) U + E Eᵀ)/s + γI, the net's factors at x̃ = (x − μ)/s
             G, f = self.net.gradient_and_factors(self._normalize(x))
             V = self.net.quadratic.V
-            eye = torch.eye(self.features, dtype=x.dtype, device=x.device)
-            A0 = V.T @ V / self.scale + self.gamma * eye
+            d = f.d / self.scale
             E = None if f.E is None else f.E / self.scale.sqrt()
-            return G + self.gamma * x, factorize(A0, RidgeFactors(f.U, f.d / self.scale, E))
+            if V.shape[0] < self.features:  # a low-rank V joins the ridges: A₀ = γI
+                U = torch.cat([V, f.U])
+                d = torch.cat([(1.0 / self.scale).expand(x.shape[0], V.shape[0]), d], dim=1)
+                A0 = self.gamma
+            else:
+                eye = torch.eye(self.features, dtype=x.dtype, device=x.device)
+                U, A0 = f.U, V.T @ V / self.scale + self.gamma * eye
+            return G + self.gamma * x, factorize(A0, RidgeFactors(U, d, E))
         J, y = batched_jacobian(self.transport, x)
         return y, DenseCholesky(J)
 

@@ -29,3 +29,12 @@ def dtype():
 def tol(dtype):
     """A relative tolerance for comparisons of computed quantities in this dtype."""
     return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+@pytest.fixture
+def float64():
+    """Float64 for this test whatever ``--dtype`` says: for tolerances float32 cannot meet."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -10,13 +10,7 @@ from otflows import BrenierFlow, BrenierTransform, build_net
 from otflows.linalg import JacobianOperator, conjugate_gradient, slq_logdet
 from otflows.metrics import nll
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def icnn_transform(D, seed=0, **kwargs):

@@ -1,5 +1,7 @@
 """Training: a small Gaussian fit reaches closed-form optima; the loop keeps its promises."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,20 @@ def test_resume_rejects_another_runs_checkpoint(tmp_path):
     fit_flow(flow, X, max_iter=3, checkpoint=tmp_path / "run.pt", progress=False)
     with pytest.raises(ValueError, match="not a fit_flow checkpoint of a 5-step run"):
         fit_flow(flow, X, max_iter=5, checkpoint=tmp_path / "run.pt", resume=True, progress=False)
+
+
+def test_callback_sees_the_flow_and_its_time_is_not_counted():
+    X = np.random.default_rng(0).normal(size=(128, 2))
+    flow = BrenierFlow(2, hidden_features=4)
+    seen = []
+
+    def callback(step, model):
+        assert model is flow
+        seen.append(step)
+        time.sleep(0.2)
+
+    start = time.perf_counter()
+    history = fit_flow(flow, X, max_iter=9, eval_every=4, callback=callback, progress=False)
+    elapsed = time.perf_counter() - start
+    assert seen == [4, 8, 9]
+    assert history.seconds <= elapsed - 3 * 0.2  # the callbacks' time is not training time

@@ -66,7 +66,10 @@ def lanczos(
     alpha, beta = [], []
     for j in range(limit):
         w = A(Q[-1])
-        alpha.append((w * Q[-1]).sum(-1))
+        # rows whose Krylov space is exhausted (q = 0) get a decoupled identity block: it has
+        # no weight on e₁, so neither the quadrature nor T⁻¹e₁ sees it, and T stays definite
+        exhausted = Q[-1].abs().sum(-1) == 0
+        alpha.append(torch.where(exhausted, 1.0, (w * Q[-1]).sum(-1)))
         basis = torch.stack(Q, dim=1)  # [N, j + 1, D]
         for _ in range(2):  # twice is enough (Kahan–Parlett)
             w = w - torch.einsum("njd,nj->nd", basis, torch.einsum("njd,nd->nj", basis, w))
@@ -76,7 +79,6 @@ def lanczos(
         if j == limit - 1:
             break
         beta.append(b)
-        # an exhausted Krylov space gives b ≈ 0: the next block decouples (its e₁ weight is 0)
         tiny = torch.finfo(b.dtype).tiny
         Q.append(torch.where(b[:, None] > 0, w / b.clamp_min(tiny)[:, None], 0))
     return _tridiagonal(alpha, beta), torch.stack(Q, dim=1), norm
@@ -95,10 +97,16 @@ def _solved(alpha: list[Tensor], beta: list[Tensor], b: Tensor, rtol: float, j: 
     if (j + 1) % 5:
         return False
     T = _tridiagonal(alpha, beta)
+    y = _first_column_of_inverse(T)
+    return bool((b * y[:, -1].abs() <= rtol).all())
+
+
+def _first_column_of_inverse(T: Tensor) -> Tensor:
+    r""":math:`T^{-1} e_1` ``[N, m]`` for the symmetric positive definite Lanczos matrices
+    ``[N, m, m]``, by Cholesky (cheaper than LU, and the only factorisation used here)."""
     e1 = torch.zeros(T.shape[:-1], dtype=T.dtype, device=T.device)
     e1[:, 0] = 1
-    y = torch.linalg.solve(T, e1)
-    return bool((b * y[:, -1].abs() <= rtol).all())
+    return torch.cholesky_solve(e1.unsqueeze(-1), torch.linalg.cholesky(T)).squeeze(-1)
 
 
 def slq_logdet(A: MatVec, probes: Tensor, steps: int) -> Tensor:
@@ -213,9 +221,7 @@ def slq_logdet_with_surrogate(
     with torch.no_grad():
         T, Q, norm = lanczos(A, v, steps, rtol=rtol, max_steps=max_steps)
         value = _quadrature(T, norm)
-        e1 = torch.zeros(T.shape[:-1], dtype=T.dtype, device=T.device)
-        e1[:, 0] = 1
-        w = norm[:, None] * torch.einsum("nmd,nm->nd", Q, torch.linalg.solve(T, e1))
+        w = norm[:, None] * torch.einsum("nmd,nm->nd", Q, _first_column_of_inverse(T))
     surrogate = (w * A_graph(v)).sum(-1)
     return (value + surrogate - surrogate.detach()).reshape(P, B).mean(0)
 

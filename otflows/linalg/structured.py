@@ -36,6 +36,8 @@ class RidgeFactors:
     def assemble(self, A0: Tensor) -> Tensor:
         r"""The dense :math:`A_0 + U^\top \operatorname{diag}(d)\, U + E E^\top`,
         ``[B, D, D]``, in :math:`O(D^2 m)` per sample."""
+        if A0.dim() == 0:
+            A0 = A0 * torch.eye(self.U.shape[1], dtype=self.U.dtype, device=self.U.device)
         J = A0 + (self.U.T * self.d[:, None, :]) @ self.U
         return J if self.E is None else J + self.E @ self.E.mT
 
@@ -58,7 +60,8 @@ class LowRankUpdate:
     operations are differentiable.
 
     Arguments:
-        A0: The shared symmetric positive definite part ``[D, D]``.
+        A0: The shared symmetric positive definite part ``[D, D]``, or a positive scalar
+            ``c`` for :math:`A_0 = cI` (then nothing is :math:`O(D^3)`).
         factors: The :class:`RidgeFactors` of the per-sample part.
 
     Example:
@@ -70,8 +73,14 @@ class LowRankUpdate:
     """
 
     def __init__(self, A0: Tensor, factors: RidgeFactors):
-        self.L0 = cholesky(A0)  # [D, D]
-        self.P = solve_triangular(self.L0, factors.U.T, upper=False)  # L₀⁻¹Uᵀ [D, k]
+        self.A0 = A0
+        if A0.dim() == 0:  # A₀ = c·I: L₀ = √c·I, no factorisation
+            self.L0 = A0.sqrt()
+            self._logdet0 = factors.U.shape[1] * A0.log()
+        else:
+            self.L0 = cholesky(A0)  # [D, D]
+            self._logdet0 = logdet_spd(A0, self.L0)
+        self.P = self._lower(factors.U.T)  # L₀⁻¹Uᵀ [D, k]
         self.sqrt_d = factors.d.clamp_min(torch.finfo(factors.d.dtype).tiny).sqrt()  # [B, k]
         M = self.sqrt_d[:, :, None] * (self.P.T @ self.P) * self.sqrt_d[:, None, :]  # [B, k, k]
         self.E = None
@@ -79,8 +88,7 @@ class LowRankUpdate:
             B, D, K = factors.E.shape
             # one solve with the batch in the columns: broadcasting L₀ over the batch would make
             # its backward materialise a [B, D, D] gradient
-            E = factors.E.permute(1, 0, 2).reshape(D, B * K)
-            E = solve_triangular(self.L0, E, upper=False)
+            E = self._lower(factors.E.permute(1, 0, 2).reshape(D, B * K))
             self.E = E.reshape(D, B, K).permute(1, 0, 2)  # L₀⁻¹E [B, D, K]
             C = self.sqrt_d[:, :, None] * (self.P.T @ self.E)  # [B, k, K]
             M = torch.cat(
@@ -89,16 +97,27 @@ class LowRankUpdate:
             )
         self.M = M + torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
         self.LM = cholesky(self.M)
-        self.A0 = A0
+
+    def _lower(self, X: Tensor) -> Tensor:
+        r""":math:`L_0^{-1} X`, ``[D, n]``."""
+        if self.L0.dim() == 0:
+            return X / self.L0
+        return solve_triangular(self.L0, X, upper=False)
+
+    def _upper(self, X: Tensor) -> Tensor:
+        r""":math:`L_0^{-\top} X`, ``[D, n]``."""
+        if self.L0.dim() == 0:
+            return X / self.L0
+        return solve_triangular(self.L0.T, X, upper=True)
 
     def logdet(self) -> Tensor:
         r""":math:`\log\det J`, ``[B]``."""
-        return logdet_spd(self.A0, self.L0) + logdet_spd(self.M, self.LM)
+        return self._logdet0 + logdet_spd(self.M, self.LM)
 
     def solve(self, r: Tensor) -> Tensor:
         r""":math:`J^{-1} r`, ``[B, D] -> [B, D]``."""
         k = self.P.shape[1]
-        r = solve_triangular(self.L0, r.T, upper=False).T  # L₀⁻¹r [B, D]
+        r = self._lower(r.T).T  # L₀⁻¹r [B, D]
         Fr = self.sqrt_d * (r @ self.P)  # [B, k]
         if self.E is not None:  # (matmuls broadcast a single factored point over r's rows)
             Fr = torch.cat([Fr, (r.unsqueeze(1) @ self.E).squeeze(1)], dim=-1)
@@ -106,7 +125,7 @@ class LowRankUpdate:
         Fw = (self.sqrt_d * w[:, :k]) @ self.P.T
         if self.E is not None:
             Fw = Fw + (self.E @ w[:, k:].unsqueeze(-1)).squeeze(-1)
-        return solve_triangular(self.L0.T, (r - Fw).T, upper=True).T
+        return self._upper((r - Fw).T).T
 
 
 def factorize(A0: Tensor, factors: RidgeFactors) -> LowRankUpdate | DenseCholesky:
@@ -115,7 +134,7 @@ def factorize(A0: Tensor, factors: RidgeFactors) -> LowRankUpdate | DenseCholesk
     else by assembling :math:`J` (:math:`O(D^2 m)`) and :class:`DenseCholesky`.
 
     Arguments:
-        A0: The shared symmetric positive definite part ``[D, D]``.
+        A0: The shared symmetric positive definite part ``[D, D]``, or a scalar ``c`` (``cI``).
         factors: The per-sample :class:`RidgeFactors`.
 
     Example:
@@ -123,6 +142,6 @@ def factorize(A0: Tensor, factors: RidgeFactors) -> LowRankUpdate | DenseCholesk
         >>> type(factorize(torch.eye(4), factors)).__name__
         'LowRankUpdate'
     """
-    if factors.rank < A0.shape[0]:
+    if factors.rank < factors.U.shape[1]:
         return LowRankUpdate(A0, factors)
     return DenseCholesky(factors.assemble(A0))

@@ -1,0 +1,180 @@
+"""Exact gradients as wall time: an M-MGN flow with the structured (exact) log-det against
+CP-Flow through the `cpflows` package (stochastic log-det), racing to a KL target on the
+Gaussian coupling N(m, C) -> N(0, I), m ~ randn(d), C ~ Wishart(d + 1, I).
+
+    python benchmarks/logdet_scaling.py ...     # the per-step costs
+    python benchmarks/kl_race.py                # d = 64, 256
+    python benchmarks/kl_race.py --quick        # d = 16, short runs
+
+KL(μ‖p) = E_μ[log μ − log p] on held-out samples with exact log-determinants for both flows
+(CP-Flow's brute-force Hessian), measured at checkpoints; only training time is counted.
+Prints a markdown table and writes JSON (default benchmarks/results/kl_race.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import isolated, markdown_table, write_json
+from logdet_scaling import _cpflows
+
+
+def _kl_cpflows(flow, X: np.ndarray, log_density) -> float:
+    """KL with CP-Flow's exact (brute-force Hessian) log-det, factorised by Cholesky: the
+    package's own ``torch.slogdet`` (LU) hit this torch build's MKL error ("SLASWP parameter 6")
+    and returned wrong values at d = 256."""
+    from otflows.linalg import DenseCholesky
+
+    block = flow.flows[0]
+    d = X.shape[1]
+    values = []
+    for x in torch.as_tensor(X, dtype=torch.float32).split(250):
+        x = x.clone().requires_grad_(True)
+        f = torch.autograd.grad(block.get_potential(x).sum(), x, create_graph=True)[0]
+        H = torch.stack(
+            [torch.autograd.grad(f[:, i].sum(), x, retain_graph=i < d - 1)[0] for i in range(d)],
+            dim=1,
+        ).double()
+        logdet = DenseCholesky(0.5 * (H + H.mT)).logdet()
+        z = f.detach().double()
+        log_p = -0.5 * z.square().sum(-1) - 0.5 * d * np.log(2 * np.pi) + logdet
+        values.append(log_p.detach())
+    return float(np.mean(log_density(X) - torch.cat(values).numpy()))
+
+
+def race(method: str, d: int, steps: int, checkpoints: int, threads: int, target: float) -> dict:
+    """Trains one flow, measuring the exact test KL at ``checkpoints`` evenly spaced steps."""
+    from otflows import BrenierFlow, fit_flow
+    from otflows.datasets import GaussianCoupling
+    from otflows.metrics import kl_divergence
+
+    torch.set_num_threads(threads)
+    problem = GaussianCoupling.random(d, seed=0)
+    X = problem.sample(50_000, seed=1)
+    X_test = problem.sample(5_000, seed=3)
+    torch.manual_seed(0)
+    curve = []
+    seconds = 0.0
+    if method == "mmgn":
+        flow = BrenierFlow(d, "mmgn", hidden_features=16, num_modules=4)
+        clock = {"start": time.perf_counter(), "paused": 0.0}
+
+        def measure(step: int, flow) -> None:  # its own time is not training time
+            paused_at = time.perf_counter()
+            kl = kl_divergence(flow, X_test, problem.log_prob)
+            curve.append((paused_at - clock["start"] - clock["paused"], step, kl))
+            clock["paused"] += time.perf_counter() - paused_at
+
+        seconds = fit_flow(
+            flow,
+            X,
+            max_iter=steps,
+            batch_size=512,
+            lr=0.01,
+            clip_grad=10.0,
+            seed=0,
+            progress=False,
+            eval_every=steps // checkpoints,
+            callback=measure,
+        ).seconds
+    else:
+        flow = _cpflows(d)
+        data = torch.as_tensor(X, dtype=torch.float32)
+        flow.logp(data[:128])  # ActNorm's data-dependent initialisation
+        optimizer = torch.optim.Adam(flow.parameters(), lr=0.05)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        generator = torch.Generator().manual_seed(0)
+        order = torch.randperm(len(data), generator=generator)
+        for step in range(steps):
+            start = time.perf_counter()
+            batch = data[order[(step * 128) % len(data) :][:128]]
+            optimizer.zero_grad()
+            (-flow.logp(batch).mean()).backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
+            optimizer.step()
+            scheduler.step()
+            seconds += time.perf_counter() - start
+            if (step + 1) % (steps // checkpoints) == 0:
+                curve.append((seconds, step + 1, _kl_cpflows(flow, X_test, problem.log_prob)))
+    reached = next((t for t, _, kl in curve if kl < target), None)
+    return {
+        "curve": curve,
+        "final_kl": curve[-1][2],
+        "seconds": seconds,
+        "seconds_to_target": reached,
+        "entropy": problem.entropy,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dims", type=int, nargs="+", default=None)
+    parser.add_argument("--target", type=float, default=0.05, help="KL target in nats")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=["mmgn", "cpflows"])
+    parser.add_argument("--out", default="benchmarks/results/kl_race.json")
+    args = parser.parse_args()
+    dims = args.dims or ([16] if args.quick else [64, 256])
+    # CP-Flow's protocol: 2 epochs of 50 000 at batch 128 = 782 steps; ours: batch 512
+    plans = {
+        "mmgn": (40, 2) if args.quick else (2400, 48),
+        "cpflows": (20, 2) if args.quick else (782, 4),
+    }
+    rows = []
+    for d in dims:
+        for method in args.methods:
+            steps, checkpoints = plans[method]
+            result = isolated(
+                race,
+                method=method,
+                d=d,
+                steps=steps,
+                checkpoints=checkpoints,
+                threads=args.threads,
+                target=args.target,
+            )
+            rows.append({"d": d, "method": method, "steps": steps, **result})
+            print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
+    for row in rows:
+        cp = next((r for r in rows if r["d"] == row["d"] and r["method"] == "cpflows"), {})
+        if row.get("seconds_to_target") and cp.get("seconds_to_target"):
+            row["speedup"] = cp["seconds_to_target"] / row["seconds_to_target"]
+        if "curve" in row and "final_kl" in cp:
+            # when this run first matched CP-Flow's final KL, against CP-Flow's whole run
+            row["seconds_to_cpflows_kl"] = next(
+                (t for t, _, kl in row["curve"] if kl <= cp["final_kl"]), None
+            )
+            if row["seconds_to_cpflows_kl"] is not None:
+                row["fraction_of_cpflows_time"] = row["seconds_to_cpflows_kl"] / cp["seconds"]
+    print(f"\nTime to KL < {args.target} nats (training time only, {args.threads} threads)\n")
+    print(
+        markdown_table(
+            rows,
+            [
+                ("d", "d"),
+                ("method", "method"),
+                ("steps", "steps"),
+                ("seconds", "train s"),
+                ("final_kl", "final KL"),
+                ("seconds_to_target", f"s to KL < {args.target}"),
+                ("speedup", "× CP-Flow"),
+                ("seconds_to_cpflows_kl", "s to CP-Flow's final KL"),
+                ("fraction_of_cpflows_time", "÷ CP-Flow's time"),
+                ("error", "error"),
+            ],
+        )
+    )
+    write_json(args.out, {"target": args.target, "runs": rows})
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
