@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otflows.nets.base import MonotoneGradientNet, QuadraticPotential
+from otflows.nets.base import MonotoneGradientNet, QuadraticPotential, choose
 from otflows.nets.cmgn import CMGN
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
@@ -36,6 +36,4 @@ def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
         >>> build_net("mmgn", 2, hidden_features=8).hparams["hidden_features"]
         8
     """
-    if name not in NETS:
-        raise ValueError(f"net must be one of {sorted(NETS)}; got {name!r}")
-    return NETS[name](features, **kwargs)
+    return choose(NETS, name, "net")(features, **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,27 @@ from torch import Tensor, nn
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
 
-__all__ = ["MonotoneGradientNet", "QuadraticPotential"]
+__all__ = ["MonotoneGradientNet", "QuadraticPotential", "choose", "require_positive"]
+
+T = TypeVar("T")
+
+
+def choose(options: dict[str, T], value: str, name: str) -> T:
+    r"""``options[value]``, or a :class:`ValueError` naming ``name`` and the valid choices.
+
+    Example:
+        >>> choose({"tanh": 1}, "tanh", "activation")
+        1
+    """
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}; got {value!r}")
+    return options[value]
+
+
+def require_positive(value: int, name: str) -> None:
+    r"""Raises a :class:`ValueError` naming ``name`` unless ``value >= 1``."""
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}")
 
 
 class QuadraticPotential(nn.Module):

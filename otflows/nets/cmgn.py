@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.base import MonotoneGradientNet, choose, require_positive
 from otflows.nets.functional import MONOTONE_ACTIVATIONS, inverse_softplus
 
 __all__ = ["CMGN"]
@@ -72,13 +72,8 @@ class CMGN(MonotoneGradientNet):
             activation=activation,
             scaled=scaled,
         )
-        if activation not in MONOTONE_ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(MONOTONE_ACTIVATIONS)}; got {activation!r}"
-            )
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1; got {num_layers}")
-        self.sigma, self.dsigma = MONOTONE_ACTIVATIONS[activation]
+        self.sigma, self.dsigma = choose(MONOTONE_ACTIVATIONS, activation, "activation")
+        require_positive(num_layers, "num_layers")
         self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
         self.b = nn.Parameter(torch.empty(num_layers, hidden_features).uniform_(-1.0, 1.0))
         one = inverse_softplus(torch.tensor(1.0))

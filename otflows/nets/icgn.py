@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.base import MonotoneGradientNet, choose
 from otflows.nets.functional import MONOTONE_ACTIVATIONS, logcosh
 
 __all__ = ["ICGN"]
@@ -107,12 +107,8 @@ class ICGN(MonotoneGradientNet):
             activation=activation,
             quadrature_nodes=quadrature_nodes,
         )
-        if activation not in _ANTIDERIVATIVES:
-            raise ValueError(
-                f"activation must be one of {sorted(_ANTIDERIVATIVES)}; got {activation!r}"
-            )
+        self.A, self.B = choose(_ANTIDERIVATIVES, activation, "activation")
         self.dsigma = MONOTONE_ACTIVATIONS[activation][1]
-        self.A, self.B = _ANTIDERIVATIVES[activation]
         self.quadrature_nodes = quadrature_nodes
         self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
         self.b = nn.Parameter(torch.empty(hidden_features).uniform_(-1.0, 1.0))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import grad
 
-from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.base import MonotoneGradientNet, choose, require_positive
 from otflows.nets.functional import gaussian_softplus, inverse_softplus
 
 __all__ = ["ICNN"]
@@ -65,13 +65,8 @@ class ICNN(MonotoneGradientNet):
             num_layers=num_layers,
             activation=activation,
         )
-        if activation not in _CONVEX_ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_CONVEX_ACTIVATIONS)}; got {activation!r}"
-            )
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1; got {num_layers}")
-        self.g = _CONVEX_ACTIVATIONS[activation]
+        self.g = choose(_CONVEX_ACTIVATIONS, activation, "activation")
+        require_positive(num_layers, "num_layers")
         self.A = nn.ModuleList(nn.Linear(features, hidden_features) for _ in range(num_layers))
         # Non-negative z-path weights softplus(Wz) ~ U(0.1, 2) / H: the layers neither die out
         # nor blow up with depth.

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import MonotoneGradientNet
+from otflows.nets.base import MonotoneGradientNet, choose, require_positive
 from otflows.nets.functional import dsigmoid, dtanh, logcosh
 
 __all__ = ["MMGN"]
@@ -71,13 +71,8 @@ class MMGN(MonotoneGradientNet):
             num_modules=num_modules,
             activation=activation,
         )
-        if activation not in _MODULE_FUNCTIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_MODULE_FUNCTIONS)}; got {activation!r}"
-            )
-        if num_modules < 1:
-            raise ValueError(f"num_modules must be >= 1; got {num_modules}")
-        self.s, self.sigma, self.dsigma = _MODULE_FUNCTIONS[activation]
+        self.s, self.sigma, self.dsigma = choose(_MODULE_FUNCTIONS, activation, "activation")
+        require_positive(num_modules, "num_modules")
         scale = 1.0 / math.sqrt(features * hidden_features)
         self.W = nn.Parameter(scale * torch.randn(num_modules, hidden_features, features))
         self.b = nn.Parameter(torch.empty(num_modules, hidden_features).uniform_(-1.0, 1.0))
