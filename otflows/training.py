@@ -186,8 +186,9 @@ def fit_flow(
             order = torch.randperm(X.shape[0], generator=generator).to(X.device)
         batch = X[order[position * batch_size : (position + 1) * batch_size]]
         loss = -flow.log_prob(batch).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the training loss became {value} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad is not None:
@@ -196,7 +197,7 @@ def fit_flow(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        history.loss.append(loss.item())
+        history.loss.append(value)
         step += 1
         bar.update()
         if X_val is not None and (step % eval_every == 0 or step == total):
@@ -205,9 +206,9 @@ def fit_flow(
             if history.val_loss[-1] == history.best_val_loss:
                 history.best_step = step
                 best_state = copy.deepcopy(flow.state_dict())
-            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{history.val_loss[-1]:.4f}")
+            bar.set_postfix(loss=f"{value:.4f}", val=f"{history.val_loss[-1]:.4f}")
         elif step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         history.seconds = time.perf_counter() - start
         if callback is not None and (step % eval_every == 0 or step == total):
             callback(step, flow)

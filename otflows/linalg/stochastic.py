@@ -174,19 +174,18 @@ def conjugate_gradient(A: MatVec, b: Tensor, rtol: float, max_iter: int) -> tupl
         r = b.clone()
         p = r.clone()
         rr = r.square().sum(-1)
-        b_norm = b.norm(dim=-1).clamp_min(torch.finfo(b.dtype).tiny)
+        tiny = torch.finfo(b.dtype).tiny
+        b_norm = b.norm(dim=-1).clamp_min(tiny)
         for _ in range(max_iter):
             active = rr.sqrt() > rtol * b_norm
             if not bool(active.any()):
                 break
             Ap = A(p)
-            step = torch.where(
-                active, rr / (p * Ap).sum(-1).clamp_min(torch.finfo(b.dtype).tiny), 0
-            )
+            step = torch.where(active, rr / (p * Ap).sum(-1).clamp_min(tiny), 0)
             x = x + step[:, None] * p
             r = r - step[:, None] * Ap
             rr_new = r.square().sum(-1)
-            p = torch.where(active[:, None], r + (rr_new / rr.clamp_min(1e-300))[:, None] * p, p)
+            p = torch.where(active[:, None], r + (rr_new / rr.clamp_min(tiny))[:, None] * p, p)
             rr = torch.where(active, rr_new, rr)
         return x, rr.sqrt() / b_norm
 

@@ -73,7 +73,6 @@ class LowRankUpdate:
     """
 
     def __init__(self, A0: Tensor, factors: RidgeFactors):
-        self.A0 = A0
         if A0.dim() == 0:  # A₀ = c·I: L₀ = √c·I, no factorisation
             self.L0 = A0.sqrt()
             self._logdet0 = factors.U.shape[1] * A0.log()
