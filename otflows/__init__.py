@@ -7,6 +7,7 @@ as invertible flow steps :math:`T(x) = G(x) + \gamma x` with an nflows-compatibl
 
 from otflows.flows import BrenierFlow
 from otflows.linalg import InverseError, InverseResult
+from otflows.maps import BrenierMap
 from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, build_net
 from otflows.training import TrainingHistory, fit_flow
 from otflows.transforms import BrenierTransform
@@ -17,6 +18,7 @@ __all__ = [
     "ICNN",
     "MMGN",
     "BrenierFlow",
+    "BrenierMap",
     "BrenierTransform",
     "InverseError",
     "InverseResult",

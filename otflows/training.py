@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.metrics import nll
+from otflows.optim import adam, descend
 from otflows.validation import as_samples
 
 __all__ = ["TrainingHistory", "fit_flow"]
@@ -124,8 +125,6 @@ def fit_flow(
         raise ValueError("give either epochs or max_iter, not both")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    if schedule not in ("cosine", None):
-        raise ValueError(f"schedule must be 'cosine' or None; got {schedule!r}")
     steps_per_epoch = math.ceil(X.shape[0] / batch_size)
     total = max_iter if max_iter is not None else steps_per_epoch * (epochs or 10)
     if total < 1:
@@ -134,12 +133,7 @@ def fit_flow(
 
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
-    optimizer = torch.optim.Adam(flow.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        if schedule == "cosine"
-        else None
-    )
+    optimizer, scheduler = adam(flow.parameters(), lr, total, schedule, weight_decay)
     history = TrainingHistory()
     best_state = None
     step, order = 0, None
@@ -185,18 +179,8 @@ def fit_flow(
         if position == 0:
             order = torch.randperm(X.shape[0], generator=generator).to(X.device)
         batch = X[order[position * batch_size : (position + 1) * batch_size]]
-        loss = -flow.log_prob(batch).mean()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the training loss became {value} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), clip_grad)
         history.lr.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        value = descend(-flow.log_prob(batch).mean(), optimizer, scheduler, clip_grad, step)
         history.loss.append(value)
         step += 1
         bar.update()

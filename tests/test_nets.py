@@ -74,6 +74,20 @@ def test_mmgn_potential_gradient_equals_output(tol):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+def test_cmgn_ridge_integral_potential(activation, tol):
+    """C-MGN's sum of 1-D ridge integrals: its gradient is the field, and it equals the
+    generic D-dimensional line integral."""
+    torch.manual_seed(2)
+    net = CMGN(4, 12, num_layers=3, activation=activation)
+    x = (2 * torch.randn(7, 4)).requires_grad_()
+    (grad,) = torch.autograd.grad(net.potential(x).sum(), x)
+    torch.testing.assert_close(grad, net.gradient(x), rtol=1e3 * tol, atol=1e3 * tol)
+    torch.testing.assert_close(
+        net.potential(x), MonotoneGradientNet.potential(net, x), rtol=tol, atol=tol
+    )
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
 def test_icgn_jacobian_is_stated_form(activation, tol):
     torch.manual_seed(0)
     net = ICGN(4, 9, activation=activation)

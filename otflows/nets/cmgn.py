@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
 from otflows.nets.base import MonotoneGradientNet, choose, require_positive
 from otflows.nets.functional import MONOTONE_ACTIVATIONS, inverse_softplus
@@ -32,8 +33,8 @@ class CMGN(MonotoneGradientNet):
 
     symmetric positive semi-definite. The non-negative diagonal scalings
     :math:`\alpha, \beta, \omega = \operatorname{softplus}(\cdot)` are learnable when
-    ``scaled=True`` and fixed to 1 otherwise (the paper's eqs. 4–6). The potential has no
-    closed form; :meth:`potential` integrates :math:`G` along the segment from 0.
+    ``scaled=True`` and fixed to 1 otherwise (the paper's eqs. 4–6). The potential is a sum of
+    :math:`H` one-dimensional integrals of the ridge profiles (:meth:`potential`).
 
     References:
         | Learning Gradients of Convex Functions with Monotone Gradient Networks
@@ -112,3 +113,18 @@ class CMGN(MonotoneGradientNet):
     def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
         f, d = self._cascade(x @ self.W.T, curvature=True)
         return f @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)
+
+    def potential(self, x: Tensor) -> Tensor:
+        r"""The potential :math:`\varphi(x) - \varphi(0) = a^\top x + \frac12\|Vx\|^2 +
+        \sum_h \int_0^{u_h} f_h(t)\,dt`, :math:`u = Wx`, ``[..., D] -> [...]``.
+
+        :math:`f_h(t)` is the cascade's output :math:`\omega_h\sigma(z_{L-1,h})` along ridge
+        :math:`h`; the :math:`H` one-dimensional integrals
+        :math:`u_h\int_0^1 f_h(s u_h)\,ds` share the Gauss–Legendre nodes of
+        :meth:`MonotoneGradientNet.potential` (same error bound) but need no :math:`D`-dimensional
+        products at the nodes.
+        """
+        u = x @ self.W.T  # [..., H]
+        s, w = gauss_legendre(self.potential_nodes, dtype=x.dtype, device=x.device)
+        f, _ = self._cascade(s.view(-1, *([1] * u.dim())) * u, curvature=False)  # [n, ..., H]
+        return torch.einsum("n,n...->...", w, (f * u).sum(-1)) + self.quadratic.potential(x)

@@ -1,0 +1,24 @@
+r"""Optimal transport maps between two data sets: the estimator, its objectives, its start."""
+
+from otflows.maps.estimator import BrenierMap
+from otflows.maps.linear import bures_map, set_affine
+from otflows.maps.objectives import (
+    OBJECTIVES,
+    Objective,
+    SemiDual,
+    SinkhornDivergence,
+    TargetLikelihood,
+    build_objective,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "BrenierMap",
+    "Objective",
+    "SemiDual",
+    "SinkhornDivergence",
+    "TargetLikelihood",
+    "build_objective",
+    "bures_map",
+    "set_affine",
+]

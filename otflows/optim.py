@@ -1,0 +1,67 @@
+r"""The optimisation step that :func:`otflows.fit_flow` and :class:`otflows.BrenierMap` share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["adam", "descend"]
+
+
+def adam(
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    total: int,
+    schedule: str | None = "cosine",
+    weight_decay: float = 0.0,
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LRScheduler | None]:
+    r"""Adam and, for ``schedule="cosine"``, its learning rate annealed to 0 over ``total``
+    steps.
+
+    Example:
+        >>> optimizer, scheduler = adam([nn.Parameter(torch.ones(2))], lr=0.1, total=10)
+        >>> scheduler.get_last_lr()
+        [0.1]
+    """
+    if schedule not in ("cosine", None):
+        raise ValueError(f"schedule must be 'cosine' or None; got {schedule!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0; got {lr}")
+    optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if schedule is None:
+        return optimizer, None
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+
+
+def descend(
+    loss: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    clip_grad: float | None,
+    step: int,
+) -> float:
+    r"""One step down ``loss``: backward, optional gradient-norm clipping, the optimizer's and
+    the schedule's step. Returns the loss value; raises :class:`FloatingPointError` when it is
+    not finite (training would be lost).
+
+    Example:
+        >>> w = nn.Parameter(torch.ones(2))
+        >>> optimizer, scheduler = adam([w], lr=0.1, total=10)
+        >>> descend(w.square().sum(), optimizer, scheduler, clip_grad=None, step=0)
+        2.0
+    """
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the training loss became {value} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad is not None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, clip_grad)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return value

@@ -1,0 +1,233 @@
+"""BrenierMap and its objectives: closed forms, round trips, array types, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from otflows import MMGN, BrenierMap, BrenierTransform
+from otflows.checkpoint import save_flow
+from otflows.datasets import GaussianCoupling
+from otflows.flows import BrenierFlow
+from otflows.maps import (
+    SemiDual,
+    SinkhornDivergence,
+    TargetLikelihood,
+    build_objective,
+    bures_map,
+    set_affine,
+)
+from otflows.metrics import l2_uvp
+from otflows.nets import build_net
+
+SMALL = {"hidden_features": 8, "progress": False, "random_state": 0}
+
+
+def test_bures_map_recovers_an_spd_affine_map(float64):
+    """An SPD affine map is the optimal map between a measure and its image: recovered exactly."""
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(4, 4))
+    A0, b0 = B @ B.T + np.eye(4), rng.normal(size=4)
+    Xs = torch.as_tensor(rng.normal(size=(500, 4)) @ B)
+    A, b = bures_map(Xs, Xs @ torch.as_tensor(A0) + torch.as_tensor(b0), reg=0.0)
+    torch.testing.assert_close(A, torch.as_tensor(A0), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(b, torch.as_tensor(b0), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn"])
+def test_set_affine_sets_the_affine_part(net, float64):
+    """After set_affine, T(x) minus the network's non-quadratic part is exactly A x + b."""
+    torch.manual_seed(0)
+    T = BrenierTransform(build_net(net, 3, hidden_features=6), gamma=0.05)
+    T.initialize(2 * torch.randn(100, 3) + 1)
+    B = torch.randn(3, 3)
+    A, b = B @ B.T + torch.eye(3), torch.randn(3)
+    set_affine(T, A, b)
+    x = torch.randn(7, 3)
+    x_tilde = T._normalize(x)
+    ridges = T.net.gradient(x_tilde) - T.net.quadratic.gradient(x_tilde)
+    torch.testing.assert_close(T.transport(x) - ridges, x @ A + b)
+
+
+def test_semidual_gradient_is_the_envelope_gradient(float64):
+    """Holding x* = T⁻¹(y) fixed gives the same θ-gradient as differentiating the exact
+    conjugate through the implicit function x*(θ) (the envelope theorem)."""
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(3, 6, num_modules=2), gamma=0.2)
+    xs, xt = torch.randn(32, 3), 2 * torch.randn(32, 3) + 1
+    objective = SemiDual()
+    objective.setup(T, xs, xt)
+    envelope = torch.autograd.grad(objective.loss(T, xs, xt, torch.arange(32)), T.parameters())
+    x_star, _ = T.inverse(xt)  # carries the implicit-function gradient
+    full = T.potential(xs).mean() + ((x_star * xt).sum(-1) - T.potential(x_star)).mean()
+    implicit = torch.autograd.grad(full, T.parameters())
+    for a, b in zip(envelope, implicit, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    assert objective.unconverged == 0
+
+
+def test_target_likelihood_is_the_change_of_variables(float64):
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(2, 4), gamma=0.1)
+    xs, xt = torch.randn(16, 2), torch.randn(400, 2) + 3
+    T.initialize(xs)
+    objective = TargetLikelihood()
+    objective.setup(T, xs, xt)
+    q = torch.distributions.MultivariateNormal(xt.mean(0), torch.cov(xt.T))
+    logdet = torch.linalg.slogdet(T.jacobian(xs))[1]
+    expected = -(q.log_prob(T.transport(xs)) + logdet).mean()
+    torch.testing.assert_close(objective.loss(T, xs, xt, torch.arange(16)), expected)
+
+
+def test_sinkhorn_divergence_vanishes_on_the_image_and_not_elsewhere(float64):
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(2, 4), gamma=0.1)
+    xs = torch.randn(64, 2)
+    objective = SinkhornDivergence(reg=0.05)
+    objective.setup(T, xs, xs)
+    with torch.no_grad():
+        image = T.transport(xs)
+        assert float(objective.loss(T, xs, image, torch.arange(64))) < 1e-8
+        assert float(objective.loss(T, xs, image + 1.0, torch.arange(64))) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("objective", "max_iter", "batch_size"),
+    [("semidual", 300, 512), ("likelihood", 300, 512), ("sinkhorn", 150, 128)],
+)
+def test_fitted_map_on_a_gaussian_pair(objective, max_iter, batch_size, float64):
+    """Without the regression warm-up the random ridges start far from the Bures map; each
+    objective must bring the map to the closed-form Brenier map (L2-UVP < 2 %)."""
+    problem = GaussianCoupling.random_pair(3, seed=0)
+    Xs, Xt = problem.sample(4000, seed=1), problem.sample_target(4000, seed=2)
+    X = problem.sample(2000, seed=3)
+    otmap = BrenierMap(objective=objective, max_iter=max_iter, lr=1e-2, init_iter=0, **SMALL)
+    otmap.set_params(dtype="float64", batch_size=batch_size, device="cpu")
+    start = l2_uvp(
+        BrenierMap(objective=objective, max_iter=1, init_iter=0, lr=1e-9, **SMALL)
+        .fit(Xs, Xt)
+        .transform(X),
+        problem.brenier_map(X),
+    )
+    uvp = l2_uvp(otmap.fit(Xs, Xt).transform(X), problem.brenier_map(X))
+    assert start > 5.0
+    assert uvp < 2.0
+    assert len(otmap.log_["loss"]) == max_iter
+
+
+def test_bures_start(float64):
+    """The regression warm-up brings the whole map to the data's Bures map (its relative
+    mean squared error on the last minibatch is an L2-UVP below 0.1 %)."""
+    problem = GaussianCoupling.random_pair(4, seed=1)
+    Xs, Xt = problem.sample(2000, seed=1), problem.sample_target(2000, seed=2)
+    otmap = BrenierMap(max_iter=1, lr=1e-2, init_iter=300, dtype=torch.float64, **SMALL)
+    history = otmap.fit(Xs, Xt).log_["init_loss"]
+    assert history[0] > 0.1
+    assert history[-1] < 1e-3
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    problem = GaussianCoupling.random_pair(2, seed=0)
+    Xs, Xt = problem.sample(500, seed=1), problem.sample_target(500, seed=2)
+    otmap = BrenierMap(max_iter=20, init_iter=20, dtype="float64", **SMALL)
+    return otmap.fit(Xs=Xs, Xt=Xt), Xs
+
+
+def test_round_trip(fitted):
+    otmap, Xs = fitted
+    np.testing.assert_allclose(otmap.inverse_transform(otmap.transform(Xs)), Xs, atol=1e-8)
+
+
+def test_array_types_in_and_out(fitted):
+    otmap, Xs = fitted
+    out = otmap.transform(Xs.astype(np.float32))
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    tensor = otmap.transform(torch.as_tensor(Xs, dtype=torch.float64))
+    assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64
+    np.testing.assert_allclose(tensor.numpy(), otmap.transform(Xs))
+    with pytest.raises(TypeError, match=r"Xs has dtype torch\.float32"):
+        otmap.transform(torch.ones(3, 2, dtype=torch.float32))
+    assert otmap.n_features_in_ == 2 and otmap.get_params()["net"] == "mmgn"
+
+
+def test_fit_transform_equals_fit_then_transform():
+    problem = GaussianCoupling.random_pair(2, seed=0)
+    Xs, Xt = problem.sample(300, seed=1), problem.sample_target(300, seed=2)
+    kwargs = {"max_iter": 5, "init_iter": 5, "dtype": "float64", **SMALL}
+    np.testing.assert_array_equal(
+        BrenierMap(**kwargs).fit_transform(Xs, Xt), BrenierMap(**kwargs).fit(Xs, Xt).transform(Xs)
+    )
+
+
+@pytest.mark.parametrize(
+    ("Xs", "Xt", "error", "match"),
+    [
+        (np.ones((10, 2)), np.ones((10, 3)), ValueError, r"Xt must have 2 features"),
+        (np.full((10, 2), np.nan), np.ones((10, 2)), ValueError, "Xs contains 20 NaN or Inf"),
+        (np.ones((10, 2)), np.array([[np.inf, 0.0]]), ValueError, "Xt contains 1 NaN or Inf"),
+        (np.ones((0, 2)), np.ones((10, 2)), ValueError, "Xs is empty"),
+        (np.ones(10), np.ones((10, 1)), ValueError, r"Xs must be a matrix \[N, D\]"),
+        (np.array([["a", "b"]]), np.ones((10, 2)), TypeError, "Xs must hold real numbers"),
+        ([[1.0, 2.0]], np.ones((10, 2)), TypeError, "Xs must be a torch.Tensor or a numpy"),
+    ],
+)
+def test_fit_rejects_bad_data(Xs, Xt, error, match):
+    with pytest.raises(error, match=match):
+        BrenierMap(max_iter=1, **SMALL).fit(Xs, Xt)
+
+
+def test_transform_rejects_bad_input(fitted):
+    otmap, _ = fitted
+    with pytest.raises(ValueError, match=r"Xs must have 2 features"):
+        otmap.transform(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="Xt contains 1 NaN"):
+        otmap.inverse_transform(np.array([[np.nan, 1.0]]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        BrenierMap().transform(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"objective": "wasserstein"}, "objective must be one of"),
+        ({"net": "resnet"}, "net must be one of"),
+        ({"dtype": "float16"}, "dtype must be torch.float32 or torch.float64"),
+        ({"max_iter": 0}, "max_iter must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"init_iter": -1}, "init_iter must be a non-negative integer"),
+        ({"gamma": 0.0}, "gamma must be > 0"),
+        ({"lr": -1.0}, "lr must be > 0"),
+    ],
+)
+def test_fit_rejects_bad_parameters(params, match):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=match):
+        BrenierMap(**{**SMALL, "max_iter": 1, **params}).fit(X, X)
+
+
+def test_save_and_load(fitted, tmp_path):
+    otmap, Xs = fitted
+    otmap.save(tmp_path / "map.pt")
+    loaded = BrenierMap.load(tmp_path / "map.pt")
+    np.testing.assert_array_equal(loaded.transform(Xs), otmap.transform(Xs))
+    assert loaded.log_["loss"] == otmap.log_["loss"]
+    assert loaded.get_params()["objective"] == {"name": "semidual"}
+    save_flow(BrenierFlow(2, hidden_features=4), tmp_path / "flow.pt")
+    with pytest.raises(ValueError, match="not a BrenierMap checkpoint"):
+        BrenierMap.load(tmp_path / "flow.pt")
+
+
+def test_build_objective_rejects_other_types():
+    with pytest.raises(TypeError, match="objective must be a name"):
+        build_objective(3)
+
+
+def test_likelihood_onto_a_fitted_flow(float64):
+    """A density with log_prob (here a BrenierFlow) serves as the likelihood's target."""
+    problem = GaussianCoupling.random_pair(2, seed=0)
+    Xs, Xt = problem.sample(1000, seed=1), problem.sample_target(1000, seed=2)
+    target = BrenierFlow(2, hidden_features=4)
+    objective = TargetLikelihood(target)
+    otmap = BrenierMap(objective=objective, max_iter=3, init_iter=3, dtype="float64", **SMALL)
+    otmap.fit(Xs, Xt)
+    assert all(np.isfinite(otmap.log_["loss"]))
