@@ -8,7 +8,9 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["adam", "descend"]
+__all__ = ["SCHEDULES", "adam", "descend"]
+
+SCHEDULES = ("cosine", "warmup_cosine", None)
 
 
 def adam(
@@ -18,22 +20,32 @@ def adam(
     schedule: str | None = "cosine",
     weight_decay: float = 0.0,
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LRScheduler | None]:
-    r"""Adam and, for ``schedule="cosine"``, its learning rate annealed to 0 over ``total``
-    steps.
+    r"""Adam and its learning-rate schedule over ``total`` steps: ``"cosine"`` anneals it to 0;
+    ``"warmup_cosine"`` first raises it linearly over the first 10 % of the steps (so a good
+    starting point is not thrown away by Adam's first, sign-like steps); ``None`` keeps it.
 
     Example:
         >>> optimizer, scheduler = adam([nn.Parameter(torch.ones(2))], lr=0.1, total=10)
         >>> scheduler.get_last_lr()
         [0.1]
     """
-    if schedule not in ("cosine", None):
-        raise ValueError(f"schedule must be 'cosine' or None; got {schedule!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0; got {lr}")
     optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     if schedule is None:
         return optimizer, None
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if schedule == "cosine":
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    warmup = max(1, total // 10)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def descend(

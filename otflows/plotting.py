@@ -1,11 +1,11 @@
-r"""Figures: the coupling of a transport map (MGN paper, Fig. 2)."""
+r"""Figures: the coupling of a transport map (MGN paper, Fig. 2), colour transfer."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["plot_coupling"]
+__all__ = ["plot_color_transfer", "plot_coupling"]
 
 
 def plot_coupling(
@@ -35,4 +35,22 @@ def plot_coupling(
         ax.set_title(title)
         ax.set_aspect("equal")
     fig.colorbar(scatter, ax=axes, label="$x_1$", shrink=0.8)
+    return fig
+
+
+def plot_color_transfer(source: np.ndarray, target: np.ndarray, mapped: np.ndarray) -> Figure:
+    r"""Source, target and recoloured images side by side (values clipped to :math:`[0, 1]`).
+
+    Example:
+        >>> image = np.random.default_rng(0).random((4, 4, 3))
+        >>> len(plot_color_transfer(image, image, image).axes)
+        3
+    """
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    titles = ("source", "target (colours wanted)", "source recoloured by T")
+    for ax, image, title in zip(axes, (source, target, mapped), titles, strict=True):
+        ax.imshow(np.clip(image, 0.0, 1.0))
+        ax.set_title(title)
+        ax.axis("off")
     return fig

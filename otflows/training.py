@@ -85,7 +85,8 @@ def fit_flow(
         X_val: Validation samples ``[M, D]``.
         seed: Seeds the shuffling (the flow's initialisation is the caller's).
         progress: Whether to show a tqdm progress bar.
-        schedule: ``"cosine"`` (annealed to 0) or ``None`` (constant).
+        schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
+            see :func:`otflows.optim.adam`.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         eval_every: Steps between validations (default: once per epoch, at most 20 times).

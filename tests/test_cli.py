@@ -77,3 +77,57 @@ def test_errors_are_one_line_with_nonzero_status(tmp_path):
         f"otflows fit: error: --data {tmp_path / 'nan.npy'} contains 1 NaN or Inf value(s); "
         "expected finite numbers"
     ]
+
+
+def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(300, 2)))
+    np.save(tmp_path / "b.npy", 2 * rng.normal(size=(200, 2)) + 1)
+    args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
+    args += ["--out", str(tmp_path / "ta.npy"), "--save", str(tmp_path / "map.pt")]
+    args += ["--max-iter", "5", "--hidden-features", "4", "--no-progress"]
+    assert main(args) == 0
+    mapped = np.load(tmp_path / "ta.npy")
+    assert mapped.shape == (300, 2) and np.isfinite(mapped).all()
+    assert "cost E|x - T(x)|^2" in capsys.readouterr().out
+    from otflows import BrenierMap
+
+    np.testing.assert_allclose(
+        BrenierMap.load(tmp_path / "map.pt").transform(np.load(tmp_path / "a.npy")), mapped
+    )
+
+
+def test_map_rejects_mismatched_files(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.ones((10, 2)))
+    np.save(tmp_path / "b.npy", np.ones((10, 3)))
+    args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
+    assert main([*args, "--out", str(tmp_path / "o.npy"), "--max-iter", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Xt must have 2 features" in err and len(err.strip().splitlines()) == 1
+
+
+def test_color_transfer_writes_the_image_and_figure(tmp_path, capsys):
+    from otflows.color import read_image, write_image
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "src.png", rng.random((12, 10, 3)))
+    write_image(tmp_path / "tgt.png", rng.random((8, 9, 3)) ** 2)
+    args = ["color-transfer", *(str(tmp_path / n) for n in ("src.png", "tgt.png", "out.png"))]
+    args += ["--figure", str(tmp_path / "fig.png"), "--max-iter", "5", "--pixels", "60"]
+    assert main([*args, "--hidden-features", "4", "--no-progress"]) == 0
+    assert read_image(tmp_path / "out.png").shape == (12, 10, 3)
+    assert (tmp_path / "fig.png").stat().st_size > 1000
+    assert "Sinkhorn divergence" in capsys.readouterr().out
+
+
+def test_color_transfer_errors(tmp_path, capsys):
+    import matplotlib.image
+
+    rgba = np.zeros((4, 4, 4))
+    rgba[..., 3] = 0.5
+    matplotlib.image.imsave(tmp_path / "rgba.png", rgba)
+    assert main(["color-transfer", "missing.jpg", "x.jpg", str(tmp_path / "o.png")]) == 2
+    assert "image not found: missing.jpg" in capsys.readouterr().err
+    path = str(tmp_path / "rgba.png")
+    assert main(["color-transfer", path, path, str(tmp_path / "o.png")]) == 2
+    assert "transparent alpha channel" in capsys.readouterr().err

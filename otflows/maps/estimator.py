@@ -52,7 +52,7 @@ class BrenierMap:
         hidden_features: The network's hidden width.
         max_iter: Optimisation steps.
         batch_size: Source and target samples per step.
-        lr: Adam's learning rate (cosine-annealed).
+        lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine).
         gamma: The strong-monotonicity floor :math:`\gamma > 0` of the map.
         device: ``"cpu"``, ``"cuda"``…; ``None`` takes CUDA when available.
         dtype: ``torch.float32`` or ``torch.float64`` (or their names).
@@ -179,15 +179,20 @@ class BrenierMap:
         self.bures_matrix_, self.bures_offset_ = bures_map(Xs, Xt)
         set_affine(T, self.bures_matrix_, self.bures_offset_)
         scale = float(Xt.var(0).sum())  # the regression's loss is relative to Var(ν)
-        self._optimize(
-            lambda xs, xt, j: (T.transport(xs) - self._bures(xs)).square().sum(-1).mean() / scale,
-            Xs, Xt, self.init_iter, generator, self.log_["init_loss"], "Bures init", None,
-        )  # fmt: skip
+
+        def regression(xs: Tensor, xt: Tensor, j: Tensor) -> Tensor:
+            return (T.transport(xs) - self._bures(xs)).square().sum(-1).mean() / scale
+
+        data = (Xs, Xt, generator)
+        self._optimize(regression, *data, self.init_iter, self.log_["init_loss"], None)
         objective.setup(T, Xs, Xt)
         self._optimize(
             lambda xs, xt, j: objective.loss(T, xs, xt, j),
-            Xs, Xt, self.max_iter, generator, self.log_["loss"], f"fit {objective.name}", "cosine",
-        )  # fmt: skip
+            *data,
+            self.max_iter,
+            self.log_["loss"],
+            "warmup_cosine",
+        )
         T.eval()
         self.log_["seconds"] = time.perf_counter() - start
         return self
@@ -197,15 +202,15 @@ class BrenierMap:
         loss: Callable[[Tensor, Tensor, Tensor], Tensor],
         Xs: Tensor,
         Xt: Tensor,
-        steps: int,
         generator: torch.Generator,
+        steps: int,
         record: list[float],
-        description: str,
         schedule: str | None,
     ) -> None:
         if steps == 0:
             return
         optimizer, scheduler = adam(self.transform_.parameters(), self.lr, steps, schedule)
+        description = "Bures start" if schedule is None else "BrenierMap.fit"
         bar = tqdm(range(steps), disable=not self.progress, desc=description, unit="step")
         for step in bar:
             i = torch.randint(Xs.shape[0], (self.batch_size,), generator=generator)

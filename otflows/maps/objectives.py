@@ -10,11 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-import ot
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
+from otflows.metrics import debiased_sinkhorn
 from otflows.nets.base import choose
 from otflows.transforms import BrenierTransform
 
@@ -144,16 +144,7 @@ class SinkhornDivergence(Objective):
         self.epsilon = self.reg * float(Xt.var(0).sum())
 
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
-        divergence = ot.bregman.empirical_sinkhorn_divergence(
-            T.transport(xs),
-            xt,
-            self.epsilon,
-            method="sinkhorn_log",
-            numIterMax=self.max_iter,
-            stopThr=self.tol,
-            warn=False,
-        )
-        return divergence.reshape(())
+        return debiased_sinkhorn(T.transport(xs), xt, self.epsilon, self.max_iter, self.tol)
 
     @property
     def config(self) -> dict[str, Any]:
