@@ -14,7 +14,6 @@ Prints a markdown table, writes JSON and the before/after figure.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import ot
 import torch
 from sklearn.datasets import load_sample_image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table, write_json
-
 from otflows import BrenierMap
+from otflows.bench.common import markdown_table, write_json
 from otflows.color import color_transfer, sample_pixels
 from otflows.metrics import sinkhorn_divergence
 from otflows.plotting import plot_color_transfer

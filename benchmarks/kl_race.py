@@ -14,39 +14,11 @@ Prints a markdown table and writes JSON (default benchmarks/results/kl_race.json
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import isolated, markdown_table, write_json
-from logdet_scaling import _cpflows
-
-
-def _kl_cpflows(flow, X: np.ndarray, log_density) -> float:
-    """KL with CP-Flow's exact (brute-force Hessian) log-det, factorised by Cholesky: the
-    package's own ``torch.slogdet`` (LU) hit this torch build's MKL error ("SLASWP parameter 6")
-    and returned wrong values at d = 256."""
-    from otflows.linalg import DenseCholesky
-
-    block = flow.flows[0]
-    d = X.shape[1]
-    values = []
-    for x in torch.as_tensor(X, dtype=torch.float32).split(250):
-        x = x.clone().requires_grad_(True)
-        f = torch.autograd.grad(block.get_potential(x).sum(), x, create_graph=True)[0]
-        H = torch.stack(
-            [torch.autograd.grad(f[:, i].sum(), x, retain_graph=i < d - 1)[0] for i in range(d)],
-            dim=1,
-        ).double()
-        logdet = DenseCholesky(0.5 * (H + H.mT)).logdet()
-        z = f.detach().double()
-        log_p = -0.5 * z.square().sum(-1) - 0.5 * d * np.log(2 * np.pi) + logdet
-        values.append(log_p.detach())
-    return float(np.mean(log_density(X) - torch.cat(values).numpy()))
+from otflows.bench.baselines import CPFlow
+from otflows.bench.common import Curve, isolated, markdown_table, seconds_to, write_json
 
 
 def race(method: str, d: int, steps: int, checkpoints: int, threads: int, target: float) -> dict:
@@ -57,53 +29,31 @@ def race(method: str, d: int, steps: int, checkpoints: int, threads: int, target
 
     torch.set_num_threads(threads)
     problem = GaussianCoupling.random(d, seed=0)
-    X = problem.sample(50_000, seed=1)
+    X = torch.as_tensor(problem.sample(50_000, seed=1), dtype=torch.float32)
     X_test = problem.sample(5_000, seed=3)
     torch.manual_seed(0)
-    curve = []
-    seconds = 0.0
     if method == "mmgn":
         flow = BrenierFlow(d, "mmgn", hidden_features=16, num_modules=4)
-        clock = {"start": time.perf_counter(), "paused": 0.0}
-
-        def measure(step: int, flow) -> None:  # its own time is not training time
-            paused_at = time.perf_counter()
-            kl = kl_divergence(flow, X_test, problem.log_prob)
-            curve.append((paused_at - clock["start"] - clock["paused"], step, kl))
-            clock["paused"] += time.perf_counter() - paused_at
-
-        seconds = fit_flow(
-            flow,
-            X,
-            max_iter=steps,
-            batch_size=512,
-            lr=0.01,
-            clip_grad=10.0,
-            seed=0,
-            progress=False,
-            eval_every=steps // checkpoints,
-            callback=measure,
-        ).seconds
-    else:
-        flow = _cpflows(d)
-        data = torch.as_tensor(X, dtype=torch.float32)
-        flow.logp(data[:128])  # ActNorm's data-dependent initialisation
-        optimizer = torch.optim.Adam(flow.parameters(), lr=0.05)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-        generator = torch.Generator().manual_seed(0)
-        order = torch.randperm(len(data), generator=generator)
-        for step in range(steps):
-            start = time.perf_counter()
-            batch = data[order[(step * 128) % len(data) :][:128]]
-            optimizer.zero_grad()
-            (-flow.logp(batch).mean()).backward()
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
-            optimizer.step()
-            scheduler.step()
-            seconds += time.perf_counter() - start
-            if (step + 1) % (steps // checkpoints) == 0:
-                curve.append((seconds, step + 1, _kl_cpflows(flow, X_test, problem.log_prob)))
-    reached = next((t for t, _, kl in curve if kl < target), None)
+        protocol = dict(batch_size=512, lr=0.01)
+    else:  # CP-Flow's train_ot protocol, with its CG surrogate
+        flow = CPFlow(d, bruteforce=False)
+        flow.initialize(X[:128])
+        protocol = dict(batch_size=128, lr=0.05)
+    curve = Curve(lambda model: kl_divergence(model, X_test, problem.log_prob, batch_size=250))
+    curve.start()
+    seconds = fit_flow(
+        flow,
+        X,
+        max_iter=steps,
+        clip_grad=10.0,
+        seed=0,
+        progress=False,
+        eval_every=steps // checkpoints,
+        callback=curve,
+        **protocol,
+    ).seconds
+    curve = curve.points
+    reached = seconds_to(curve, target)
     return {
         "curve": curve,
         "final_kl": curve[-1][2],
@@ -149,9 +99,7 @@ def main() -> None:
             row["speedup"] = cp["seconds_to_target"] / row["seconds_to_target"]
         if "curve" in row and "final_kl" in cp:
             # when this run first matched CP-Flow's final KL, against CP-Flow's whole run
-            row["seconds_to_cpflows_kl"] = next(
-                (t for t, _, kl in row["curve"] if kl <= cp["final_kl"]), None
-            )
+            row["seconds_to_cpflows_kl"] = seconds_to(row["curve"], cp["final_kl"])
             if row["seconds_to_cpflows_kl"] is not None:
                 row["fraction_of_cpflows_time"] = row["seconds_to_cpflows_kl"] / cp["seconds"]
     print(f"\nTime to KL < {args.target} nats (training time only, {args.threads} threads)\n")

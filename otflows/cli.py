@@ -1,4 +1,4 @@
-r"""The ``otflows`` command line: ``demo``, ``fit``, ``map`` and ``color-transfer``."""
+r"""The ``otflows`` command line: ``demo``, ``fit``, ``map``, ``color-transfer`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from otflows.bench import BENCHMARKS
+from otflows.bench import run as run_benchmark
 from otflows.checkpoint import save_flow
 from otflows.color import color_transfer, read_image, write_image
 from otflows.datasets import GaussianCoupling, load_array
@@ -211,6 +213,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="also save a before/after figure")
     _map_options(p, max_iter=1000)
     p.set_defaults(run=color_transfer_command)
+
+    p = commands.add_parser(
+        "bench",
+        help="run a benchmark (options after the name go to it; NAME --help lists them)",
+    )
+    p.add_argument("name", choices=sorted(BENCHMARKS))
+    p.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --quick")
+    p.set_defaults(run=lambda args: run_benchmark(args.name, args.options))
     return parser
 
 

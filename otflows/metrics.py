@@ -2,6 +2,7 @@ r"""Scores of flows and maps: likelihood, transport cost, and Gaussian closed fo
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 
@@ -34,8 +35,9 @@ def _numpy(a: Array) -> np.ndarray:
 
 
 def _model_spec(model: torch.nn.Module) -> dict:
-    parameter = next(model.parameters())
-    return {"dtype": parameter.dtype, "device": parameter.device}
+    """The dtype and device of a model's first parameter (or buffer, for closed-form models)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()))
+    return {"dtype": tensor.dtype, "device": tensor.device}
 
 
 def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:

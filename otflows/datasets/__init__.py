@@ -1,8 +1,20 @@
-r"""Data: closed-form Gaussian problems, the continuous W2 benchmark, 2-D toys, files."""
+r"""Data: closed-form Gaussian problems, the continuous W2 benchmark, 2-D toys, the MAF tabular
+sets, files."""
 
 from otflows.datasets.files import load_array
 from otflows.datasets.gaussian import GaussianCoupling
-from otflows.datasets.toys import two_moons
+from otflows.datasets.tabular import TABULAR, load_tabular
+from otflows.datasets.toys import TOYS, checkerboard, eight_gaussians, two_moons
 from otflows.datasets.w2bench import W2BenchmarkPair
 
-__all__ = ["GaussianCoupling", "W2BenchmarkPair", "load_array", "two_moons"]
+__all__ = [
+    "TABULAR",
+    "TOYS",
+    "GaussianCoupling",
+    "W2BenchmarkPair",
+    "checkerboard",
+    "eight_gaussians",
+    "load_array",
+    "load_tabular",
+    "two_moons",
+]

@@ -1,10 +1,12 @@
-r"""Two-dimensional toy distributions."""
+r"""Two-dimensional toy distributions (the FFJORD / CP-Flow density-estimation toys)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-__all__ = ["two_moons"]
+__all__ = ["TOYS", "checkerboard", "eight_gaussians", "two_moons"]
 
 
 def two_moons(n: int, noise: float = 0.1, seed: int | None = None) -> np.ndarray:
@@ -21,3 +23,42 @@ def two_moons(n: int, noise: float = 0.1, seed: int | None = None) -> np.ndarray
     y = np.where(upper, np.sin(angle), 0.5 - np.sin(angle))
     points = np.stack([x - 0.5, y - 0.25], axis=1)
     return points + noise * rng.standard_normal((n, 2))
+
+
+def eight_gaussians(n: int, scale: float = 2.0, std: float = 0.1, seed: int | None = None):
+    r"""An equal mixture of 8 isotropic Gaussians (std ``std``) on a circle of radius ``scale``.
+
+    Example:
+        >>> X = eight_gaussians(1000, seed=0)
+        >>> X.shape, bool(abs(np.linalg.norm(X, axis=1).mean() - 2.0) < 0.05)
+        ((1000, 2), True)
+    """
+    rng = np.random.default_rng(seed)
+    angle = 2.0 * np.pi * rng.integers(0, 8, size=n) / 8.0
+    centres = scale * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return centres + std * rng.standard_normal((n, 2))
+
+
+def checkerboard(n: int, seed: int | None = None) -> np.ndarray:
+    r"""Uniform on the 8 dark squares of a 4×4 checkerboard over :math:`[-2, 2]^2`, ``[n, 2]``.
+
+    Its density is :math:`1/8` on the dark squares, so its entropy is :math:`\log 8` nats.
+
+    Example:
+        >>> X = checkerboard(1000, seed=0)
+        >>> bool(np.all(np.abs(X) <= 2.0)), bool(np.all((np.floor(X).sum(1) % 2) == 0))
+        (True, True)
+    """
+    rng = np.random.default_rng(seed)
+    x1 = rng.uniform(-2.0, 2.0, size=n)
+    x2 = rng.uniform(0.0, 1.0, size=n) + rng.integers(-2, 2, size=n)
+    x2 = x2 + (np.floor(x1) + np.floor(x2)) % 2  # onto the dark square of the same column pair
+    x2 = np.where(x2 >= 2.0, x2 - 4.0, x2)
+    return np.stack([x1, x2], axis=1)
+
+
+TOYS: dict[str, Callable[..., np.ndarray]] = {
+    "two_moons": two_moons,
+    "eight_gaussians": eight_gaussians,
+    "checkerboard": checkerboard,
+}

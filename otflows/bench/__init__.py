@@ -1,0 +1,32 @@
+r"""Benchmarks that reproduce and score against the papers' tables; ``otflows bench NAME``.
+
+Each module has ``main(argv) -> dict``: it parses its own options (``--quick`` gives a smoke
+run), prints a markdown table and writes JSON (and figures) under ``benchmarks/results``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+__all__ = ["BENCHMARKS", "run"]
+
+BENCHMARKS = {
+    "gaussian": "otflows.bench.gaussian_coupling",
+    "gradient-field": "otflows.bench.gradient_field",
+    "density": "otflows.bench.density",
+    "logdet": "otflows.bench.logdet",
+    "ot-maps": "otflows.bench.ot_maps",
+}
+
+
+def run(name: str, argv: Sequence[str] = ()) -> dict:
+    """Runs the benchmark ``name`` with its command-line options ``argv``; returns its JSON.
+
+    Example:
+        >>> sorted(BENCHMARKS)
+        ['density', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
+    """
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}; got {name!r}")
+    return importlib.import_module(BENCHMARKS[name]).main(list(argv))

@@ -1,0 +1,167 @@
+"""What every benchmark script shares: isolated runs, timing, peak memory, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+
+def machine() -> dict[str, Any]:
+    """The machine the numbers come from."""
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def timed(step: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """The median wall time of ``step`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (CPU) or peak allocated memory (CUDA), in MiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _child(queue, function, kwargs):
+    try:
+        queue.put(function(**kwargs))
+    except Exception as error:  # reported in the table, not fatal to the benchmark
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def isolated(function: Callable[..., dict], **kwargs: Any) -> dict:
+    """Runs ``function(**kwargs)`` in a fresh process, so its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, function, kwargs))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A markdown table of ``rows`` with ``(key, header)`` columns; floats get 4 significant
+    digits (``mean ± std`` where the row has ``key + "_std"``), missing values a dash, and
+    columns empty in every row are left out."""
+    columns = [(key, header) for key, header in columns if any(key in row for row in rows)]
+
+    def cell(row: dict, key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "—"
+        if isinstance(value, float):
+            std = row.get(f"{key}_std")
+            return f"{value:.4g}" + ("" if std is None else f" ± {std:.2g}")
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(header for _, header in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(row, key) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """Writes the results with the machine they came from."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
+
+
+class Curve:
+    """A metric of a model measured at :func:`otflows.fit_flow`'s callbacks, against training
+    time only: the metric's own time is not counted. Call :meth:`start` just before training;
+    ``points`` holds ``(seconds, step, value)``."""
+
+    def __init__(self, metric: Callable[[torch.nn.Module], float]) -> None:
+        self.metric = metric
+        self.points: list[tuple[float, int, float]] = []
+        self.start()
+
+    def start(self) -> None:
+        """Sets the clock to zero."""
+        self._start, self._paused = time.perf_counter(), 0.0
+
+    def __call__(self, step: int, model: torch.nn.Module) -> None:
+        paused_at = time.perf_counter()
+        seconds = paused_at - self._start - self._paused
+        self.points.append((seconds, step, self.metric(model)))
+        self._paused += time.perf_counter() - paused_at
+
+
+def seconds_to(points: list[tuple[float, int, float]], value: float) -> float | None:
+    """The training seconds at which a :class:`Curve`'s metric first was ``<= value`` (None if
+    never)."""
+    return next((t for t, _, v in points if v <= value), None)
+
+
+def aggregate(runs: list[dict], keys: Sequence[str]) -> dict[str, float]:
+    """The mean of each key over ``runs`` and, with several runs, its std as ``key + "_std"``
+    (which :func:`markdown_table` prints as ``mean ± std``)."""
+    summary = {}
+    for key in keys:
+        values = [r[key] for r in runs]
+        summary[key] = statistics.mean(values)
+        if len(values) > 1:
+            summary[f"{key}_std"] = statistics.stdev(values)
+    return summary
+
+
+def run_isolated(function: Callable[..., dict], plan: list[dict], desc: str) -> list[dict]:
+    """Runs ``function(**kwargs)`` in a fresh process for each ``kwargs`` of ``plan`` (with a
+    progress bar); each result is merged into its ``kwargs``."""
+    return [{**kwargs, **isolated(function, **kwargs)} for kwargs in tqdm(plan, desc, unit="run")]
+
+
+def report(
+    args: Any,
+    rows: list[dict],
+    columns: list[tuple[str, str]],
+    runs: list[dict],
+    figure: Figure | None = None,
+) -> dict:
+    """Prints the markdown table, saves the figure beside ``args.out`` (as .png) and writes the
+    JSON: the options, the table's rows and every run. Returns that JSON."""
+    print(markdown_table(rows, columns))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if figure is not None:
+        figure.savefig(args.out.with_suffix(".png"), dpi=120)
+    payload = {"args": vars(args) | {"out": str(args.out)}, "rows": rows, "runs": runs}
+    write_json(args.out, payload)
+    print(f"wrote {args.out}" + ("" if figure is None else f" and {args.out.with_suffix('.png')}"))
+    return payload

@@ -1,0 +1,139 @@
+"""OT maps between two data sets, scored against known optimal maps: BrenierMap's objectives
+and networks beside the linear (Bures) map.
+
+    otflows bench ot-maps --w2bench ../shared/w2bench          # the full table
+    otflows bench ot-maps --quick                              # a smoke run
+
+Problems: (i) Gaussian → Gaussian pairs (random means, Wishart covariances) whose Brenier map
+is POT's `bures_wasserstein_mapping`, at d = 2, 8, 32, 64; (ii) the continuous W2 benchmark
+pairs Mix3 → Mix10 of Korotin et al. (2021) at d = 2 … 64, read from the folder given by
+--w2bench (skipped, with a message, when it is absent). Each method sees N unpaired source and
+target samples and is scored on 4096 fresh source samples by L2-UVP (%) and the cosine of the
+displacements (definitions in ../shared/w2bench/README.md); its fitting time is reported.
+Prints a markdown table and writes JSON (default benchmarks/results/ot_maps.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from otflows.bench.common import markdown_table, write_json
+from otflows.datasets import GaussianCoupling, W2BenchmarkPair
+from otflows.maps import BrenierMap, bures_map
+from otflows.metrics import l2_uvp, map_cosine
+
+# The paper's linear-baseline row [L] (Korotin et al. 2021, Table, Mix3 → Mix10), by d.
+PUBLISHED_LINEAR = {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3, 64: 63.9, 128: 63.6}
+
+
+def score(problem, X: np.ndarray, Y: np.ndarray) -> dict:
+    true = problem.brenier_map(X)
+    return {"l2_uvp": l2_uvp(Y, true), "cos": map_cosine(X, Y, true)}
+
+
+def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> list[dict]:
+    sample_source = getattr(problem, "sample_source", getattr(problem, "sample", None))
+    Xs = sample_source(args.samples, seed=1)
+    Xt = problem.sample_target(args.samples, seed=2)
+    X = sample_source(4096, seed=3)
+    rows = []
+    A, b = bures_map(torch.as_tensor(Xs), torch.as_tensor(Xt))
+    rows.append({"problem": name, "d": d, "method": "linear (Bures)", "seconds": 0.0})
+    rows[-1] |= score(problem, X, X @ A.numpy() + b.numpy())
+    print(markdown_table([rows[-1]], COLUMNS).splitlines()[-1], flush=True)
+    if name == "W2 Mix3→Mix10" and d in PUBLISHED_LINEAR:
+        rows.append({"problem": name, "d": d, "method": "published [L]"})
+        rows[-1]["l2_uvp"] = PUBLISHED_LINEAR[d]
+    for net, objective in tqdm(methods, desc=f"{name}, d = {d}", unit="method"):
+        max_iter = args.sinkhorn_iter if objective == "sinkhorn" else args.max_iter
+        estimator = BrenierMap(
+            net=net,
+            objective=objective,
+            hidden_features=args.hidden,
+            max_iter=max_iter,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            random_state=0,
+            device="cpu",
+            progress=args.progress,
+        )
+        start = time.perf_counter()
+        estimator.fit(Xs, Xt)
+        seconds = time.perf_counter() - start
+        row = {"problem": name, "d": d, "method": f"{net} + {objective}", "steps": max_iter}
+        row |= score(problem, X, estimator.transform(X)) | {"seconds": seconds}
+        rows.append(row)
+        print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
+    return rows
+
+
+COLUMNS = [
+    ("problem", "problem"),
+    ("d", "d"),
+    ("method", "method"),
+    ("steps", "steps"),
+    ("l2_uvp", "L2-UVP (%)"),
+    ("cos", "cos"),
+    ("seconds", "fit time (s)"),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    parser = argparse.ArgumentParser(
+        prog="otflows bench ot-maps", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
+    parser.add_argument("--gaussian-dims", type=int, nargs="*", default=[2, 8, 32, 64])
+    parser.add_argument("--w2-dims", type=int, nargs="*", default=[2, 4, 8, 16, 32, 64])
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=["mmgn:semidual", "cmgn:semidual", "mmgn:likelihood", "mmgn:sinkhorn"],
+        help="net:objective pairs",
+    )
+    parser.add_argument("--max-iter", type=int, default=2000)
+    parser.add_argument("--sinkhorn-iter", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="d = 2 and 8, 30 steps")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ot_maps.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.gaussian_dims, args.w2_dims = [2, 8], [2]
+        args.max_iter = args.sinkhorn_iter = 30
+        args.samples, args.batch_size, args.hidden = 4000, 256, 16
+    torch.set_num_threads(args.threads)
+    methods = [tuple(m.split(":")) for m in args.methods]
+
+    rows = []
+    for d in args.gaussian_dims:
+        rows += run(GaussianCoupling.random_pair(d, seed=0), "Gaussian", d, methods, args)
+    if args.w2bench is None or not args.w2bench.is_dir():
+        print(f"W2 benchmark skipped: no folder {args.w2bench} (give --w2bench PATH)")
+    else:
+        available = W2BenchmarkPair.available(args.w2bench)
+        for d in args.w2_dims:
+            if d not in available:
+                print(f"W2 benchmark d = {d} skipped: its weights are not in {args.w2bench}")
+                continue
+            rows += run(W2BenchmarkPair(args.w2bench, d), "W2 Mix3→Mix10", d, methods, args)
+    print(markdown_table(rows, COLUMNS))
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    write_json(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The benchmarks' parts against closed forms, and every benchmark's quick run end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from otflows.bench import BENCHMARKS, run
+from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
+from otflows.bench.density import digits
+from otflows.bench.gradient_field import grad_f
+from otflows.cli import main as cli
+from otflows.datasets import checkerboard, eight_gaussians, load_tabular
+
+
+def _dense_log_prob(T, x: torch.Tensor) -> torch.Tensor:
+    """log N(T(x); 0, I) + log|det ∂T/∂x|, with the Jacobian from autograd, sample by sample."""
+    values = []
+    for xi in x:
+        J = torch.autograd.functional.jacobian(lambda v: T(v[None])[0], xi)
+        z = T(xi[None])[0]
+        normal = -0.5 * z.square().sum() - 0.5 * len(z) * math.log(2 * math.pi)
+        values.append(normal + torch.linalg.slogdet(J).logabsdet)
+    return torch.stack(values)
+
+
+def test_cpflow_exact_log_prob_is_the_change_of_variables():
+    torch.manual_seed(0)
+    flow = CPFlow(3, num_blocks=2).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    flow.initialize(torch.randn(64, 3, dtype=torch.float64))
+    flow.eval()
+
+    def T(v):
+        for layer in flow.layers:
+            v = layer(v) if hasattr(layer, "get_potential") else layer.forward_transform(v)[0]
+        return v
+
+    expected = _dense_log_prob(T, x)
+    torch.testing.assert_close(flow.log_prob(x).detach(), expected, rtol=1e-9, atol=1e-9)
+    flow.train()  # brute-force training mode: the same value, with gradients
+    value = flow.log_prob(x)
+    torch.testing.assert_close(value.detach(), expected, rtol=1e-9, atol=1e-9)
+    value.sum().backward()
+    assert all(p.grad is not None for p in flow.layers[1].parameters() if p.requires_grad)
+
+
+def test_whitening_is_the_maximum_likelihood_gaussian():
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(500, 3)) @ rng.normal(size=(3, 3)))
+    flow = Whitening(X)
+    x = torch.as_tensor(rng.normal(size=(7, 3)))
+    gaussian = scipy.stats.multivariate_normal(X.mean(0).numpy(), np.cov(X.numpy().T))
+    np.testing.assert_allclose(flow.log_prob(x).numpy(), gaussian.logpdf(x.numpy()), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["iaf", "maf"])
+def test_autoregressive_flow_log_prob_is_the_change_of_variables(kind):
+    torch.manual_seed(0)
+    flow = autoregressive_flow(3, kind, num_layers=2, hidden_features=8).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(
+        flow.log_prob(x).detach(),
+        _dense_log_prob(lambda v: flow._transform(v)[0], x),
+        rtol=1e-8,
+        atol=1e-8,
+    )
+    with pytest.raises(ValueError, match="kind"):
+        autoregressive_flow(3, "nvp")
+
+
+def test_gradient_field_is_the_gradient_of_f():
+    x = torch.rand(20, 2, dtype=torch.float64, requires_grad=True)
+    x1, x2 = x[:, 0], x[:, 1]
+    f = x1**4 + x1**2 / 2 + x1 * x2 / 2 + 3 * x2**2 / 2 - x2**3 / 3
+    (expected,) = torch.autograd.grad(f.sum(), x)
+    torch.testing.assert_close(grad_f(x), expected)
+
+
+def test_digits_offset_is_the_log_det_of_the_logit_scaling():
+    splits = digits("logit", seed=0)
+    assert splits["train"].shape == (1257, 64) and splits["test"].shape == (360, 64)
+    # the dequantised levels x behind the test points, and z = logit(α + (1 − 2α) x / 17)
+    s = torch.sigmoid(torch.as_tensor(splits["test"][:3]))
+    x = ((s - 0.05) / 0.9 * 17.0).requires_grad_(True)
+    z = torch.logit(0.05 + 0.9 * x / 17.0)
+    (derivative,) = torch.autograd.grad(z.sum(), x)
+    np.testing.assert_allclose(
+        splits["test_offset"][:3], derivative.log().sum(-1).numpy(), rtol=1e-8
+    )
+    standard = digits("standard", seed=0)
+    np.testing.assert_allclose(standard["train"].mean(0), 0, atol=1e-10)
+
+
+def test_toys():
+    X = eight_gaussians(8000, seed=0)
+    angles = np.round(np.arctan2(X[:, 1], X[:, 0]) / (np.pi / 4)) % 8
+    np.testing.assert_allclose(np.bincount(angles.astype(int)) / 8000, 1 / 8, atol=0.015)
+    C = checkerboard(80_000, seed=0)
+    counts, _, _ = np.histogram2d(C[:, 0], C[:, 1], bins=4, range=[[-2, 2], [-2, 2]])
+    dark = (np.add.outer(np.arange(4), np.arange(4)) % 2) == 0
+    np.testing.assert_allclose(counts[dark] / 80_000, 1 / 8, atol=0.005)
+    assert counts[~dark].sum() == 0
+
+
+def test_tabular_loaders_follow_maf(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "miniboone").mkdir()
+    np.save(tmp_path / "miniboone" / "data.npy", rng.normal(3.0, 2.0, size=(1000, 4)))
+    splits = load_tabular("miniboone", tmp_path)
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [810, 90, 100]
+    both = np.vstack((splits["train"], splits["val"]))
+    np.testing.assert_allclose(both.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(both.std(0), 1, atol=1e-12)
+
+    (tmp_path / "power").mkdir()
+    np.save(tmp_path / "power" / "data.npy", rng.normal(size=(1000, 8)))
+    assert load_tabular("power", tmp_path)["train"].shape == (810, 6)
+
+    (tmp_path / "hepmass").mkdir()
+    train = np.column_stack([rng.integers(0, 2, 400), rng.normal(size=(400, 3))])
+    train[:, 3] = rng.integers(0, 3, 400)  # a "mass" column: its smallest value repeats
+    test = np.column_stack([np.ones(50), rng.normal(size=(50, 3)), np.zeros(50)])
+    for name, table in (("1000_train.csv", train), ("1000_test.csv", test)):
+        np.savetxt(tmp_path / "hepmass" / name, table, delimiter=",", header="label,a,b,c")
+    hepmass = load_tabular("hepmass", tmp_path)
+    signal = int((train[:, 0] == 1).sum())
+    assert hepmass["train"].shape[1] == 2 and hepmass["test"].shape == (50, 2)
+    assert len(hepmass["train"]) + len(hepmass["val"]) == signal
+
+    (tmp_path / "BSDS300").mkdir()
+    for split in ("train", "val", "test"):
+        np.save(tmp_path / "BSDS300" / f"{split}.npy", np.zeros((5, 63)))
+    assert load_tabular("bsds300", tmp_path)["val"].shape == (5, 63)
+    with pytest.raises(FileNotFoundError, match="gas"):
+        load_tabular("gas", tmp_path)
+    with pytest.raises(ValueError, match="name"):
+        load_tabular("cifar", tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_quick_benchmark_writes_its_json(name, tmp_path):
+    out = tmp_path / f"{name}.json"
+    payload = run(name, ["--quick", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["machine"]["torch"] == torch.__version__
+    rows = written.get("rows") or written["train_step"]
+    assert rows and not [r for r in rows if r.get("error")]
+    numbers = [v for r in rows for v in r.values() if isinstance(v, float)]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+    assert set(payload) <= set(written)
+
+
+def test_bench_cli_rejects_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit):
+        cli(["bench", "nothing"])
+    assert "invalid choice" in capsys.readouterr().err
