@@ -23,13 +23,19 @@ from torch import Tensor, nn
 
 from otflows.linalg import DenseCholesky
 
-__all__ = ["CPFlow", "Whitening", "autoregressive_flow"]
+__all__ = ["CPFlow", "Whitening", "autoregressive_flow", "standard_normal_log_prob"]
 
 # CP-Flow's train_ot.py configuration of its ICNN3 (Huang et al. 2021)
 CPFLOW_ICNN = dict(dimh=64, num_hidden_layers=5)
 
 
-def _standard_normal_log_prob(z: Tensor) -> Tensor:
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    r""":math:`\log\mathcal N(z; 0, I)`, ``[B, D] -> [B]``.
+
+    Example:
+        >>> standard_normal_log_prob(torch.zeros(1, 2))
+        tensor([-1.8379])
+    """
     return -0.5 * z.square().sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
@@ -127,7 +133,7 @@ class CPFlow(nn.Module):
                 logdet = logdet + step
             else:
                 x, logdet = layer.forward_transform(x, logdet)
-        return _standard_normal_log_prob(x) + logdet
+        return standard_normal_log_prob(x) + logdet
 
 
 class Whitening(nn.Module):
@@ -161,7 +167,7 @@ class Whitening(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         r"""``[B, D] -> [B]``."""
         logdet = -torch.log(torch.diagonal(self.L)).sum()
-        return _standard_normal_log_prob(self.transport(x)) + logdet
+        return standard_normal_log_prob(self.transport(x)) + logdet
 
 
 class _Autoregressive(Flow):
