@@ -15,6 +15,7 @@ from otflows.bench import run as run_benchmark
 from otflows.checkpoint import save_flow
 from otflows.color import color_transfer, read_image, write_image
 from otflows.datasets import GaussianCoupling, load_array
+from otflows.distributed import init_from_environment, is_main
 from otflows.flows import BrenierFlow
 from otflows.linalg import InverseError
 from otflows.maps import OBJECTIVES, BrenierMap
@@ -22,7 +23,7 @@ from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
 from otflows.nets import NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.training import fit_flow
-from otflows.validation import as_samples
+from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["main"]
 
@@ -78,25 +79,35 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def fit(args: argparse.Namespace) -> None:
-    r"""Fits a Brenier flow to a user's samples and saves a checkpoint."""
-    X = as_samples(load_array(args.data), f"--data {args.data}", dtype=_DTYPES[args.dtype])
-    order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
-    n_val = round(args.val_fraction * X.shape[0])
-    X_val, X_train = X[order[:n_val]], X[order[n_val:]]
+    r"""Fits a Brenier flow to a user's samples and saves a checkpoint (under ``torchrun``:
+    data-parallel, rank 0 saves)."""
+    device = init_from_environment(args.device)
+    dtype = _DTYPES[args.dtype]
+    X = load_array(args.data, mmap=args.mmap)
+    n_val = round(args.val_fraction * X.shape[0]) if X.ndim else 0
+    if args.mmap:  # the file's last rows validate; the rest is read a minibatch at a time
+        MappedSamples(X, f"--data {args.data}")
+        X_train, X_val = X[: X.shape[0] - n_val], np.asarray(X[X.shape[0] - n_val :])
+    else:
+        X = as_samples(X, f"--data {args.data}", dtype=dtype)
+        order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
+        X_val, X_train = X[order[:n_val]], X[order[n_val:]]
     torch.manual_seed(args.seed)
     flow = BrenierFlow(
         X.shape[1], args.net, num_blocks=args.num_blocks, hidden_features=args.hidden_features
-    ).to(_DTYPES[args.dtype])
+    ).to(dtype=dtype, device=device)
     history = fit_flow(
         flow,
-        X_train,
+        X_train if args.mmap else X_train.to(device),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        X_val=X_val if n_val > 0 else None,
+        X_val=(X_val if args.mmap else X_val.to(device)) if n_val > 0 else None,
         seed=args.seed,
         progress=not args.no_progress,
     )
+    if not is_main():
+        return
     save_flow(flow, args.out)
     summary = f"trained {len(history.loss)} steps in {history.seconds:.1f} s"
     if history.best_val_loss is not None:
@@ -108,6 +119,7 @@ def fit(args: argparse.Namespace) -> None:
 
 def _estimator(args: argparse.Namespace) -> BrenierMap:
     return BrenierMap(
+        device=init_from_environment(args.device),
         net=args.net,
         objective=args.objective,
         hidden_features=args.hidden_features,
@@ -128,6 +140,8 @@ def map_command(args: argparse.Namespace) -> None:
     for name, X in (("--source", Xs), ("--target", Xt)):
         as_samples(X, f"{name} {getattr(args, name[2:])}")  # a one-line error naming the file
     mapped = otmap.fit(Xs, Xt).transform(Xs)
+    if not is_main():
+        return
     np.save(args.out, mapped)
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
@@ -145,6 +159,8 @@ def color_transfer_command(args: argparse.Namespace) -> None:
     mapped, _, scores = color_transfer(
         source, target, _estimator(args), pixels=args.pixels, seed=args.seed
     )
+    if not is_main():
+        return
     write_image(args.out, mapped)
     print(
         f"fitted in {scores['seconds']:.1f} s; cost E|x - T(x)|^2 = {scores['cost']:.4f}; "
@@ -164,6 +180,7 @@ def _map_options(p: argparse.ArgumentParser, max_iter: int) -> None:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -192,8 +209,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--mmap",
+        action="store_true",
+        help="memory-map the .npy file and read a minibatch at a time (data larger than "
+        "memory); the file's last --val-fraction rows validate",
+    )
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=fit)
 

@@ -30,8 +30,27 @@ __all__ = [
 Array = Tensor | np.ndarray
 
 
-def _numpy(a: Array) -> np.ndarray:
-    return np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
+def _samples(a: Array, name: str, features: int | None = None) -> np.ndarray:
+    """Validated samples ``[N, D]`` (see :func:`as_samples`) as a float64 NumPy array."""
+    X = as_samples(a, name, features=features, dtype=torch.float64 if _is_array(a) else None)
+    return X.detach().cpu().double().numpy()
+
+
+def _is_array(a: object) -> bool:
+    return isinstance(a, np.ndarray)
+
+
+def _gaussian(m: Array | None, C: Array, suffix: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """A validated mean ``[D]`` (if given) and covariance ``[D, D]`` as float64 NumPy arrays."""
+    C = _samples(C, f"C{suffix}")
+    if C.shape[0] != C.shape[1]:
+        raise ValueError(f"C{suffix} must be a square covariance [D, D]; got shape {C.shape}")
+    if m is None:
+        return None, C
+    if getattr(m, "ndim", None) != 1:
+        shape = tuple(getattr(m, "shape", ()))
+        raise ValueError(f"m{suffix} must be a mean vector [{C.shape[0]}]; got shape {shape}")
+    return _samples(m[None], f"m{suffix}", C.shape[1])[0], C
 
 
 def _model_spec(model: torch.nn.Module) -> dict:
@@ -109,7 +128,7 @@ def kl_divergence(
         >>> kl_divergence(flow, problem.sample(100, seed=0), problem.log_prob) > 0
         True
     """
-    X = _numpy(X)
+    X = _samples(X, "X", getattr(flow, "features", None))
     model = log_prob(flow, X, batch_size).double().cpu().numpy()
     return float(np.mean(log_density(X) - model))
 
@@ -145,7 +164,10 @@ def gaussian_w2_squared(m1: Array, C1: Array, m2: Array, C2: Array) -> float:
         >>> gaussian_w2_squared(np.zeros(2), np.eye(2), np.ones(2), 4 * np.eye(2))
         4.0
     """
-    return float(ot.gaussian.bures_wasserstein_distance(*map(_numpy, (m1, m2, C1, C2)))) ** 2
+    (m1, C1), (m2, C2) = _gaussian(m1, C1, "1"), _gaussian(m2, C2, "2")
+    if C1.shape != C2.shape:
+        raise ValueError(f"C1 and C2 must have the same shape; got {C1.shape}, {C2.shape}")
+    return float(ot.gaussian.bures_wasserstein_distance(m1, m2, C1, C2)) ** 2
 
 
 def gaussian_entropy(C: Array) -> float:
@@ -155,11 +177,16 @@ def gaussian_entropy(C: Array) -> float:
         >>> round(gaussian_entropy(np.eye(2)), 4)  # log(2πe)
         2.8379
     """
-    C = np.atleast_2d(_numpy(C))
-    sign, logdet = np.linalg.slogdet(2 * np.pi * np.e * C)
-    if sign <= 0:
-        raise ValueError("C must be symmetric positive definite")
-    return 0.5 * float(logdet)
+    _, C = _gaussian(None, C, "")
+    if not np.allclose(C, C.T, rtol=1e-10, atol=0):
+        raise ValueError("C must be symmetric positive definite; it is not symmetric")
+    eigenvalues = np.linalg.eigvalsh(C)
+    if eigenvalues.min() <= 0:
+        raise ValueError(
+            "C must be symmetric positive definite; its smallest eigenvalue is "
+            f"{eigenvalues.min():.3g}"
+        )
+    return 0.5 * float(np.sum(np.log(2 * np.pi * np.e * eigenvalues)))
 
 
 def l2_uvp(pred: Array, true: Array) -> float:
@@ -175,7 +202,8 @@ def l2_uvp(pred: Array, true: Array) -> float:
         >>> l2_uvp(true + 0.1, true)  # 100 · 0.02 / 2
         1.0000000000000009
     """
-    pred, true = _numpy(pred), _numpy(true)
+    pred = _samples(pred, "pred")
+    true = _samples(true, "true", pred.shape[1])
     if pred.shape != true.shape:
         raise ValueError(f"pred and true must have the same shape; got {pred.shape}, {true.shape}")
     return float(100.0 * np.square(pred - true).sum(-1).mean() / true.var(axis=0).sum())
@@ -197,7 +225,8 @@ def map_cosine(x: Array, pred: Array, true: Array) -> float:
         >>> map_cosine(x, np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[2.0, 0.0], [0.0, 2.0]]))
         1.0
     """
-    x, pred, true = _numpy(x), _numpy(pred), _numpy(true)
+    x = _samples(x, "x")
+    pred, true = _samples(pred, "pred", x.shape[1]), _samples(true, "true", x.shape[1])
     if not x.shape == pred.shape == true.shape:
         raise ValueError(
             f"x, pred and true must have the same shape; got {x.shape}, {pred.shape}, {true.shape}"
@@ -232,10 +261,7 @@ def sinkhorn_divergence(X: Array, Y: Array, reg: float = 0.05) -> float:
         >>> sinkhorn_divergence(Y, Y) < 1e-9 < sinkhorn_divergence(Y + 1, Y)
         True
     """
-    X, Y = (torch.as_tensor(_numpy(a)) for a in (X, Y))  # torch: POT's fastest CPU backend
-    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1]:
-        raise ValueError(
-            f"X and Y must be [N, D] and [M, D]; got {tuple(X.shape)}, {tuple(Y.shape)}"
-        )
+    X = torch.as_tensor(_samples(X, "X"))  # torch: POT's fastest CPU backend
+    Y = torch.as_tensor(_samples(Y, "Y", X.shape[1]))
     epsilon = reg * float(Y.var(0, unbiased=False).sum())
     return float(debiased_sinkhorn(X, Y, epsilon, 500, 1e-6))

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from otflows import distributed
+
 __all__ = ["SCHEDULES", "adam", "descend"]
 
 SCHEDULES = ("cosine", "warmup_cosine", None)
@@ -56,8 +58,9 @@ def descend(
     step: int,
 ) -> float:
     r"""One step down ``loss``: backward, optional gradient-norm clipping, the optimizer's and
-    the schedule's step. Returns the loss value; raises :class:`FloatingPointError` when it is
-    not finite (training would be lost).
+    the schedule's step. Returns the loss value (averaged over processes when distributed, so
+    that all agree); raises :class:`FloatingPointError` when it is not finite (training would be
+    lost).
 
     Example:
         >>> w = nn.Parameter(torch.ones(2))
@@ -65,7 +68,7 @@ def descend(
         >>> descend(w.square().sum(), optimizer, scheduler, clip_grad=None, step=0)
         2.0
     """
-    value = loss.item()
+    value = distributed.average(loss)
     if not math.isfinite(value):
         raise FloatingPointError(f"the training loss became {value} at step {step}")
     optimizer.zero_grad(set_to_none=True)

@@ -15,10 +15,11 @@ from nflows.flows import Flow
 from torch import Tensor
 from tqdm import tqdm
 
+from otflows import distributed
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.metrics import nll
 from otflows.optim import adam, descend
-from otflows.validation import as_samples
+from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["TrainingHistory", "fit_flow"]
 
@@ -75,15 +76,23 @@ def fit_flow(
     the exact validation NLL is measured every ``eval_every`` steps and at the end, and the
     best weights are restored when training ends.
 
+    Under ``torchrun`` (a ``torch.distributed`` process group; see :mod:`otflows.distributed`)
+    every process draws the same minibatches, computes the loss of its shard of each, and
+    ``DistributedDataParallel`` averages the gradients: the run equals the single-process one
+    up to summation order. Only rank 0 shows progress and writes the checkpoint.
+
     Arguments:
         flow: The flow (e.g. :class:`otflows.BrenierFlow`); trained in place.
-        X: Training samples ``[N, D]``; arrays are cast to the flow's dtype.
+        X: Training samples ``[N, D]``; arrays are cast to the flow's dtype. A NumPy memmap
+            (``np.load(path, mmap_mode="r")``) is read one minibatch at a time, never whole
+            (:class:`otflows.validation.MappedSamples`).
         epochs: Passes over ``X`` (default 10 when ``max_iter`` is not given).
         max_iter: The number of steps, instead of ``epochs``.
         batch_size: Samples per step.
         lr: Adam's learning rate (the peak of the cosine schedule).
         X_val: Validation samples ``[M, D]``.
-        seed: Seeds the shuffling (the flow's initialisation is the caller's).
+        seed: Seeds the shuffling (the flow's initialisation is the caller's); without it,
+            a random seed (shared by all processes).
         progress: Whether to show a tqdm progress bar.
         schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
             see :func:`otflows.optim.adam`.
@@ -111,13 +120,10 @@ def fit_flow(
         (5, True)
     """
     parameter = next(flow.parameters())
-    X = as_samples(
-        X,
-        "X",
-        features=getattr(flow, "features", None),
-        dtype=parameter.dtype,
-        device=parameter.device,
+    spec = dict(
+        features=getattr(flow, "features", None), dtype=parameter.dtype, device=parameter.device
     )
+    X = MappedSamples(X, "X", **spec) if isinstance(X, np.memmap) else as_samples(X, "X", **spec)
     if X_val is not None:
         X_val = as_samples(
             X_val, "X_val", features=X.shape[1], dtype=parameter.dtype, device=parameter.device
@@ -130,16 +136,23 @@ def fit_flow(
     total = max_iter if max_iter is not None else steps_per_epoch * (epochs or 10)
     if total < 1:
         raise ValueError(f"the number of steps must be >= 1; got {total}")
+    rank, size = distributed.world()
+    smallest = min(batch_size, X.shape[0] - (steps_per_epoch - 1) * batch_size)
+    if smallest < size:
+        raise ValueError(
+            f"each of the {size} processes needs a sample of every minibatch, but a minibatch "
+            f"of {smallest} occurs (N = {X.shape[0]}, batch_size = {batch_size})"
+        )
     eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
 
     generator = torch.Generator(device="cpu")
-    generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+    generator.manual_seed(distributed.broadcast_seed(seed))
     optimizer, scheduler = adam(flow.parameters(), lr, total, schedule, weight_decay)
     history = TrainingHistory()
     best_state = None
     step, order = 0, None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = safe_load(checkpoint, map_location=X.device)
+        state = safe_load(checkpoint, map_location=parameter.device)
         if state.get("kind") != "fit_flow" or state["total"] != total:
             raise ValueError(
                 f"checkpoint {checkpoint} is not a fit_flow checkpoint of a {total}-step run"
@@ -151,8 +164,14 @@ def fit_flow(
         generator.set_state(state["generator"].cpu())
         history = TrainingHistory(**state["history"])
         best_state = state["best_state"]
-        step, order = state["step"], state["order"].to(X.device)
+        step, order = state["step"], state["order"].cpu()
     checkpoint_every = checkpoint_every or eval_every
+    if order is None:
+        order = torch.randperm(X.shape[0], generator=generator)
+        if size > 1:  # data-dependent initialisations (ActNorm…) on the whole first batch
+            flow.train().log_prob(X[order[:batch_size].to(parameter.device)])
+    # the minibatch's NLL: each process's shard contributes its share of the sum
+    loss = distributed.parallel(flow, lambda x, rows: -flow.log_prob(x).sum() * (size / rows))
 
     def save() -> None:
         atomic_save(
@@ -174,14 +193,21 @@ def fit_flow(
 
     start = time.perf_counter() - history.seconds
     flow.train()
-    bar = tqdm(total=total, initial=step, disable=not progress, desc="fit_flow", unit="step")
+    bar = tqdm(
+        total=total,
+        initial=step,
+        disable=not progress or rank > 0,
+        desc="fit_flow",
+        unit="step",
+    )
     while step < total:
         position = step % steps_per_epoch
-        if position == 0:
-            order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-        batch = X[order[position * batch_size : (position + 1) * batch_size]]
+        if position == 0 and step > 0:
+            order = torch.randperm(X.shape[0], generator=generator)
+        rows = order[position * batch_size : (position + 1) * batch_size]
         history.lr.append(optimizer.param_groups[0]["lr"])
-        value = descend(-flow.log_prob(batch).mean(), optimizer, scheduler, clip_grad, step)
+        batch = X[distributed.shard(rows).to(parameter.device)]
+        value = descend(loss(batch, len(rows)), optimizer, scheduler, clip_grad, step)
         history.loss.append(value)
         step += 1
         bar.update()
@@ -200,7 +226,8 @@ def fit_flow(
             flow.train()
             start = time.perf_counter() - history.seconds
         if checkpoint is not None and (step % checkpoint_every == 0 or step == total):
-            save()
+            if rank == 0:
+                save()
     bar.close()
     if best_state is not None:
         flow.load_state_dict(best_state)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_samples", "check_finite"]
+__all__ = ["MappedSamples", "as_samples", "check_finite"]
 
 
 def check_finite(x: Tensor, name: str) -> Tensor:
@@ -55,10 +55,8 @@ def as_samples(
         ValueError: X must have 5 features (shape [N, 5]); got shape (3, 2)
     """
     if isinstance(X, np.ndarray):
-        if X.dtype == object or not (
-            np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-        ):
-            raise TypeError(f"{name} must hold real numbers; got a NumPy array of {X.dtype}")
+        _check_real(X, name)
+        X = X if X.flags.writeable else X.copy()  # torch shares memory only with writable arrays
         X = torch.as_tensor(X, dtype=dtype or torch.get_default_dtype(), device=device)
     elif isinstance(X, Tensor):
         if not X.is_floating_point():
@@ -71,17 +69,80 @@ def as_samples(
         raise TypeError(
             f"{name} must be a torch.Tensor or a numpy.ndarray; got {type(X).__name__}"
         )
-    if X.dim() != 2:
-        raise ValueError(f"{name} must be a matrix [N, D]; got shape {tuple(X.shape)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it needs at least one sample (row)")
-    if features is not None and X.shape[1] != features:
-        raise ValueError(
-            f"{name} must have {features} features (shape [N, {features}]); "
-            f"got shape {tuple(X.shape)}"
-        )
+    _check_shape(tuple(X.shape), name, features)
     return check_finite(X, name)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _check_real(X: np.ndarray, name: str) -> None:
+    if X.dtype == object or not (
+        np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must hold real numbers; got a NumPy array of {X.dtype}")
+
+
+def _check_shape(shape: tuple[int, ...], name: str, features: int | None) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be a matrix [N, D]; got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: it needs at least one sample (row)")
+    if features is not None and shape[1] != features:
+        raise ValueError(
+            f"{name} must have {features} features (shape [N, {features}]); got shape {shape}"
+        )
+
+
+class MappedSamples:
+    r"""Samples ``[N, D]`` in a NumPy memmap, read a minibatch at a time: data larger than
+    memory trains without being loaded whole.
+
+    Shape and dtype are checked at once; values are checked as they are read (each minibatch
+    must be finite, or a :class:`ValueError` names the rows), then cast to ``dtype`` on
+    ``device``. Indexing with a tensor of row indices ``[B]`` gives the rows ``[B, D]``.
+
+    Arguments:
+        X: The memmap (e.g. ``np.load(path, mmap_mode="r")``).
+        name: The argument's name, used in error messages.
+        features: The expected ``D``, if known.
+        dtype: The floating dtype of the rows returned (default: torch's default dtype).
+        device: Where the rows go.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+        >>> np.save(path, np.arange(6.0).reshape(3, 2))
+        >>> X = MappedSamples(np.load(path, mmap_mode="r"), dtype=torch.float64)
+        >>> X.shape, X[torch.tensor([2, 0])]
+        ((3, 2), tensor([[4., 5.],
+                [0., 1.]], dtype=torch.float64))
+    """
+
+    def __init__(
+        self,
+        X: np.memmap,
+        name: str = "X",
+        *,
+        features: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ):
+        _check_real(X, name)
+        _check_shape(tuple(X.shape), name, features)
+        self.X, self.name = X, name
+        self.dtype, self.device = dtype or torch.get_default_dtype(), device
+        self.shape: tuple[int, int] = tuple(X.shape)
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        rows = torch.as_tensor(
+            np.asarray(self.X[index.cpu().numpy()]), dtype=self.dtype, device=self.device
+        )
+        finite = torch.isfinite(rows).all(-1)
+        if not bool(finite.all()):
+            bad = index.cpu()[~finite.cpu()][:5].tolist()
+            raise ValueError(
+                f"{self.name} holds NaN or Inf in rows {bad}; expected finite numbers"
+            )
+        return rows

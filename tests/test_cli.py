@@ -1,10 +1,12 @@
 """The command line: the demo's numbers, fitting a user's file, one-line errors."""
 
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from otflows.checkpoint import load_flow
 from otflows.cli import main
@@ -131,3 +133,52 @@ def test_color_transfer_errors(tmp_path, capsys):
     path = str(tmp_path / "rgba.png")
     assert main(["color-transfer", path, path, str(tmp_path / "o.png")]) == 2
     assert "transparent alpha channel" in capsys.readouterr().err
+
+
+def test_fit_from_a_memory_mapped_file(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(200, 2)))
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt"), "--mmap"]
+    assert main([*args, "--epochs", "1", "--hidden-features", "4", "--no-progress"]) == 0
+    assert "best validation NLL" in capsys.readouterr().out
+    assert load_flow(tmp_path / "m.pt").features == 2
+
+
+def _write(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        np.save(path, content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "name, content, extra, message",
+    [
+        ("x.txt", "1,2\n", [], "data must be a .npy or .csv file; got x.txt"),
+        ("x.npy", np.zeros((0, 2)), [], r"x.npy is empty"),
+        ("x.npy", np.zeros(5), [], r"x.npy must be a matrix \[N, D\]; got shape \(5,\)"),
+        ("x.npy", np.array([["a", "b"]]), [], "must hold real numbers"),
+        ("x.csv", "a,b\n1,x\n", [], "every cell after the header must be a number"),
+        ("x.csv", "1,2\n3,4\n", ["--mmap"], "only a .npy file can be memory-mapped"),
+        ("x.npy", np.zeros(5), ["--mmap"], r"x.npy must be a matrix \[N, D\]"),
+        ("x.npy", np.ones((9, 2)), ["--batch-size", "0"], "batch_size must be >= 1"),
+    ],
+)
+def test_fit_errors_are_one_line(tmp_path, capsys, name, content, extra, message):
+    data = _write(tmp_path, name, content)
+    assert main(["fit", "--data", data, "--out", str(tmp_path / "m.pt"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("otflows fit: error: ")
+    assert re.search(message, err[0]), err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+@pytest.mark.parametrize("command", ["fit", "map"])
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, command):
+    data = _write(tmp_path, "x.npy", np.ones((9, 2)))
+    args = ["--data", data] if command == "fit" else ["--source", data, "--target", data]
+    assert main([command, *args, "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"otflows {command}: error: device is 'cuda', but CUDA is not available on this machine"
+    )

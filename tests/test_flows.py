@@ -4,7 +4,7 @@ import pytest
 import torch
 from nflows.transforms import ActNorm
 
-from otflows import MMGN, BrenierFlow, BrenierTransform
+from otflows import MMGN, BrenierFlow, BrenierMap, BrenierTransform, fit_flow
 from otflows.checkpoint import load_flow, save_flow
 
 
@@ -61,7 +61,22 @@ def test_checkpoint_round_trip(net, tmp_path):
     torch.testing.assert_close(loaded.log_prob(x), flow.log_prob(x), rtol=0, atol=0)
 
 
-def test_checkpoint_rejects_pickled_objects_and_other_versions(tmp_path):
+LOADERS = {
+    "load_flow": load_flow,
+    "BrenierMap.load": BrenierMap.load,
+    "fit_flow(resume=True)": lambda path: fit_flow(
+        BrenierFlow(2, hidden_features=4),
+        torch.zeros(8, 2),
+        max_iter=1,
+        checkpoint=path,
+        resume=True,
+        progress=False,
+    ),
+}
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
+def test_checkpoint_rejects_pickled_objects_and_other_versions(tmp_path, load, capsys):
     class Payload:
         def __reduce__(self):
             return (print, ("pwned",))
@@ -70,10 +85,11 @@ def test_checkpoint_rejects_pickled_objects_and_other_versions(tmp_path):
         {"format_version": 1, "config": "{}", "state_dict": Payload()}, tmp_path / "evil.pt"
     )
     with pytest.raises(ValueError, match="not a safe otflows checkpoint"):
-        load_flow(tmp_path / "evil.pt")
+        load(tmp_path / "evil.pt")
+    assert "pwned" not in capsys.readouterr().out  # the payload never ran
     torch.save({"format_version": 99, "config": "{}", "state_dict": {}}, tmp_path / "new.pt")
     with pytest.raises(ValueError, match="format version 1"):
-        load_flow(tmp_path / "new.pt")
+        load(tmp_path / "new.pt")
 
 
 def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):

@@ -14,7 +14,9 @@ from otflows.metrics import (
     kl_divergence,
     l2_uvp,
     log_prob,
+    map_cosine,
     nll,
+    sinkhorn_divergence,
     transport_cost,
 )
 
@@ -67,7 +69,7 @@ def test_l2_uvp_and_transport_cost():
     assert l2_uvp(true, true) == 0.0
     assert l2_uvp(true + 1.0, true) == pytest.approx(300.0 / true.var(0).sum())
     with pytest.raises(ValueError, match="same shape"):
-        l2_uvp(true, true[:, :2])
+        l2_uvp(true, true[:500])
     X = torch.ones(5, 2)
     assert transport_cost(lambda x: x + 2.0, X) == pytest.approx(8.0)
 
@@ -118,3 +120,58 @@ def test_two_moons_and_load_array(tmp_path):
         load_array(tmp_path / "x.txt")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_array(tmp_path / "missing.npy")
+
+
+GOOD = np.random.default_rng(1).standard_normal((20, 2))
+
+
+@pytest.mark.parametrize(
+    "metric, arguments, error, message",
+    [
+        (l2_uvp, (GOOD, GOOD[:, :1]), ValueError, r"true must have 2 features"),
+        (l2_uvp, (np.zeros((0, 2)), GOOD), ValueError, "pred is empty"),
+        (l2_uvp, (GOOD, np.where(GOOD > 1, np.nan, GOOD)), ValueError, "true contains"),
+        (l2_uvp, (GOOD.astype(str), GOOD), TypeError, "pred must hold real numbers"),
+        (l2_uvp, (GOOD[0], GOOD), ValueError, r"pred must be a matrix \[N, D\]"),
+        (map_cosine, (GOOD, GOOD, np.full((20, 2), np.inf)), ValueError, "true contains"),
+        (map_cosine, (GOOD, GOOD[:, :1], GOOD), ValueError, "pred must have 2 features"),
+        (sinkhorn_divergence, (GOOD, GOOD[:, :1]), ValueError, "Y must have 2 features"),
+        (sinkhorn_divergence, (np.zeros((0, 2)), GOOD), ValueError, "X is empty"),
+        (sinkhorn_divergence, ([[0.0, 1.0]], GOOD), TypeError, "X must be a torch.Tensor"),
+        (transport_cost, (lambda x: x, torch.zeros(3, 2, dtype=torch.long)), TypeError, "X"),
+        (
+            gaussian_w2_squared,
+            (np.zeros(2), np.eye(2), np.zeros(3), np.eye(3)),
+            ValueError,
+            "C1 and C2 must have the same shape",
+        ),
+        (
+            gaussian_w2_squared,
+            (np.zeros(2), np.ones((2, 3)), np.zeros(2), np.eye(2)),
+            ValueError,
+            r"C1 must be a square covariance",
+        ),
+        (
+            gaussian_w2_squared,
+            (np.zeros((2, 1)), np.eye(2), np.zeros(2), np.eye(2)),
+            ValueError,
+            r"m1 must be a mean vector \[2\]",
+        ),
+        (
+            gaussian_w2_squared,
+            (np.array([0.0, np.nan]), np.eye(2), np.zeros(2), np.eye(2)),
+            ValueError,
+            "m1 contains 1 NaN",
+        ),
+        (gaussian_entropy, (-np.eye(2),), ValueError, "positive definite"),
+    ],
+)
+def test_metrics_reject_bad_input(metric, arguments, error, message):
+    with pytest.raises(error, match=message):
+        metric(*arguments)
+
+
+def test_kl_divergence_rejects_the_wrong_dimension():
+    flow = BrenierFlow(2, hidden_features=4)
+    with pytest.raises(ValueError, match="X must have 2 features"):
+        kl_divergence(flow, np.zeros((4, 3)), lambda x: np.zeros(len(x)))

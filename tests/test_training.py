@@ -1,5 +1,7 @@
 """Training: a small Gaussian fit reaches closed-form optima; the loop keeps its promises."""
 
+import copy
+import os
 import time
 
 import numpy as np
@@ -142,3 +144,61 @@ def test_callback_sees_the_flow_and_its_time_is_not_counted():
     elapsed = time.perf_counter() - start
     assert seen == [4, 8, 9]
     assert history.seconds <= elapsed - 3 * 0.2  # the callbacks' time is not training time
+
+
+def _rss_anonymous_mb() -> float:
+    """This process's resident anonymous memory (not the file pages a memmap maps)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("RssAnon:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_memmap_trains_like_the_array_it_holds(tmp_path):
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    np.save(tmp_path / "x.npy", X)
+    kwargs = dict(max_iter=12, batch_size=64, lr=0.05, seed=2, progress=False)
+    weights = []
+    for data in (X, np.load(tmp_path / "x.npy", mmap_mode="r")):
+        torch.manual_seed(0)
+        flow = BrenierFlow(3, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
+        history = fit_flow(flow, data, **kwargs)
+        weights.append((history.loss, flow.state_dict()))
+    assert weights[0][0] == weights[1][0]
+    for a, b in zip(weights[0][1].values(), weights[1][1].values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_memmap_names_the_rows_holding_nan(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    X[7, 1] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    flow = BrenierFlow(2, hidden_features=4)
+    with pytest.raises(ValueError, match=r"X holds NaN or Inf in rows \[7\]"):
+        fit_flow(flow, np.load(tmp_path / "x.npy", mmap_mode="r"), max_iter=2, batch_size=40)
+    with pytest.raises(ValueError, match="X must have 2 features"):
+        fit_flow(flow, np.load(tmp_path / "x.npy", mmap_mode="r")[:, :1], max_iter=2)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_memmap_is_never_loaded_whole(tmp_path):
+    rows, features = 1_500_000, 16  # 192 MB of float64
+    X = np.lib.format.open_memmap(tmp_path / "big.npy", "w+", np.float64, (rows, features))
+    for start in range(0, rows, 250_000):
+        X[start : start + 250_000] = np.random.default_rng(start).normal(size=(250_000, features))
+    X.flush()
+    del X
+    flow = BrenierFlow(features, hidden_features=8, num_modules=2).double()
+    warm_up = np.zeros((256, features))  # the first training step's one-off allocations
+    fit_flow(copy.deepcopy(flow), warm_up, max_iter=1, batch_size=256, progress=False)
+    before, during = _rss_anonymous_mb(), []
+    fit_flow(
+        flow,
+        np.load(tmp_path / "big.npy", mmap_mode="r"),
+        max_iter=6,
+        batch_size=256,
+        eval_every=3,
+        progress=False,
+        callback=lambda step, flow: during.append(_rss_anonymous_mb()),
+    )
+    # the shuffling order is 12 MB; a whole copy would add 192 MB
+    assert max(during) - before < 60

@@ -9,10 +9,12 @@ import numpy as np
 __all__ = ["load_array"]
 
 
-def load_array(path: str | Path) -> np.ndarray:
+def load_array(path: str | Path, mmap: bool = False) -> np.ndarray:
     r"""Reads samples ``[N, D]`` from a ``.npy`` file or a numeric ``.csv`` (one row each).
 
-    A CSV may have one header line; every other cell must be a number.
+    A CSV may have one header line; every other cell must be a number. With ``mmap`` a
+    ``.npy`` file is memory-mapped (a read-only ``np.memmap``) instead of read: data larger
+    than memory, which :func:`otflows.fit_flow` reads one minibatch at a time.
 
     Example:
         >>> import tempfile, os
@@ -25,8 +27,10 @@ def load_array(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
+    if mmap and path.suffix != ".npy":
+        raise ValueError(f"only a .npy file can be memory-mapped; got {path.name}")
     if path.suffix == ".npy":
-        X = np.load(path, allow_pickle=False)
+        X = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     elif path.suffix == ".csv":
         with open(path) as f:
             first = f.readline()

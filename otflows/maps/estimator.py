@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from otflows import distributed
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.linear import bures_map, set_affine
 from otflows.maps.objectives import Objective, build_objective
@@ -149,7 +150,12 @@ class BrenierMap:
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, Xs: Tensor | np.ndarray, Xt: Tensor | np.ndarray) -> BrenierMap:
         r"""Fits the map from ``Xs [N, D]`` (source) to ``Xt [M, D]`` (target samples; not
-        paired with ``Xs``, ``M`` may differ from ``N``). Returns the estimator."""
+        paired with ``Xs``, ``M`` may differ from ``N``). Returns the estimator.
+
+        Under ``torchrun`` (see :mod:`otflows.distributed`) every process draws the same
+        minibatches and computes the loss of its share of each (``batch_size`` must be a
+        multiple of the number of processes); ``DistributedDataParallel`` averages the
+        gradients, so the fit equals the single-process one up to summation order."""
         dtype, device = self._spec()
         for name in ("max_iter", "batch_size"):
             value = getattr(self, name)
@@ -159,13 +165,18 @@ class BrenierMap:
             raise ValueError(f"init_iter must be a non-negative integer; got {self.init_iter!r}")
         if self.init_iter < 0:
             raise ValueError(f"init_iter must be a non-negative integer; got {self.init_iter}")
+        size = distributed.world()[1]
+        if self.batch_size % size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of the number of "
+                f"processes ({size})"
+            )
         Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
         Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
         objective = build_objective(self.objective)
         generator = torch.Generator(device="cpu")
         with torch.random.fork_rng(devices=[]):
-            if self.random_state is not None:
-                torch.manual_seed(self.random_state)
+            torch.manual_seed(distributed.broadcast_seed(self.random_state))
             generator.manual_seed(int(torch.randint(2**62, ())))
             T = BrenierTransform(self._build_net(Xs.shape[1]), gamma=self.gamma)
         T.to(dtype=dtype, device=device)
@@ -184,10 +195,11 @@ class BrenierMap:
             return (T.transport(xs) - self._bures(xs)).square().sum(-1).mean() / scale
 
         data = (Xs, Xt, generator)
-        self._optimize(regression, *data, self.init_iter, self.log_["init_loss"], None)
+        self._optimize(regression, True, *data, self.init_iter, self.log_["init_loss"], None)
         objective.setup(T, Xs, Xt)
         self._optimize(
             lambda xs, xt, j: objective.loss(T, xs, xt, j),
+            objective.separable,
             *data,
             self.max_iter,
             self.log_["loss"],
@@ -200,6 +212,7 @@ class BrenierMap:
     def _optimize(
         self,
         loss: Callable[[Tensor, Tensor, Tensor], Tensor],
+        separable: bool,
         Xs: Tensor,
         Xt: Tensor,
         generator: torch.Generator,
@@ -210,13 +223,19 @@ class BrenierMap:
         if steps == 0:
             return
         optimizer, scheduler = adam(self.transform_.parameters(), self.lr, steps, schedule)
+        # each process: its shard of the source batch, and of the target batch too when the
+        # loss is a mean over samples (else the objective gathers the whole batch)
+        shard_loss = distributed.parallel(self.transform_, loss)
         description = "Bures start" if schedule is None else "BrenierMap.fit"
-        bar = tqdm(range(steps), disable=not self.progress, desc=description, unit="step")
+        show = self.progress and distributed.is_main()
+        bar = tqdm(range(steps), disable=not show, desc=description, unit="step")
         for step in bar:
             i = torch.randint(Xs.shape[0], (self.batch_size,), generator=generator)
             j = torch.randint(Xt.shape[0], (self.batch_size,), generator=generator)
-            i, j = i.to(Xs.device), j.to(Xt.device)
-            value = loss(Xs[i], Xt[j], j)
+            i, j = distributed.shard(i).to(Xs.device), j.to(Xt.device)
+            if separable:
+                j = distributed.shard(j)
+            value = shard_loss(Xs[i], Xt[j], j)
             record.append(descend(value, optimizer, scheduler, self.clip_grad, step))
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{record[-1]:.4g}")

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
+from otflows import distributed
 from otflows.metrics import debiased_sinkhorn
 from otflows.nets.base import choose
 from otflows.transforms import BrenierTransform
@@ -37,9 +38,18 @@ class Density(Protocol):
 
 
 class Objective(ABC):
-    r"""A loss :math:`L(T; x_s, y_t)` on minibatches ``[B, D]`` of source and target samples."""
+    r"""A loss :math:`L(T; x_s, y_t)` on minibatches ``[B, D]`` of source and target samples.
+
+    Attributes:
+        name: The objective's name in :data:`OBJECTIVES`.
+        separable: Whether the loss is a mean over samples, so that data-parallel processes
+            (:mod:`otflows.distributed`) may each take a shard of both batches; otherwise
+            each gets a shard of the source batch and the whole target batch, and the loss
+            gathers the shards' outputs.
+    """
 
     name: str = ""
+    separable: bool = True
 
     def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> None:  # noqa: B027
         r"""Called once with the whole data ``Xs [N, D]``, ``Xt [M, D]`` before training."""
@@ -134,6 +144,7 @@ class SinkhornDivergence(Objective):
     """
 
     name = "sinkhorn"
+    separable = False
 
     def __init__(self, reg: float = 0.01, max_iter: int = 100, tol: float = 1e-5):
         if not reg > 0:
@@ -144,7 +155,8 @@ class SinkhornDivergence(Objective):
         self.epsilon = self.reg * float(Xt.var(0).sum())
 
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
-        return debiased_sinkhorn(T.transport(xs), xt, self.epsilon, self.max_iter, self.tol)
+        y = distributed.gather(T.transport(xs))  # the whole batch under data parallelism
+        return debiased_sinkhorn(y, xt, self.epsilon, self.max_iter, self.tol)
 
     @property
     def config(self) -> dict[str, Any]:
