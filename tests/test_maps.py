@@ -184,6 +184,12 @@ def test_transform_rejects_bad_input(fitted):
         otmap.inverse_transform(np.array([[np.nan, 1.0]]))
     with pytest.raises(RuntimeError, match="not fitted"):
         BrenierMap().transform(np.ones((2, 2)))
+    dtype = next(otmap.transform_.parameters()).dtype
+    with pytest.raises(ValueError, match="Xs is on meta; the model is on "):
+        otmap.transform(torch.ones(4, 2, dtype=dtype, device="meta"))
+    other = torch.float32 if dtype == torch.float64 else torch.float64
+    with pytest.raises(TypeError, match=f"Xt has dtype {other}; the model expects {dtype}"):
+        otmap.inverse_transform(torch.ones(4, 2, dtype=other))
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,12 @@ def test_bad_input_is_named(kwargs, error, message):
         fit_flow(flow, progress=False, **kwargs)
 
 
+def test_data_on_another_device_is_refused(dtype):
+    flow = BrenierFlow(2, hidden_features=4)
+    with pytest.raises(ValueError, match="X is on meta; the model is on "):
+        fit_flow(flow, torch.zeros(5, 2, dtype=dtype, device="meta"), max_iter=1)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     X = np.random.default_rng(0).normal(size=(200, 2))
     kwargs = dict(
