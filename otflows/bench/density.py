@@ -88,8 +88,8 @@ def build(method: str, d: int, X: torch.Tensor, size: str) -> torch.nn.Module:
     """The model of ``method`` at dimension ``d``; ``size`` is "toy" or "large"."""
     toy = size == "toy"
     if method == "brenier":
-        sizes = dict(hidden_features=16, num_modules=4) if toy else dict(hidden_features=64)
-        return BrenierFlow(d, "mmgn", num_blocks=4 if toy else 5, **sizes)
+        sizes = dict(hidden_features=32, num_modules=8) if toy else dict(hidden_features=64)
+        return BrenierFlow(d, "mmgn", num_blocks=8 if toy else 5, **sizes)
     if method == "cpflow":
         flow = CPFlow(d, num_blocks=4 if toy else 2, bruteforce=d <= 2)
         flow.initialize(X[:512])
@@ -156,6 +156,40 @@ COLUMNS = [
 ]
 
 
+def summarise(
+    runs: list[dict], names: Sequence[str], methods: Sequence[str], seeds: int
+) -> list[dict]:
+    """One row per data set and method (mean ± std over seeds); the Brenier flow's row gives
+    its gap to the best baseline."""
+    rows = []
+    for name in names:
+        for method in methods:
+            group = [r for r in runs if r["data"] == name and r["method"] == method]
+            done = [r for r in group if "error" not in r]
+            row = {"data": name, "method": method}
+            if done:
+                row |= aggregate(
+                    done, [k for k in ("nll", "bits_per_dim", "seconds") if k in done[0]]
+                )
+                row["parameters"] = done[0]["parameters"]
+            else:
+                row["error"] = group[0]["error"]
+            if name == "checkerboard":
+                row["reference"] = f"entropy {math.log(8):.3f}"
+            rows.append(row)
+        best = [
+            statistics.mean(r["nll"] for r in runs if r["data"] == name and r["method"] == m)
+            for m in ("cpflow", "maf", "iaf")
+            if any(r["data"] == name and r["method"] == m and "nll" in r for r in runs)
+        ]
+        ours = [r["nll"] for r in runs if r["data"] == name and r["method"] == "brenier"]
+        if best and ours and len(ours) == seeds:
+            gap = (statistics.mean(ours) - min(best)) / abs(min(best))
+            row = next(r for r in rows if r["data"] == name and r["method"] == "brenier")
+            row["reference"] = f"{100 * gap:+.1f} % vs best baseline"
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
@@ -190,32 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     runs = run_isolated(run, plan, "density")
     for r in runs:
         r["data"] = r.pop("dataset")
-    rows = []
-    for name in args.data:
-        for method in args.methods:
-            group = [r for r in runs if r["data"] == name and r["method"] == method]
-            done = [r for r in group if "error" not in r]
-            row = {"data": name, "method": method}
-            if done:
-                row |= aggregate(
-                    done, [k for k in ("nll", "bits_per_dim", "seconds") if k in done[0]]
-                )
-                row["parameters"] = done[0]["parameters"]
-            else:
-                row["error"] = group[0]["error"]
-            if name == "checkerboard":
-                row["reference"] = f"entropy {math.log(8):.3f}"
-            rows.append(row)
-        best = [
-            statistics.mean(r["nll"] for r in runs if r["data"] == name and r["method"] == m)
-            for m in ("cpflow", "maf", "iaf")
-            if any(r["data"] == name and r["method"] == m and "nll" in r for r in runs)
-        ]
-        ours = [r["nll"] for r in runs if r["data"] == name and r["method"] == "brenier"]
-        if best and ours and len(ours) == args.seeds:
-            gap = (statistics.mean(ours) - min(best)) / abs(min(best))
-            row = next(r for r in rows if r["data"] == name and r["method"] == "brenier")
-            row["reference"] = f"{100 * gap:+.1f} % vs best baseline"
+    rows = summarise(runs, args.data, args.methods, args.seeds)
     return report(args, rows, COLUMNS, runs)
 
 
