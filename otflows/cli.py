@@ -89,7 +89,7 @@ def fit(args: argparse.Namespace) -> None:
         MappedSamples(X, f"--data {args.data}")
         X_train, X_val = X[: X.shape[0] - n_val], np.asarray(X[X.shape[0] - n_val :])
     else:
-        X = as_samples(X, f"--data {args.data}", dtype=dtype)
+        X = as_samples(X, f"--data {args.data}", dtype=dtype, device=device)
         order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
         X_val, X_train = X[order[:n_val]], X[order[n_val:]]
     torch.manual_seed(args.seed)
@@ -98,11 +98,11 @@ def fit(args: argparse.Namespace) -> None:
     ).to(dtype=dtype, device=device)
     history = fit_flow(
         flow,
-        X_train if args.mmap else X_train.to(device),
+        X_train,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        X_val=(X_val if args.mmap else X_val.to(device)) if n_val > 0 else None,
+        X_val=X_val if n_val > 0 else None,
         seed=args.seed,
         progress=not args.no_progress,
     )

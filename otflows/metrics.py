@@ -32,12 +32,9 @@ Array = Tensor | np.ndarray
 
 def _samples(a: Array, name: str, features: int | None = None) -> np.ndarray:
     """Validated samples ``[N, D]`` (see :func:`as_samples`) as a float64 NumPy array."""
-    X = as_samples(a, name, features=features, dtype=torch.float64 if _is_array(a) else None)
+    dtype = torch.float64 if isinstance(a, np.ndarray) else None  # tensors keep their dtype
+    X = as_samples(a, name, features=features, dtype=dtype)
     return X.detach().cpu().double().numpy()
-
-
-def _is_array(a: object) -> bool:
-    return isinstance(a, np.ndarray)
 
 
 def _gaussian(m: Array | None, C: Array, suffix: str) -> tuple[np.ndarray | None, np.ndarray]:
