@@ -96,6 +96,8 @@ def fit(args: argparse.Namespace) -> None:
     flow = BrenierFlow(
         X.shape[1], args.net, num_blocks=args.num_blocks, hidden_features=args.hidden_features
     ).to(dtype=dtype, device=device)
+    if args.gaussian_start:
+        flow.start_from_gaussian(X_train)
     history = fit_flow(
         flow,
         X_train,
@@ -209,6 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--gaussian-start",
+        action="store_true",
+        help="start at the Gaussian fitted to the training rows (their first 5000; "
+        "BrenierFlow.start_from_gaussian): better on small data sets",
+    )
     p.add_argument(
         "--mmap",
         action="store_true",

@@ -12,6 +12,7 @@ from nflows.flows import Flow
 from nflows.transforms import ActNorm, CompositeTransform, Transform
 from torch import Tensor
 
+from otflows.affine import regress_affine, whitening_map
 from otflows.nets import build_net
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples
@@ -117,6 +118,51 @@ class BrenierFlow(Flow):
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
         return super().sample(num_samples, context)
+
+    def start_from_gaussian(
+        self, X: Tensor | np.ndarray, steps: int = 300, lr: float = 1e-2, rows: int = 5000
+    ) -> None:
+        r"""Starts the flow at the Gaussian fitted to ``X [N, D]`` (its first ``rows`` rows, so
+        a memory-mapped array is read no further): the first Brenier block at
+        the whitening map :math:`\Sigma^{-1/2}(x - m)` (:func:`otflows.affine.whitening_map`),
+        every later one at the identity, each regressed onto its map for ``steps`` steps
+        (:func:`otflows.affine.regress_affine`).
+
+        Every data-dependent initialisation (``ActNorm``, the blocks' normalisation) is done
+        here, on ``X`` as it flows through the chain, so the flow's density starts as the
+        Gaussian's, :math:`\log p(x) \approx \log\mathcal N(x; m, \Sigma)`, and training
+        (:func:`otflows.fit_flow`) improves on that baseline instead of first having to learn
+        it. This matters when data are scarce: on scikit-learn's digits (1257 images, 64-d)
+        a Brenier flow from a random start stays worse than the Gaussian, and from this start
+        beats it; on the 2-D toys' 20 000 samples a random start ends better
+        (``benchmarks/density.py``).
+
+        Example:
+            >>> flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=8, num_modules=2)
+            >>> X = torch.randn(500, 2) @ torch.tensor([[2.0, 0.0], [1.0, 0.5]])
+            >>> flow.start_from_gaussian(X)
+            >>> Z = flow.transform_to_noise(X).detach()
+            >>> bool(torch.allclose(Z.T.cov(), torch.eye(2), atol=0.1))
+            True
+        """
+        x = self._samples(X[:rows] if getattr(X, "ndim", 0) else X, "X")
+        chain = self._transform
+        chain = list(chain._transforms) if isinstance(chain, CompositeTransform) else [chain]
+        was_training = self.training
+        self.train()
+        first = True
+        for transform in chain:
+            if isinstance(transform, BrenierTransform):
+                transform.initialize(x)
+                if first:
+                    A, b = whitening_map(x)
+                else:
+                    A, b = torch.eye(self.features).to(x), torch.zeros(self.features).to(x)
+                regress_affine(transform, A, b, x, steps=steps, lr=lr)
+                first = False
+            with torch.no_grad():
+                x = transform(x)[0]
+        self.train(was_training)
 
     @property
     def blocks(self) -> list[BrenierTransform]:

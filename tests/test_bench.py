@@ -11,6 +11,7 @@ import torch
 from otflows.bench import BENCHMARKS, run
 from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
 from otflows.bench.density import digits
+from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
 from otflows.cli import main as cli
 from otflows.datasets import checkerboard, eight_gaussians, load_tabular
@@ -96,6 +97,19 @@ def test_digits_offset_is_the_log_det_of_the_logit_scaling():
     )
     standard = digits("standard", seed=0)
     np.testing.assert_allclose(standard["train"].mean(0), 0, atol=1e-10)
+
+
+def test_density_gaussian_reference_is_the_closed_form():
+    """The reference row: the training set's Gaussian scored on the test set, in nats of the
+    dequantised levels (scipy's log-density plus the logit scaling's log-det)."""
+    row = density_run("digits", "gaussian", 0, 0, "logit", None, 1, False)
+    splits = digits("logit", seed=0)
+    train = splits["train"]
+    gaussian = scipy.stats.multivariate_normal(train.mean(0), np.cov(train, rowvar=False))
+    expected = -(gaussian.logpdf(splits["test"]) + splits["test_offset"]).mean()
+    assert row["nll"] == pytest.approx(expected, rel=1e-10)
+    assert row["bits_per_dim"] == pytest.approx(expected / (64 * math.log(2)), rel=1e-10)
+    assert row["parameters"] == 64 + 64 * 65 // 2
 
 
 def test_toys():

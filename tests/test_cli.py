@@ -143,6 +143,24 @@ def test_fit_from_a_memory_mapped_file(tmp_path, capsys):
     assert load_flow(tmp_path / "m.pt").features == 2
 
 
+@pytest.mark.parametrize("mmap", [False, True])
+def test_fit_gaussian_start(tmp_path, mmap, capsys):
+    """--gaussian-start: the saved flow (barely trained) has the data's Gaussian NLL."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 3)) @ np.array([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 1.0]])
+    np.save(tmp_path / "x.npy", X)
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
+    args += ["--gaussian-start", "--num-blocks", "2", "--hidden-features", "8"]
+    args += ["--epochs", "1", "--lr", "1e-6", "--dtype", "float64", "--no-progress"]
+    assert main(args + (["--mmap"] if mmap else [])) == 0
+    flow = load_flow(tmp_path / "m.pt")
+    train = torch.as_tensor(X[:1800] if mmap else X)  # --mmap: the last 10 % validate
+    gaussian = torch.distributions.MultivariateNormal(train.mean(0), train.T.cov())
+    with torch.no_grad():
+        gap = flow.log_prob(train).mean() - gaussian.log_prob(train).mean()
+    assert abs(gap.item()) < 0.02
+
+
 def _write(tmp_path, name, content):
     path = tmp_path / name
     if isinstance(content, str):

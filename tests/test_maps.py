@@ -13,39 +13,10 @@ from otflows.maps import (
     SinkhornDivergence,
     TargetLikelihood,
     build_objective,
-    bures_map,
-    set_affine,
 )
 from otflows.metrics import l2_uvp
-from otflows.nets import build_net
 
 SMALL = {"hidden_features": 8, "progress": False, "random_state": 0}
-
-
-def test_bures_map_recovers_an_spd_affine_map(float64):
-    """An SPD affine map is the optimal map between a measure and its image: recovered exactly."""
-    rng = np.random.default_rng(0)
-    B = rng.normal(size=(4, 4))
-    A0, b0 = B @ B.T + np.eye(4), rng.normal(size=4)
-    Xs = torch.as_tensor(rng.normal(size=(500, 4)) @ B)
-    A, b = bures_map(Xs, Xs @ torch.as_tensor(A0) + torch.as_tensor(b0), reg=0.0)
-    torch.testing.assert_close(A, torch.as_tensor(A0), rtol=1e-8, atol=1e-8)
-    torch.testing.assert_close(b, torch.as_tensor(b0), rtol=1e-8, atol=1e-8)
-
-
-@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn"])
-def test_set_affine_sets_the_affine_part(net, float64):
-    """After set_affine, T(x) minus the network's non-quadratic part is exactly A x + b."""
-    torch.manual_seed(0)
-    T = BrenierTransform(build_net(net, 3, hidden_features=6), gamma=0.05)
-    T.initialize(2 * torch.randn(100, 3) + 1)
-    B = torch.randn(3, 3)
-    A, b = B @ B.T + torch.eye(3), torch.randn(3)
-    set_affine(T, A, b)
-    x = torch.randn(7, 3)
-    x_tilde = T._normalize(x)
-    ridges = T.net.gradient(x_tilde) - T.net.quadratic.gradient(x_tilde)
-    torch.testing.assert_close(T.transport(x) - ridges, x @ A + b)
 
 
 def test_semidual_gradient_is_the_envelope_gradient(float64):

@@ -235,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.dims, args.seeds, args.steps, args.baseline_steps = [2], 1, 60, 40
+        args.checkpoints = 2
     options = dict(
         steps=args.steps,
         baseline_steps=args.baseline_steps,

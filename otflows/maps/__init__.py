@@ -1,7 +1,7 @@
 r"""Optimal transport maps between two data sets: the estimator, its objectives, its start."""
 
+from otflows.affine import bures_map, set_affine
 from otflows.maps.estimator import BrenierMap
-from otflows.maps.linear import bures_map, set_affine
 from otflows.maps.objectives import (
     OBJECTIVES,
     Objective,

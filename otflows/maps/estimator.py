@@ -14,8 +14,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from otflows import distributed
+from otflows.affine import bures_map, set_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
-from otflows.maps.linear import bures_map, set_affine
 from otflows.maps.objectives import Objective, build_objective
 from otflows.nets import build_net
 from otflows.optim import adam, descend
@@ -37,7 +37,7 @@ class BrenierMap:
     :math:`T_\#\mu = \nu` by any of the objectives of :mod:`otflows.maps.objectives` gives it,
     with no dual or minimax training; :meth:`inverse_transform` is the exact inverse (damped
     Newton). Training starts from the Gaussian (Bures) map of the data: the network's quadratic
-    term is set to it (:func:`otflows.maps.linear.set_affine`) and then the whole map is
+    term is set to it (:func:`otflows.affine.set_affine`) and then the whole map is
     regressed onto it for ``init_iter`` steps.
 
     The conventions are POT's ``ot.da`` and scikit-learn's: :meth:`fit` returns the estimator,
