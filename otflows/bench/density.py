@@ -101,8 +101,9 @@ def build(method: str, d: int, X: torch.Tensor, size: str, start: str) -> torch.
     "large"; ``start`` is the Brenier flow's (see :data:`STARTS`)."""
     toy = size == "toy"
     if method == "brenier":
-        sizes = dict(hidden_features=32, num_modules=8) if toy else dict(hidden_features=32)
-        flow = BrenierFlow(d, "mmgn", num_blocks=8 if toy else 3, **sizes)
+        flow = BrenierFlow(
+            d, "mmgn", num_blocks=8 if toy else 3, hidden_features=32, num_modules=8 if toy else 4
+        )
         if start == "gaussian" or (start == "auto" and len(X) < SMALL_DATA):
             flow.start_from_gaussian(X)
         return flow
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         default="auto",
         choices=STARTS,
         help="the Brenier flow's start: the Gaussian of the training set (auto: on fewer than "
-        "10 000 rows) or random",
+        f"{SMALL_DATA} rows) or random",
     )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
