@@ -8,7 +8,7 @@ as invertible flow steps :math:`T(x) = G(x) + \gamma x` with an nflows-compatibl
 from otflows.flows import BrenierFlow
 from otflows.linalg import InverseError, InverseResult
 from otflows.maps import BrenierMap
-from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, build_net
+from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, QuadraticICNN, build_net
 from otflows.training import TrainingHistory, fit_flow
 from otflows.transforms import BrenierTransform
 
@@ -23,6 +23,7 @@ __all__ = [
     "InverseError",
     "InverseResult",
     "MonotoneGradientNet",
+    "QuadraticICNN",
     "TrainingHistory",
     "build_net",
     "fit_flow",

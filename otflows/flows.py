@@ -33,8 +33,8 @@ class BrenierFlow(Flow):
 
     Arguments:
         features: The dimension ``D``.
-        net: The monotone gradient network of each block: ``"cmgn"``, ``"mmgn"``, ``"icgn"``
-            or ``"icnn"``.
+        net: The monotone gradient network of each block: ``"cmgn"``, ``"mmgn"``, ``"icgn"``,
+            ``"icnn"`` or ``"qicnn"``.
         num_blocks: The number of Brenier blocks.
         actnorm: Whether each block is preceded by an ``ActNorm`` (default: when
             ``num_blocks > 1``).

@@ -22,7 +22,7 @@ def test_bures_map_recovers_an_spd_affine_map(float64):
     torch.testing.assert_close(b, torch.as_tensor(b0), rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn"])
+@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn", "qicnn"])
 def test_set_affine_sets_the_affine_part(net, float64):
     """After set_affine, T(x) minus the network's non-quadratic part is exactly A x + b."""
     torch.manual_seed(0)
@@ -54,7 +54,7 @@ def test_whitening_map_is_the_inverse_square_root_of_the_covariance(float64):
     torch.testing.assert_close(b_bures, b, rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn"])
+@pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn", "qicnn"])
 def test_regress_affine_fits_the_whole_map(net, float64):
     """After the regression the whole transform, ridges included, is the affine map."""
     torch.manual_seed(0)

@@ -21,10 +21,11 @@ NETS = {
     "mmgn": dict(hidden_features=6, num_modules=3),
     "icgn": dict(hidden_features=12),
     "icnn": dict(hidden_features=12, num_layers=3),
+    "qicnn": dict(hidden_features=12, num_layers=3, quadratic_rank=2),
 }
 
 
-STRUCTURED = ("cmgn", "mmgn", "icgn")  # networks with a factored Jacobian
+STRUCTURED = ("cmgn", "mmgn", "icgn", "qicnn")  # networks with a factored Jacobian
 CASES = [(name, "exact") for name in NETS] + [(name, "structured") for name in STRUCTURED]
 IDS = [f"{name}-{logdet}" for name, logdet in CASES]
 

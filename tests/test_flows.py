@@ -49,7 +49,7 @@ def test_sample_is_differentiable():
     assert all(p.grad is not None for p in flow.parameters())
 
 
-@pytest.mark.parametrize("net", ["cmgn", "mmgn", "icgn", "icnn"])
+@pytest.mark.parametrize("net", ["cmgn", "mmgn", "icgn", "icnn", "qicnn"])
 def test_checkpoint_round_trip(net, tmp_path):
     torch.manual_seed(0)
     flow = BrenierFlow(2, net, num_blocks=2, hidden_features=4, gamma=0.02, learn_gamma=True)

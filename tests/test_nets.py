@@ -6,7 +6,7 @@ import scipy.integrate
 import torch
 import torch.nn.functional as F
 
-from otflows import CMGN, ICGN, ICNN, MMGN, build_net
+from otflows import CMGN, ICGN, ICNN, MMGN, QuadraticICNN, build_net
 from otflows.linalg import batched_jacobian
 from otflows.nets import MonotoneGradientNet
 
@@ -150,19 +150,30 @@ def test_icgn_closed_form_potential(tol):
         torch.testing.assert_close(net.potential(x), numeric, rtol=1e3 * tol, atol=1e3 * tol)
 
 
-def test_icnn_is_convex_along_lines():
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ICNN(3, 16, num_layers=3, activation="gaussian_softplus"),
+        lambda: QuadraticICNN(3, 16, num_layers=4, quadratic_rank=2),
+    ],
+    ids=["icnn", "qicnn"],
+)
+def test_input_convex_potentials_are_convex_along_lines(make):
     torch.manual_seed(0)
-    net = ICNN(3, 16, num_layers=3, activation="gaussian_softplus")
-    x, y = torch.randn(50, 3), torch.randn(50, 3)
+    net = make().double()
+    with torch.no_grad():  # far from the initialisation: large quadratic and convex weights
+        for p in net.parameters():
+            p.mul_(5.0)
+    x, y = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 3, dtype=torch.float64)
     for t in (0.1, 0.5, 0.9):
         assert (
             net.potential(t * x + (1 - t) * y)
-            <= t * net.potential(x) + (1 - t) * net.potential(y) + 1e-12
+            <= t * net.potential(x) + (1 - t) * net.potential(y) + 1e-9
         ).all()
 
 
 def test_unbatched_input_gives_unbatched_output():
-    for name in ("cmgn", "mmgn", "icgn", "icnn"):
+    for name in ("cmgn", "mmgn", "icgn", "icnn", "qicnn"):
         net = build_net(name, 3)
         assert net.gradient(torch.randn(3)).shape == (3,)
         assert net.potential(torch.randn(3)).shape == ()
@@ -175,6 +186,7 @@ def test_unbatched_input_gives_unbatched_output():
         (lambda: CMGN(2, 4, activation="relu"), "activation must be one of"),
         (lambda: MMGN(2, 4, num_modules=0), "num_modules must be >= 1"),
         (lambda: ICNN(0, 4), "features must be a positive integer"),
+        (lambda: QuadraticICNN(2, 4, quadratic_rank=0), "quadratic_rank must be >= 1"),
     ],
 )
 def test_bad_arguments_are_named(call, message):

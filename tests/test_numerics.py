@@ -13,9 +13,10 @@ NETS = {
     "mmgn": dict(hidden_features=6, num_modules=3),
     "icgn": dict(hidden_features=8),
     "icnn": dict(hidden_features=8, num_layers=3),
+    "qicnn": dict(hidden_features=8, num_layers=3),
 }
 CASES = [(name, "exact") for name in NETS] + [
-    (name, "structured") for name in ("cmgn", "mmgn", "icgn")
+    (name, "structured") for name in ("cmgn", "mmgn", "icgn", "qicnn")
 ]
 
 

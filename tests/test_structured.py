@@ -10,6 +10,7 @@ SIZES = {
     "cmgn": dict(hidden_features=24, num_layers=2),
     "mmgn": dict(hidden_features=6, num_modules=3),
     "icgn": dict(hidden_features=24),
+    "qicnn": dict(hidden_features=3, num_layers=3, quadratic_rank=2),
 }
 
 

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--methods",
         nargs="*",
-        default=["mmgn:semidual", "cmgn:semidual", "mmgn:likelihood", "mmgn:sinkhorn"],
+        default=["qicnn:semidual", "mmgn:semidual", "mmgn:likelihood", "mmgn:sinkhorn"],
         help="net:objective pairs",
     )
     parser.add_argument("--max-iter", type=int, default=2000)

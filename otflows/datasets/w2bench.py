@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otflows.nets.functional import quadratic_icnn
+
 __all__ = ["DenseQuadraticICNN", "GaussianMixture", "W2BenchmarkPair"]
 
 FILE = "mix3tomix10_d{dim:03d}_v{version}.npz"
@@ -68,16 +70,12 @@ class DenseQuadraticICNN(nn.Module):
         if min(float(self.C0.min()), float(self.C1.min()), float(self.w.min())) < 0:
             raise ValueError("the potential's convex and final weights must be non-negative")
 
-    def _quadratic(self, i: int, x: Tensor) -> Tensor:
-        A, W, b = getattr(self, f"A{i}"), getattr(self, f"W{i}"), getattr(self, f"b{i}")
-        return torch.einsum("bd,drh->brh", x, A).square().sum(1) + x @ W.T + b
-
     def forward(self, x: Tensor) -> Tensor:
         r""":math:`\psi(x)`, ``[B, D] -> [B]``."""
-        z = self._quadratic(0, x)
-        z = F.celu(z @ self.C0.T + self._quadratic(1, x))
-        z = F.celu(z @ self.C1.T + self._quadratic(2, x))
-        return z @ self.w + 0.005 * x.square().sum(-1)
+        quadratics = [tuple(getattr(self, f"{k}{i}") for k in "AWb") for i in range(3)]
+        return quadratic_icnn(
+            x, quadratics, [self.C0, self.C1], self.w, F.celu
+        ) + 0.005 * x.square().sum(-1)
 
     def gradient(self, x: Tensor) -> Tensor:
         r""":math:`\nabla\psi(x)`, ``[B, D] -> [B, D]``."""

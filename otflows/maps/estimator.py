@@ -44,7 +44,9 @@ class BrenierMap:
     fitted attributes end with ``_``, NumPy in gives NumPy out and torch in gives torch out.
 
     Arguments:
-        net: The monotone gradient network: ``"mmgn"``, ``"cmgn"``, ``"icgn"`` or ``"icnn"``.
+        net: The monotone gradient network: ``"mmgn"``, ``"cmgn"``, ``"icgn"``, ``"icnn"`` or
+            ``"qicnn"`` (:class:`otflows.QuadraticICNN`: the most accurate on the
+            :math:`W_2` benchmark's non-Gaussian pairs; M-MGN suffices near-Gaussian ones).
         objective: ``"semidual"`` (exact conjugates, the default: best on every benchmark of
             ``benchmarks/ot_maps.py``), ``"likelihood"`` (onto a Gaussian fitted to ``Xt``),
             ``"sinkhorn"`` (debiased Sinkhorn divergence), or an

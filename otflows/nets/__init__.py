@@ -9,6 +9,7 @@ from otflows.nets.cmgn import CMGN
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
 from otflows.nets.mmgn import MMGN
+from otflows.nets.qicnn import QuadraticICNN
 
 __all__ = [
     "CMGN",
@@ -17,18 +18,21 @@ __all__ = [
     "MMGN",
     "NETS",
     "MonotoneGradientNet",
+    "QuadraticICNN",
     "QuadraticPotential",
     "build_net",
 ]
 
-NETS: dict[str, type[MonotoneGradientNet]] = {cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN)}
+NETS: dict[str, type[MonotoneGradientNet]] = {
+    cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN, QuadraticICNN)
+}
 
 
 def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
     r"""Builds a monotone gradient network by name.
 
     Arguments:
-        name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``.
+        name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``, ``"qicnn"``.
         features: The dimension ``D``.
         kwargs: The network's other arguments.
 

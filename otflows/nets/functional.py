@@ -3,7 +3,7 @@ r"""Scalar functions the networks are built from."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +11,13 @@ from torch import Tensor
 
 __all__ = [
     "MONOTONE_ACTIVATIONS",
+    "convex_quadratic",
     "dsigmoid",
     "dtanh",
     "gaussian_softplus",
     "inverse_softplus",
     "logcosh",
+    "quadratic_icnn",
 ]
 
 
@@ -66,3 +68,43 @@ MONOTONE_ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tens
     "sigmoid": (torch.sigmoid, dsigmoid),
     "softplus": (F.softplus, torch.sigmoid),
 }
+
+
+def convex_quadratic(x: Tensor, A: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    r"""The convex quadratic layer :math:`q(x)_h = \sum_r (x^\top A_{:, r, h})^2 + (W x)_h + b_h`,
+    ``x [..., D]``, ``A [D, r, H]``, ``W [H, D]``, ``b [H]`` → ``[..., H]``.
+
+    Example:
+        >>> A, W, b = torch.ones(2, 1, 3), torch.zeros(3, 2), torch.zeros(3)
+        >>> convex_quadratic(torch.tensor([1.0, 2.0]), A, W, b)
+        tensor([9., 9., 9.])
+    """
+    return torch.einsum("...d,drh->...rh", x, A).square().sum(-2) + x @ W.T + b
+
+
+def quadratic_icnn(
+    x: Tensor,
+    quadratics: Sequence[tuple[Tensor, Tensor, Tensor]],
+    convex: Sequence[Tensor],
+    final: Tensor,
+    activation: Callable[[Tensor], Tensor] = F.celu,
+) -> Tensor:
+    r"""The dense ICNN with quadratic input layers (Korotin et al. 2019),
+    ``[..., D] -> [...]``:
+
+    .. math:: z_0 = q_0(x), \quad z_{j+1} = g(C_j z_j + q_{j+1}(x)), \quad
+        \psi(x) = w^\top z_L,
+
+    with :math:`q_i` the :func:`convex_quadratic` layers ``quadratics[i] = (A_i, W_i, b_i)``,
+    ``convex[j]`` :math:`= C_j \ge 0` ``[H_{j+1}, H_j]``, ``final`` :math:`= w \ge 0`
+    ``[H_L]`` and :math:`g` convex non-decreasing, so :math:`\psi` is convex.
+
+    Example:
+        >>> A, W, b = torch.ones(2, 1, 3), torch.zeros(3, 2), torch.zeros(3)
+        >>> quadratic_icnn(torch.ones(2), [(A, W, b)] * 2, [torch.eye(3)], torch.ones(3))
+        tensor(24.)
+    """
+    z = convex_quadratic(x, *quadratics[0])
+    for layer, C in zip(quadratics[1:], convex, strict=True):
+        z = activation(z @ C.T + convex_quadratic(x, *layer))
+    return z @ final

@@ -10,9 +10,28 @@ from torch.func import grad
 from otflows.nets.base import MonotoneGradientNet, choose, require_positive
 from otflows.nets.functional import gaussian_softplus, inverse_softplus
 
-__all__ = ["ICNN"]
+__all__ = ["ICNN", "convex_path"]
 
 _CONVEX_ACTIVATIONS = {"softplus": F.softplus, "gaussian_softplus": gaussian_softplus}
+
+
+def convex_path(hidden_features: int, num_layers: int) -> tuple[nn.ParameterList, nn.Parameter]:
+    r"""The unconstrained parameters of an ICNN's non-negative weights: ``num_layers - 1``
+    z-path matrices ``[H, H]`` with :math:`\operatorname{softplus}(\cdot) \sim U(0.1, 2)/H`
+    (the layers neither die out nor blow up with depth) and the output weights ``[H]`` with
+    :math:`\operatorname{softplus}(\cdot) = 1/H`.
+
+    Example:
+        >>> Wz, w = convex_path(4, 3)
+        >>> len(Wz), tuple(Wz[0].shape), bool((F.softplus(w) - 0.25).abs().max() < 1e-6)
+        (2, (4, 4), True)
+    """
+    H = hidden_features
+    Wz = nn.ParameterList(
+        nn.Parameter(inverse_softplus(torch.empty(H, H).uniform_(0.1, 2.0) / H))
+        for _ in range(num_layers - 1)
+    )
+    return Wz, nn.Parameter(inverse_softplus(torch.full((H,), 1.0 / H)))
 
 
 class ICNN(MonotoneGradientNet):
@@ -68,20 +87,7 @@ class ICNN(MonotoneGradientNet):
         self.g = choose(_CONVEX_ACTIVATIONS, activation, "activation")
         require_positive(num_layers, "num_layers")
         self.A = nn.ModuleList(nn.Linear(features, hidden_features) for _ in range(num_layers))
-        # Non-negative z-path weights softplus(Wz) ~ U(0.1, 2) / H: the layers neither die out
-        # nor blow up with depth.
-        self.Wz = nn.ParameterList(
-            nn.Parameter(
-                inverse_softplus(
-                    torch.empty(hidden_features, hidden_features).uniform_(0.1, 2.0)
-                    / hidden_features
-                )
-            )
-            for _ in range(num_layers - 1)
-        )
-        self.w = nn.Parameter(
-            inverse_softplus(torch.full((hidden_features,), 1.0 / hidden_features))
-        )
+        self.Wz, self.w = convex_path(hidden_features, num_layers)
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
