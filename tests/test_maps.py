@@ -47,7 +47,7 @@ def test_semidual_with_a_loose_tolerance_errs_only_to_second_order(float64):
         objective = build_objective({"name": "semidual", "rtol": rtol})
         assert objective.config == {"name": "semidual", "rtol": rtol}
         objective.setup(T, xs, xt)
-        losses.append(float(objective.loss(T, xs, xt, torch.arange(64))))
+        losses.append(float(objective.loss(T, xs, xt, torch.arange(64)).detach()))
         assert objective.unconverged == 0
     assert abs(losses[0] - losses[1]) < 1e-5 * abs(losses[0])
     with pytest.raises(ValueError, match="rtol must be > 0"):
@@ -206,7 +206,7 @@ def test_save_and_load(fitted, tmp_path):
     loaded = BrenierMap.load(tmp_path / "map.pt")
     np.testing.assert_array_equal(loaded.transform(Xs), otmap.transform(Xs))
     assert loaded.log_["loss"] == otmap.log_["loss"]
-    assert loaded.get_params()["objective"] == {"name": "semidual"}
+    assert loaded.get_params()["objective"] == {"name": "semidual", "rtol": 1e-3}
     save_flow(BrenierFlow(2, hidden_features=4), tmp_path / "flow.pt")
     with pytest.raises(ValueError, match="not a BrenierMap checkpoint"):
         BrenierMap.load(tmp_path / "flow.pt")
