@@ -18,6 +18,7 @@ from otflows.linalg import (
     RidgeFactors,
     batched_jacobian,
     factorize,
+    lbfgs_minimize,
     newton_solve,
 )
 from otflows.nets import MonotoneGradientNet
@@ -31,6 +32,9 @@ LOGDET_METHODS = ("auto", "exact", "structured", "stochastic")
 # Under "auto", a network without a factored Jacobian gets the dense exact log-det up to this
 # dimension and the stochastic estimate above it.
 DENSE_MAX_FEATURES = 128
+SOLVE_METHODS = ("newton", "lbfgs")
+# L-BFGS converges linearly: it may take this many times the inverse's Newton steps.
+LBFGS_ITER = 10
 
 
 class BrenierTransform(Transform):
@@ -178,6 +182,15 @@ class BrenierTransform(Transform):
             self._normalize(x)
         ) + 0.5 * self.gamma * x.square().sum(-1)
 
+    def potential_and_transport(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r""":meth:`potential` ``[B]`` and :meth:`transport` ``[B, D]`` together, in one pass
+        where the network allows it."""
+        phi, G = self.net.potential_and_gradient(self._normalize(x))
+        return (
+            self.scale * phi + 0.5 * self.gamma * x.square().sum(-1),
+            G + self.gamma * x,
+        )
+
     def jacobian(self, x: Tensor) -> Tensor:
         r"""The dense Jacobians :math:`J_T(x)`, ``[B, D] -> [B, D, D]``, symmetric ⪰ γI."""
         return batched_jacobian(self.transport, x)[0]
@@ -218,7 +231,11 @@ class BrenierTransform(Transform):
         return y, factor.logdet()
 
     def solve(
-        self, y: Tensor, x0: Tensor | None = None, rtol: float | None = None
+        self,
+        y: Tensor,
+        x0: Tensor | None = None,
+        rtol: float | None = None,
+        method: str = "newton",
     ) -> InverseResult:
         r"""Solves :math:`T(x) = y` row by row without raising; see :class:`InverseResult`.
 
@@ -229,17 +246,51 @@ class BrenierTransform(Transform):
             rtol: The residual tolerance :math:`\|T(x) - y\| \le \text{rtol}\,(1 + \|y\|)`;
                 by default the inverse's (:math:`10^{-10}` in float64, :math:`10^{-5}` in
                 float32).
+            method: ``"newton"`` (damped Newton on the factored Jacobian,
+                :func:`otflows.linalg.newton_solve`: quadratic convergence, for tight
+                tolerances) or ``"lbfgs"`` (L-BFGS on the conjugate's objective
+                :math:`\psi(x) - \langle x, y\rangle`, :math:`\psi` the potential,
+                :func:`otflows.linalg.lbfgs_minimize`, preconditioned by :math:`J_T^{-1}` at
+                the starts' mean: gradients only, no per-row factorisation; the cheaper one
+                while :math:`T` is nearly affine, slower once it bends, see
+                :class:`otflows.maps.objectives.SemiDual`).
+
+        Example:
+            >>> from otflows import MMGN
+            >>> T = BrenierTransform(MMGN(3, 8), gamma=0.5).double()
+            >>> y = torch.randn(4, 3, dtype=torch.float64)
+            >>> result = T.solve(y, rtol=1e-8, method="lbfgs")
+            >>> bool(result.converged.all()), bool(torch.allclose(T.transport(result.x), y))
+            (True, True)
         """
+        if method not in SOLVE_METHODS:
+            raise ValueError(f"method must be one of {SOLVE_METHODS}; got {method!r}")
+        rtol = INVERSE_RTOL[y.dtype] if rtol is None else rtol
         with torch.no_grad():
             if x0 is None:
                 T0, J0 = self.linearize(y.new_zeros(1, self.features))
                 x0 = J0.solve(y - T0)
+            if method == "lbfgs":
+
+                def value_and_grad(x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+                    psi, Tx = self.potential_and_transport(x)
+                    return psi - (x * y[rows]).sum(-1), Tx - y[rows]
+
+                # the inverse Hessian's first guess: J_T⁻¹ at the starts' mean, shared
+                J_mean = DenseCholesky(self.jacobian(x0.mean(0, keepdim=True)))
+                return lbfgs_minimize(
+                    value_and_grad,
+                    x0,
+                    rtol * (1.0 + y.norm(dim=-1)),
+                    max_iter=LBFGS_ITER * self.inverse_max_iter,
+                    precondition=J_mean.solve,
+                )
             return newton_solve(
                 self.transport,
                 lambda x, r: self.linearize(x)[1].solve(r),
                 y,
                 x0,
-                rtol=INVERSE_RTOL[y.dtype] if rtol is None else rtol,
+                rtol=rtol,
                 max_iter=self.inverse_max_iter,
             )
 

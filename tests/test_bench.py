@@ -2,6 +2,7 @@
 
 import json
 import math
+import platform
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from otflows.bench import BENCHMARKS, run
 from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
+from otflows.bench.common import keep_freed_memory
 from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
@@ -26,6 +28,10 @@ def _dense_log_prob(T, x: torch.Tensor) -> torch.Tensor:
         normal = -0.5 * z.square().sum() - 0.5 * len(z) * math.log(2 * math.pi)
         values.append(normal + torch.linalg.slogdet(J).logabsdet)
     return torch.stack(values)
+
+
+def test_keep_freed_memory_takes_on_glibc():
+    assert keep_freed_memory() == (platform.libc_ver()[0] == "glibc")
 
 
 def test_cpflow_exact_log_prob_is_the_change_of_variables():

@@ -81,6 +81,19 @@ def test_inverse_round_trip(name, logdet, dtype):
     torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", NETS)
+def test_lbfgs_solve_reaches_the_same_inverse(name, dtype):
+    T = make_transform(name)
+    x = 3 * torch.randn(32, 3)
+    with torch.no_grad():
+        y = T.transport(x)
+        result = T.solve(y, method="lbfgs")
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert result.converged.all()
+    assert (result.residual <= rtol * (1 + y.norm(dim=-1))).all()
+    torch.testing.assert_close(result.x, x, rtol=0, atol=100 * rtol / GAMMA)
+
+
 @pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
 def test_inverse_carries_implicit_gradient(name, logdet, tol):
     T = make_transform(name, logdet)
@@ -154,3 +167,12 @@ def test_potential_gradient_is_the_field(name, logdet, tol):
     # The line-integral potentials (C-MGN) carry the quadrature error.
     rtol = 1e-6 if name == "cmgn" else 1e3 * tol
     torch.testing.assert_close(grad, T.transport(x), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_potential_and_transport_in_one_pass(name, tol):
+    T = make_transform(name)
+    x = torch.randn(6, 3)
+    potential, transported = T.potential_and_transport(x)
+    torch.testing.assert_close(potential, T.potential(x), rtol=tol, atol=tol)
+    torch.testing.assert_close(transported, T.transport(x), rtol=tol, atol=tol)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from otflows import MMGN, BrenierTransform, InverseError
-from otflows.linalg import DenseCholesky, gauss_legendre, newton_solve
+from otflows.linalg import DenseCholesky, gauss_legendre, lbfgs_minimize, newton_solve
 
 
 def test_gauss_legendre_is_exact_to_degree_2n_minus_1():
@@ -35,6 +35,62 @@ def test_newton_converges_quadratically_on_a_cubic():
     assert result.converged.all()
     torch.testing.assert_close(T(result.x), y, rtol=1e-13, atol=1e-15)
     assert result.iterations.max() <= 40  # y = 1e4 needs the line search from x = 0
+
+
+def quadratics(A, y):
+    """f_b(x) = ½ xᵀ A_b x − ⟨x, y_b⟩ row by row, for :func:`lbfgs_minimize`."""
+
+    def value_and_grad(x, rows):
+        Ax = (A[rows] @ x[..., None])[..., 0]
+        return 0.5 * (x * Ax).sum(-1) - (x * y[rows]).sum(-1), Ax - y[rows]
+
+    return value_and_grad
+
+
+def test_lbfgs_solves_ill_conditioned_quadratics_row_by_row(float64):
+    # condition numbers 1e3: x* = A_b⁻¹ y_b to the round-off floor of the gradient
+    torch.manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(6, 8, 8)).Q
+    A = Q @ torch.diag_embed(torch.logspace(-1.5, 1.5, 8).expand(6, 8)) @ Q.mT
+    y = torch.randn(6, 8)
+    result = lbfgs_minimize(quadratics(A, y), torch.zeros_like(y), torch.full((6,), 1e-10))
+    assert result.converged.all()
+    assert (result.residual <= 1e-10).all()
+    torch.testing.assert_close(result.x, torch.linalg.solve(A, y), rtol=0, atol=1e-8)
+    assert result.iterations.max() < 150  # gradient descent needs ~1e3 · log(1e10)
+
+
+def test_lbfgs_preconditioner_takes_the_shared_curvature(float64):
+    # A_b = M + small per-row parts: with H₀ = M⁻¹ a handful of steps suffice
+    torch.manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(8, 8)).Q
+    M = Q @ torch.diag(torch.logspace(-2, 2, 8)) @ Q.T
+    P = torch.randn(6, 8, 8) / 80
+    A, y = M + P @ P.mT, torch.randn(6, 8)
+    result = lbfgs_minimize(
+        quadratics(A, y),
+        torch.zeros_like(y),
+        torch.full((6,), 1e-10),
+        precondition=DenseCholesky(M[None]).solve,
+    )
+    assert result.converged.all()
+    torch.testing.assert_close(result.x, torch.linalg.solve(A, y), rtol=0, atol=1e-7)
+    assert result.iterations.max() <= 15
+
+
+def test_lbfgs_stops_rows_at_the_floating_point_floor(float64):
+    # f(x) = x⁴/4 + x²/2 − x: its gradient x³ + x − 1 (an irrational root) misses 0 in
+    # floating point, so a zero tolerance is unreachable; the row stops when no step decreases
+    # f any more, not after max_iter
+    result = lbfgs_minimize(
+        lambda x, rows: ((x**4 / 4 + x**2 / 2 - x).sum(-1), x**3 + x - 1),
+        torch.zeros(1, 1),
+        torch.zeros(1),
+    )
+    root = 0.6823278038280193  # the real root of x³ + x − 1 (Cardano)
+    assert not result.converged.any()
+    assert result.iterations.max() < 30
+    torch.testing.assert_close(result.x, torch.full((1, 1), root), rtol=1e-15, atol=0)
 
 
 def test_inverse_raises_with_per_sample_report_when_it_cannot_converge():

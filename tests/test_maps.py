@@ -37,21 +37,26 @@ def test_semidual_gradient_is_the_envelope_gradient(float64):
 
 
 def test_semidual_with_a_loose_tolerance_errs_only_to_second_order(float64):
-    """x* solved to rtol = 1e-3 moves the conjugate's value by O(rtol²): the loss matches the
-    tight solve's far better than the residual tolerance."""
+    """x* solved to rtol = 1e-3, by Newton or by L-BFGS, moves the conjugate's value by
+    O(rtol²): the loss matches the tight solve's far better than the residual tolerance."""
     torch.manual_seed(0)
     T = BrenierTransform(MMGN(3, 6, num_modules=2), gamma=0.2)
     xs, xt = torch.randn(64, 3), 2 * torch.randn(64, 3) + 1
     losses = []
-    for rtol in (None, 1e-3):  # the inverse's tolerance (1e-10) and the default
-        objective = build_objective({"name": "semidual", "rtol": rtol})
-        assert objective.config == {"name": "semidual", "rtol": rtol}
+    # the inverse's tolerance (1e-10), the default, and the default by L-BFGS
+    for rtol, solver in ((None, "newton"), (1e-3, "newton"), (1e-3, "lbfgs")):
+        config = {"name": "semidual", "rtol": rtol, "solver": solver}
+        objective = build_objective(config)
+        assert objective.config == config
         objective.setup(T, xs, xt)
         losses.append(float(objective.loss(T, xs, xt, torch.arange(64)).detach()))
         assert objective.unconverged == 0
-    assert abs(losses[0] - losses[1]) < 1e-5 * abs(losses[0])
+    for loss in losses[1:]:
+        assert abs(loss - losses[0]) < 1e-5 * abs(losses[0])
     with pytest.raises(ValueError, match="rtol must be > 0"):
         SemiDual(rtol=0.0)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        SemiDual(solver="bfgs")
 
 
 def test_target_likelihood_is_the_change_of_variables(float64):
@@ -206,7 +211,8 @@ def test_save_and_load(fitted, tmp_path):
     loaded = BrenierMap.load(tmp_path / "map.pt")
     np.testing.assert_array_equal(loaded.transform(Xs), otmap.transform(Xs))
     assert loaded.log_["loss"] == otmap.log_["loss"]
-    assert loaded.get_params()["objective"] == {"name": "semidual", "rtol": 1e-3}
+    expected = {"name": "semidual", "rtol": 1e-3, "solver": "newton"}
+    assert loaded.get_params()["objective"] == expected
     save_flow(BrenierFlow(2, hidden_features=4), tmp_path / "flow.pt")
     with pytest.raises(ValueError, match="not a BrenierMap checkpoint"):
         BrenierMap.load(tmp_path / "flow.pt")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from otflows.bench.common import markdown_table, write_json
+from otflows.bench.common import keep_freed_memory, markdown_table, write_json
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.maps import BrenierMap, bures_map
 from otflows.metrics import l2_uvp, map_cosine
@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.max_iter = args.sinkhorn_iter = 30
         args.samples, args.batch_size, args.hidden = 4000, 256, 16
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     methods = [tuple(m.split(":")) for m in args.methods]
 
     rows = []

@@ -1,6 +1,7 @@
 r"""The linear algebra behind Brenier maps: Jacobian factorisations, quadrature, Newton solves."""
 
 from otflows.linalg.dense import DenseCholesky, batched_jacobian, logdet_cholesky
+from otflows.linalg.lbfgs import lbfgs_minimize
 from otflows.linalg.newton import InverseError, InverseResult, newton_solve
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.stochastic import JacobianOperator, conjugate_gradient, slq_logdet
@@ -17,6 +18,7 @@ __all__ = [
     "conjugate_gradient",
     "factorize",
     "gauss_legendre",
+    "lbfgs_minimize",
     "logdet_cholesky",
     "newton_solve",
     "slq_logdet",

@@ -36,10 +36,13 @@ class RidgeFactors:
     def assemble(self, A0: Tensor) -> Tensor:
         r"""The dense :math:`A_0 + U^\top \operatorname{diag}(d)\, U + E E^\top`,
         ``[B, D, D]``, in :math:`O(D^2 m)` per sample."""
+        k, D = self.U.shape
         if A0.dim() == 0:
-            A0 = A0 * torch.eye(self.U.shape[1], dtype=self.U.dtype, device=self.U.device)
-        J = A0 + (self.U.T * self.d[:, None, :]) @ self.U
-        return J if self.E is None else J + self.E @ self.E.mT
+            A0 = A0 * torch.eye(D, dtype=self.U.dtype, device=self.U.device)
+        # Σ_k d_k u_k u_kᵀ as one [B, k] × [k, D²] product, without a [B, D, k] intermediate
+        outer = (self.U[:, :, None] * self.U[:, None, :]).reshape(k, D * D)
+        J = torch.addmm(A0.reshape(1, D * D), self.d, outer).view(-1, D, D)
+        return J if self.E is None else torch.baddbmm(J, self.E, self.E.mT)
 
 
 class LowRankUpdate:

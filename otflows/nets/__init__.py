@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otflows.nets.base import MonotoneGradientNet, QuadraticPotential, choose
+from otflows.nets.base import ConvexPotentialNet, MonotoneGradientNet, QuadraticPotential, choose
 from otflows.nets.cmgn import CMGN
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
@@ -17,6 +17,7 @@ __all__ = [
     "ICNN",
     "MMGN",
     "NETS",
+    "ConvexPotentialNet",
     "MonotoneGradientNet",
     "QuadraticICNN",
     "QuadraticPotential",

@@ -8,11 +8,18 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.func import grad, grad_and_value
 
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
 
-__all__ = ["MonotoneGradientNet", "QuadraticPotential", "choose", "require_positive"]
+__all__ = [
+    "ConvexPotentialNet",
+    "MonotoneGradientNet",
+    "QuadraticPotential",
+    "choose",
+    "require_positive",
+]
 
 T = TypeVar("T")
 
@@ -112,6 +119,11 @@ class MonotoneGradientNet(nn.Module, ABC):
         r"""Same as :meth:`gradient`."""
         return self.gradient(x)
 
+    def potential_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\varphi(x)` ``[...]`` and :math:`G(x)` ``[..., D]`` together (one pass where
+        the network allows it)."""
+        return self.potential(x), self.gradient(x)
+
     def potential(self, x: Tensor) -> Tensor:
         r"""The potential :math:`\varphi(x) - \varphi(0)`, ``[..., D] -> [...]``.
 
@@ -124,3 +136,23 @@ class MonotoneGradientNet(nn.Module, ABC):
         s, w = gauss_legendre(self.potential_nodes, dtype=x.dtype, device=x.device)
         points = s.view(-1, *([1] * x.dim())) * x  # [n, ..., D]
         return torch.einsum("n,n...->...", w, (self.gradient(points) * x).sum(-1))
+
+
+class ConvexPotentialNet(MonotoneGradientNet):
+    r"""A network that defines the convex potential :math:`\varphi` itself (an ICNN); the
+    field :math:`G = \nabla\varphi` is its autodiff gradient (:func:`torch.func.grad`)."""
+
+    @abstractmethod
+    def potential(self, x: Tensor) -> Tensor:
+        r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
+
+    def gradient(self, x: Tensor) -> Tensor:
+        return grad(lambda x: self.potential(x).sum())(x)
+
+    def potential_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        def total(x: Tensor) -> tuple[Tensor, Tensor]:
+            value = self.potential(x)
+            return value.sum(), value
+
+        G, (_, value) = grad_and_value(total, has_aux=True)(x)
+        return value, G

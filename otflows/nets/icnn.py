@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import grad
 
-from otflows.nets.base import MonotoneGradientNet, choose, require_positive
+from otflows.nets.base import ConvexPotentialNet, choose, require_positive
 from otflows.nets.functional import gaussian_softplus, inverse_softplus
 
 __all__ = ["ICNN", "convex_path"]
@@ -34,7 +33,7 @@ def convex_path(hidden_features: int, num_layers: int) -> tuple[nn.ParameterList
     return Wz, nn.Parameter(inverse_softplus(torch.full((H,), 1.0 / H)))
 
 
-class ICNN(MonotoneGradientNet):
+class ICNN(ConvexPotentialNet):
     r"""Input convex neural network potential; the map is its gradient.
 
     .. math::
@@ -95,6 +94,3 @@ class ICNN(MonotoneGradientNet):
         for A, Wz in zip(self.A[1:], self.Wz, strict=True):
             z = self.g(z @ F.softplus(Wz).T + A(x))
         return z @ F.softplus(self.w) + self.quadratic.potential(x)
-
-    def gradient(self, x: Tensor) -> Tensor:
-        return grad(lambda x: self.potential(x).sum())(x)
