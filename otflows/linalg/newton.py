@@ -130,7 +130,8 @@ def newton_solve(
                 x_a[done], r_a[done] = x_t[found, longest], r_t[found, longest]
                 accepted[done] = True
                 t[pending[~found]] = ts[~found, -1] / 2.0
-                tried, lengths = tried + lengths, LADDER
+                tried += lengths
+                lengths = min(LADDER, max_halvings - tried)
             x[idx], r[idx] = x_a, r_a
             iterations[idx] += accepted.long()
             residual[idx] = r_a.norm(dim=-1)
