@@ -173,23 +173,27 @@ class BrenierTransform(Transform):
 
     def transport(self, x: Tensor) -> Tensor:
         r"""The map :math:`T(x) = G((x - \mu)/s) + \gamma x`, ``[..., D] -> [..., D]``."""
-        return self.net.gradient(self._normalize(x)) + self.gamma * x
+        return self._field(self.net.gradient(self._normalize(x)), x)
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The strongly convex potential :math:`s\,\varphi((x - \mu)/s) +
         \frac\gamma2\|x\|^2`, ``[...]``, whose gradient is :meth:`transport`."""
-        return self.scale * self.net.potential(
-            self._normalize(x)
-        ) + 0.5 * self.gamma * x.square().sum(-1)
+        return self._potential(self.net.potential(self._normalize(x)), x)
 
     def potential_and_transport(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r""":meth:`potential` ``[B]`` and :meth:`transport` ``[B, D]`` together, in one pass
         where the network allows it."""
         phi, G = self.net.potential_and_gradient(self._normalize(x))
-        return (
-            self.scale * phi + 0.5 * self.gamma * x.square().sum(-1),
-            G + self.gamma * x,
-        )
+        return self._potential(phi, x), self._field(G, x)
+
+    def _potential(self, phi: Tensor, x: Tensor) -> Tensor:
+        r""":math:`s\,\varphi + \frac\gamma2\|x\|^2` from the network's :math:`\varphi` at
+        :math:`(x - \mu)/s`."""
+        return self.scale * phi + 0.5 * self.gamma * x.square().sum(-1)
+
+    def _field(self, G: Tensor, x: Tensor) -> Tensor:
+        r""":math:`G + \gamma x` from the network's :math:`G` at :math:`(x - \mu)/s`."""
+        return G + self.gamma * x
 
     def jacobian(self, x: Tensor) -> Tensor:
         r"""The dense Jacobians :math:`J_T(x)`, ``[B, D] -> [B, D, D]``, symmetric ⪰ γI."""
@@ -217,7 +221,7 @@ class BrenierTransform(Transform):
             else:
                 eye = torch.eye(self.features, dtype=x.dtype, device=x.device)
                 U, A0 = f.U, V.T @ V / self.scale + self.gamma * eye
-            return G + self.gamma * x, factorize(A0, RidgeFactors(U, d, E))
+            return self._field(G, x), factorize(A0, RidgeFactors(U, d, E))
         J, y = batched_jacobian(self.transport, x)
         return y, DenseCholesky(J)
 

@@ -144,7 +144,6 @@ def lbfgs_minimize(
             x_out[rows] = x
             iterations[rows] += accepted.long()
             residual[rows] = g.norm(dim=-1)
-            stalled = ~accepted  # no step length decreased f: the floating-point floor
-            if bool(stalled.any()):
-                tol = torch.where(stalled, torch.inf, tol)
+            # a row where no step length decreased f is at the floating-point floor: it stops
+            tol = torch.where(accepted, tol, torch.inf)
         return InverseResult(x_out, residual, tolerance, iterations, residual <= tolerance)
