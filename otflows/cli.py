@@ -127,6 +127,7 @@ def _estimator(args: argparse.Namespace) -> BrenierMap:
         hidden_features=args.hidden_features,
         max_iter=args.max_iter,
         batch_size=args.batch_size,
+        target_batch_size=args.target_batch_size,
         lr=args.lr,
         dtype=args.dtype,
         random_state=args.seed,
@@ -179,6 +180,13 @@ def _map_options(p: argparse.ArgumentParser, max_iter: int) -> None:
     p.add_argument("--hidden-features", type=int, default=64)
     p.add_argument("--max-iter", type=int, default=max_iter)
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument(
+        "--target-batch-size",
+        type=int,
+        default=None,
+        help="target samples per step (default --batch-size): the semi-dual's cost, one "
+        "Newton solve each",
+    )
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--seed", type=int, default=0)

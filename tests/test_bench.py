@@ -15,8 +15,11 @@ from otflows.bench.common import keep_freed_memory
 from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
+from otflows.bench.ot_maps import KnownMapRegression
 from otflows.cli import main as cli
-from otflows.datasets import checkerboard, eight_gaussians, load_tabular
+from otflows.datasets import GaussianCoupling, checkerboard, eight_gaussians, load_tabular
+from otflows.maps import BrenierMap
+from otflows.metrics import l2_uvp
 
 
 def _dense_log_prob(T, x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +165,24 @@ def test_tabular_loaders_follow_maf(tmp_path):
         load_tabular("gas", tmp_path)
     with pytest.raises(ValueError, match="name"):
         load_tabular("cifar", tmp_path)
+
+
+def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
+    """The supervised reference's loss is L2-UVP / 100 (up to the unbiased variance's
+    n / (n - 1)), and fitting it brings an M-MGN to the closed-form Gaussian map."""
+    problem = GaussianCoupling.random_pair(3, seed=0)
+    X = problem.sample(2000, seed=1)
+    true = problem.brenier_map(X)
+    otmap = BrenierMap(hidden_features=8, max_iter=300, lr=1e-2, random_state=0, progress=False)
+    otmap.set_params(objective=KnownMapRegression(problem), dtype="float64", batch_size=512)
+    otmap.fit(X, problem.sample_target(2000, seed=2))
+    objective = KnownMapRegression(problem)
+    objective.setup(otmap.transform_, torch.as_tensor(X), torch.as_tensor(true))
+    with torch.no_grad():
+        loss = float(objective.loss(otmap.transform_, torch.as_tensor(X), None, None))
+    uvp = l2_uvp(otmap.transform(X), true)
+    assert 100 * loss == pytest.approx(uvp * (len(X) - 1) / len(X), rel=1e-10)
+    assert uvp < 0.1
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))

@@ -108,6 +108,27 @@ def test_fitted_map_on_a_gaussian_pair(objective, max_iter, batch_size, float64)
     assert len(otmap.log_["loss"]) == max_iter
 
 
+def test_fewer_targets_than_sources_per_step(float64):
+    """target_batch_size draws that many target samples per step (the semi-dual solves one
+    conjugate each) beside batch_size sources, and still fits the closed-form map."""
+    sizes = set()
+
+    class Recording(SemiDual):
+        def loss(self, T, xs, xt, index_t):
+            sizes.add((xs.shape[0], xt.shape[0], index_t.shape[0]))
+            return super().loss(T, xs, xt, index_t)
+
+    problem = GaussianCoupling.random_pair(3, seed=0)
+    Xs, Xt = problem.sample(4000, seed=1), problem.sample_target(4000, seed=2)
+    X = problem.sample(2000, seed=3)
+    otmap = BrenierMap(
+        objective=Recording(), max_iter=300, batch_size=512, lr=1e-2, init_iter=0, **SMALL
+    )
+    otmap.set_params(dtype="float64", target_batch_size=128)
+    assert l2_uvp(otmap.fit(Xs, Xt).transform(X), problem.brenier_map(X)) < 2.0
+    assert sizes == {(512, 128, 128)}
+
+
 def test_bures_start(float64):
     """The regression warm-up brings the whole map to the data's Bures map (its relative
     mean squared error on the last minibatch is an L2-UVP below 0.1 %)."""
@@ -194,6 +215,7 @@ def test_transform_rejects_bad_input(fitted):
         ({"dtype": "float16"}, "dtype must be torch.float32 or torch.float64"),
         ({"max_iter": 0}, "max_iter must be a positive integer"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"target_batch_size": 0}, "target_batch_size must be a positive integer"),
         ({"init_iter": -1}, "init_iter must be a non-negative integer"),
         ({"gamma": 0.0}, "gamma must be > 0"),
         ({"lr": -1.0}, "lr must be > 0"),
