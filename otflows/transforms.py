@@ -252,7 +252,9 @@ class BrenierTransform(Transform):
                 float32).
             method: ``"newton"`` (damped Newton on the factored Jacobian,
                 :func:`otflows.linalg.newton_solve`: quadratic convergence, for tight
-                tolerances) or ``"lbfgs"`` (L-BFGS on the conjugate's objective
+                tolerances; rows where no damped step decreases the residual, far from the
+                solution where :math:`T` bends sharply, go on by ``"lbfgs"`` from there) or
+                ``"lbfgs"`` (L-BFGS on the conjugate's objective
                 :math:`\psi(x) - \langle x, y\rangle`, :math:`\psi` the potential,
                 :func:`otflows.linalg.lbfgs_minimize`, preconditioned by :math:`J_T^{-1}` at
                 the starts' mean: gradients only, no per-row factorisation; the cheaper one
@@ -275,21 +277,8 @@ class BrenierTransform(Transform):
                 T0, J0 = self.linearize(y.new_zeros(1, self.features))
                 x0 = J0.solve(y - T0)
             if method == "lbfgs":
-
-                def value_and_grad(x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-                    psi, Tx = self.potential_and_transport(x)
-                    return psi - (x * y[rows]).sum(-1), Tx - y[rows]
-
-                # the inverse Hessian's first guess: J_T⁻¹ at the starts' mean, shared
-                J_mean = DenseCholesky(self.jacobian(x0.mean(0, keepdim=True)))
-                return lbfgs_minimize(
-                    value_and_grad,
-                    x0,
-                    rtol * (1.0 + y.norm(dim=-1)),
-                    max_iter=LBFGS_ITER * self.inverse_max_iter,
-                    precondition=J_mean.solve,
-                )
-            return newton_solve(
+                return self._minimize_conjugate(y, x0, rtol)
+            result = newton_solve(
                 self.transport,
                 lambda x, r: self.linearize(x)[1].solve(r),
                 y,
@@ -297,6 +286,34 @@ class BrenierTransform(Transform):
                 rtol=rtol,
                 max_iter=self.inverse_max_iter,
             )
+            # rows where no damped Newton step decreased the residual (before the step limit):
+            # L-BFGS on the conjugate's convex objective goes on from there
+            stalled = ~result.converged & (result.iterations < self.inverse_max_iter)
+            failed = stalled.nonzero().squeeze(1)
+            if len(failed):
+                retry = self._minimize_conjugate(y[failed], result.x[failed], rtol)
+                result.x[failed], result.residual[failed] = retry.x, retry.residual
+                result.iterations[failed] += retry.iterations
+                result.converged[failed] = retry.converged
+            return result
+
+    def _minimize_conjugate(self, y: Tensor, x0: Tensor, rtol: float) -> InverseResult:
+        r"""L-BFGS on the conjugate's convex objective :math:`\psi(x) - \langle x, y\rangle`
+        from ``x0`` (:meth:`solve`'s ``"lbfgs"``)."""
+
+        def value_and_grad(x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+            psi, Tx = self.potential_and_transport(x)
+            return psi - (x * y[rows]).sum(-1), Tx - y[rows]
+
+        # the inverse Hessian's first guess: J_T⁻¹ at the starts' mean, shared
+        J_mean = DenseCholesky(self.jacobian(x0.mean(0, keepdim=True)))
+        return lbfgs_minimize(
+            value_and_grad,
+            x0,
+            rtol * (1.0 + y.norm(dim=-1)),
+            max_iter=LBFGS_ITER * self.inverse_max_iter,
+            precondition=J_mean.solve,
+        )
 
     def inverse(
         self, inputs: Tensor, context: Tensor | None = None, x0: Tensor | None = None

@@ -15,7 +15,7 @@ from otflows.bench.common import keep_freed_memory
 from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
-from otflows.bench.ot_maps import KnownMapRegression
+from otflows.bench.ot_maps import KnownMapRegression, semidual_uvp
 from otflows.cli import main as cli
 from otflows.datasets import GaussianCoupling, checkerboard, eight_gaussians, load_tabular
 from otflows.maps import BrenierMap
@@ -169,7 +169,8 @@ def test_tabular_loaders_follow_maf(tmp_path):
 
 def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     """The supervised reference's loss is L2-UVP / 100 (up to the unbiased variance's
-    n / (n - 1)), and fitting it brings an M-MGN to the closed-form Gaussian map."""
+    n / (n - 1)), fitting it brings an M-MGN to the closed-form Gaussian map, and the map's
+    semi-dual gap is its error in the J_T⁻¹ metric, 100 E⟨δT, J_T⁻¹δT⟩ / Var (dense Jacobians)."""
     problem = GaussianCoupling.random_pair(3, seed=0)
     X = problem.sample(2000, seed=1)
     true = problem.brenier_map(X)
@@ -183,6 +184,13 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     uvp = l2_uvp(otmap.transform(X), true)
     assert 100 * loss == pytest.approx(uvp * (len(X) - 1) / len(X), rel=1e-10)
     assert uvp < 0.1
+
+    x = torch.as_tensor(X[:500])
+    delta = (otmap.transform_.transport(x) - problem.brenier_map(x)).detach()
+    J = otmap.transform_.jacobian(x).detach()
+    metric = (delta * torch.linalg.solve(J, delta.unsqueeze(-1)).squeeze(-1)).sum(-1)
+    expected = float(100 * metric.mean() / problem.brenier_map(x).var(0, unbiased=False).sum())
+    assert semidual_uvp(problem, X[:500], otmap.transform_) == pytest.approx(expected, rel=1e-2)
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))

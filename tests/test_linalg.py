@@ -93,6 +93,33 @@ def test_lbfgs_stops_rows_at_the_floating_point_floor(float64):
     torch.testing.assert_close(result.x, torch.full((1, 1), root), rtol=1e-15, atol=0)
 
 
+def test_solve_goes_on_by_lbfgs_where_newton_stalls(float64, monkeypatch):
+    """Rows where no damped Newton step decreases the residual (here: Newton matrices far from
+    J_T, so that their steps are no descent directions) are finished by L-BFGS on the
+    conjugate's convex objective; rows that ran out of steps are not."""
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(2, 8, num_modules=2), gamma=0.1)
+    x = 3 * torch.randn(64, 2)
+    with torch.no_grad():
+        y = T.transport(x)
+    wrong = torch.tensor([[1.0, 0.999], [0.999, 1.0]])
+    monkeypatch.setattr(
+        T, "linearize", lambda z: (T.transport(z), DenseCholesky(wrong.expand(len(z), 2, 2)))
+    )
+    x0 = torch.zeros_like(x)
+    with torch.no_grad():
+        solve = lambda z, r: T.linearize(z)[1].solve(r)  # noqa: E731
+        newton = newton_solve(T.transport, solve, y, x0, rtol=1e-10, max_iter=T.inverse_max_iter)
+        result = T.solve(y, x0)
+    assert not newton.converged.any() and (newton.iterations < T.inverse_max_iter).all()
+    assert result.converged.all()
+    torch.testing.assert_close(result.x, x, rtol=0, atol=1e-8)
+    T.inverse_max_iter = 1  # a step limit is the caller's: no L-BFGS after it
+    with torch.no_grad():
+        limited = T.solve(y, x0)
+    assert (~limited.converged).sum() > 32 and (limited.iterations[~limited.converged] == 1).all()
+
+
 def test_inverse_raises_with_per_sample_report_when_it_cannot_converge():
     torch.manual_seed(0)
     T = BrenierTransform(MMGN(2, 8, num_modules=2), gamma=0.01, inverse_max_iter=1)

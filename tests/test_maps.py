@@ -13,6 +13,7 @@ from otflows.maps import (
     SinkhornDivergence,
     TargetLikelihood,
     build_objective,
+    fenchel_young_gap,
 )
 from otflows.metrics import l2_uvp
 
@@ -57,6 +58,32 @@ def test_semidual_with_a_loose_tolerance_errs_only_to_second_order(float64):
         SemiDual(rtol=0.0)
     with pytest.raises(ValueError, match="solver must be one of"):
         SemiDual(solver="bfgs")
+
+
+def test_fenchel_young_gap_is_the_semidual_excess_and_its_local_quadratic(float64):
+    """With y = T*(x) for a map T* = ∇ψ, the semi-dual loss of T minus that of T* is exactly the
+    mean Fenchel–Young gap of T (ψ + ψ* = ⟨x, T*(x)⟩), which vanishes for T* itself; near T(x)
+    the gap is ½⟨δ, J_T(x)⁻¹δ⟩ with the dense autograd Jacobian."""
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(3, 6, num_modules=2), gamma=0.2)
+    T_true = BrenierTransform(MMGN(3, 5, num_modules=3), gamma=0.5)
+    x = torch.randn(64, 3)
+    y = T_true.transport(x).detach()
+    objective = SemiDual(rtol=None)
+    losses = []
+    for transform in (T, T_true):
+        objective.setup(transform, x, y)
+        losses.append(float(objective.loss(transform, x, y, torch.arange(64)).detach()))
+    gap = fenchel_young_gap(T, x, y)
+    assert gap.min() > 0 and gap.mean() > 1e-3
+    assert abs((losses[0] - losses[1]) - float(gap.mean())) < 1e-10
+    assert float(fenchel_young_gap(T_true, x, y).abs().max()) < 1e-10
+
+    delta = 1e-4 * torch.randn(64, 3)
+    J = T.jacobian(x).detach()
+    quadratic = 0.5 * (delta * torch.linalg.solve(J, delta.unsqueeze(-1)).squeeze(-1)).sum(-1)
+    local = fenchel_young_gap(T, x, T.transport(x).detach() + delta)
+    torch.testing.assert_close(local, quadratic, rtol=1e-3, atol=0.0)
 
 
 def test_target_likelihood_is_the_change_of_variables(float64):

@@ -9,6 +9,7 @@ from otflows.maps.objectives import (
     SinkhornDivergence,
     TargetLikelihood,
     build_objective,
+    fenchel_young_gap,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "TargetLikelihood",
     "build_objective",
     "bures_map",
+    "fenchel_young_gap",
     "set_affine",
 ]
