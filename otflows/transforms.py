@@ -81,7 +81,8 @@ class BrenierTransform(Transform):
         lanczos_steps: Lanczos steps of the SLQ estimate (stochastic).
         cg_rtol: Relative residual tolerance of conjugate gradients (stochastic).
         cg_max_iter: The most conjugate-gradient iterations (stochastic).
-        inverse_max_iter: The most Newton steps of the inverse.
+        inverse_max_iter: The most Newton steps of the inverse (and a tenth of the most L-BFGS
+            iterations, by which rows go on where Newton stalls).
         on_inverse_failure: ``"raise"`` or ``"warn"`` when some row misses its tolerance.
 
     Example:
@@ -252,8 +253,10 @@ class BrenierTransform(Transform):
                 float32).
             method: ``"newton"`` (damped Newton on the factored Jacobian,
                 :func:`otflows.linalg.newton_solve`: quadratic convergence, for tight
-                tolerances; rows where no damped step decreases the residual, far from the
-                solution where :math:`T` bends sharply, go on by ``"lbfgs"`` from there) or
+                tolerances; rows where no damped step decreases the residual before the step
+                limit — far from the solution where :math:`T` bends sharply, or at the
+                floating-point floor just above the tolerance — go on by ``"lbfgs"`` from
+                there) or
                 ``"lbfgs"`` (L-BFGS on the conjugate's objective
                 :math:`\psi(x) - \langle x, y\rangle`, :math:`\psi` the potential,
                 :func:`otflows.linalg.lbfgs_minimize`, preconditioned by :math:`J_T^{-1}` at

@@ -114,10 +114,14 @@ def test_solve_goes_on_by_lbfgs_where_newton_stalls(float64, monkeypatch):
     assert not newton.converged.any() and (newton.iterations < T.inverse_max_iter).all()
     assert result.converged.all()
     torch.testing.assert_close(result.x, x, rtol=0, atol=1e-8)
-    T.inverse_max_iter = 1  # a step limit is the caller's: no L-BFGS after it
+    T.inverse_max_iter = 1  # a step limit is the caller's: rows that used it are left as Newton's
     with torch.no_grad():
+        one_step = newton_solve(T.transport, solve, y, x0, rtol=1e-10, max_iter=1)
         limited = T.solve(y, x0)
-    assert (~limited.converged).sum() > 32 and (limited.iterations[~limited.converged] == 1).all()
+    used = one_step.iterations == 1
+    assert used.sum() > 32 and not one_step.converged[used].any()
+    assert torch.equal(limited.x[used], one_step.x[used])
+    assert (limited.iterations[used] == 1).all() and not limited.converged[used].any()
 
 
 def test_inverse_raises_with_per_sample_report_when_it_cannot_converge():

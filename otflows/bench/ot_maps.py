@@ -78,7 +78,15 @@ def semidual_uvp(problem, X: np.ndarray, T: BrenierTransform) -> float | None:
     \operatorname{Var}(\nu)` (:func:`otflows.maps.fenchel_young_gap`, float64), which is
     :math:`100\,\mathbb E\langle\delta T, J_T^{-1}\delta T\rangle / \operatorname{Var}(\nu)`
     to second order: L2-UVP itself where :math:`J_T = I`, below it where errors sit in stiff
-    directions. ``None`` (with a message) when a conjugate does not converge."""
+    directions. ``None`` (with a message) when a conjugate does not converge.
+
+    Example:
+        >>> from otflows import MMGN
+        >>> problem = GaussianCoupling.random_pair(2, seed=0)
+        >>> X = problem.sample(256, seed=1)
+        >>> semidual_uvp(problem, X, BrenierTransform(MMGN(2, 4), gamma=0.5)) > 0
+        True
+    """
     x = torch.as_tensor(X, dtype=torch.float64)
     true = problem.brenier_map(x)
     try:

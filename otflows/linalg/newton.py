@@ -23,7 +23,8 @@ class InverseResult:
         x: The solutions ``[B, D]``.
         residual: :math:`\|T(x) - y\|` per row ``[B]``.
         tolerance: The residual each row had to reach ``[B]``.
-        iterations: Newton steps taken per row ``[B]``.
+        iterations: Steps taken per row ``[B]``: Newton's, plus L-BFGS's where
+            :meth:`otflows.BrenierTransform.solve` went on after a stalled Newton row.
         converged: Whether ``residual <= tolerance`` ``[B]``.
     """
 
@@ -39,7 +40,7 @@ class InverseResult:
         worst = float((self.residual / self.tolerance).max())
         return (
             f"{failed} of {self.x.shape[0]} samples did not converge within "
-            f"{int(self.iterations.max())} Newton steps (worst residual/tolerance {worst:.3g})"
+            f"{int(self.iterations.max())} steps (worst residual/tolerance {worst:.3g})"
         )
 
 

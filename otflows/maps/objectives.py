@@ -174,8 +174,8 @@ class SemiDual(Objective):
 
     where :math:`\varphi` is the transform's strongly convex potential
     (:meth:`BrenierTransform.potential`) and :math:`x^*` comes from its damped-Newton inverse
-    (warm-started from the previous :math:`x^*` of the same target sample, first from the
-    linearisation of :math:`T` at the source mean). By the envelope
+    (L-BFGS where Newton stalls; warm-started from the previous :math:`x^*` of the same target
+    sample, first from the linearisation of :math:`T` at the source mean). By the envelope
     theorem :math:`\nabla_\theta\varphi^*(y) = -\nabla_\theta\varphi(x^*)`, so :math:`x^*` is
     held fixed in the graph. The minimum is :math:`\frac12(\mathbb E\|x\|^2 + \mathbb E\|y\|^2
     - W_2^2)`, reached by the Brenier map. Its conjugates are exact (no amortisation error), which
@@ -254,7 +254,8 @@ def fenchel_young_gap(
         \ \ge 0,
 
     ``[N]``, with the exact conjugate :math:`\varphi^*(y) = \langle x^*, y\rangle - \varphi(x^*)`,
-    :math:`x^* = T^{-1}(y)` by Newton from ``x``; it vanishes only where :math:`T(x) = y`. With
+    :math:`x^* = T^{-1}(y)` by Newton from ``x`` (:meth:`BrenierTransform.solve`: L-BFGS where it
+    stalls); it vanishes only where :math:`T(x) = y`. With
     :math:`y = T^*(x)` for the known Brenier map of :math:`\nu = T^*_\#\mu`, its mean over
     :math:`x \sim \mu` is exactly the :class:`SemiDual` objective's excess over its minimum: the
     map's error in the semi-dual's own metric, which discounts errors by :math:`J_T^{-1}` —
