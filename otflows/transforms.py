@@ -256,8 +256,7 @@ class BrenierTransform(Transform):
                 tolerances; rows where no damped step decreases the residual before the step
                 limit — far from the solution where :math:`T` bends sharply, or at the
                 floating-point floor just above the tolerance — go on by ``"lbfgs"`` from
-                there) or
-                ``"lbfgs"`` (L-BFGS on the conjugate's objective
+                there) or ``"lbfgs"`` (L-BFGS on the conjugate's objective
                 :math:`\psi(x) - \langle x, y\rangle`, :math:`\psi` the potential,
                 :func:`otflows.linalg.lbfgs_minimize`, preconditioned by :math:`J_T^{-1}` at
                 the starts' mean: gradients only, no per-row factorisation; the cheaper one

@@ -268,7 +268,7 @@ def fenchel_young_gap(
         rtol: The conjugates' residual tolerance (:meth:`BrenierTransform.solve`'s default).
 
     Raises:
-        InverseError: If a conjugate's Newton solve does not converge.
+        InverseError: If a conjugate does not converge.
 
     Example:
         >>> from otflows import MMGN
