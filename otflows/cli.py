@@ -131,6 +131,8 @@ def _estimator(args: argparse.Namespace) -> BrenierMap:
         lr=args.lr,
         dtype=args.dtype,
         random_state=args.seed,
+        refine_rounds=args.refine_rounds,
+        refine_iter=args.refine_iter,
         progress=not args.no_progress,
     )
 
@@ -188,6 +190,13 @@ def _map_options(p: argparse.ArgumentParser, max_iter: int) -> None:
         "Newton solve each",
     )
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument(
+        "--refine-rounds",
+        type=int,
+        default=0,
+        help="rounds of residual refinement after the fit (BrenierMap's refine_rounds)",
+    )
+    p.add_argument("--refine-iter", type=int, default=1000, help="steps of each round's fit")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")

@@ -206,6 +206,18 @@ def test_quick_benchmark_writes_its_json(name, tmp_path):
     assert set(payload) <= set(written)
 
 
+def test_ot_maps_refines_every_method_but_the_supervised_reference(tmp_path):
+    args = ["--gaussian-dims", "2", "--methods", "mmgn:semidual", "mmgn:known-map"]
+    args += ["--samples", "500", "--batch-size", "64", "--hidden", "4", "--max-iter", "5"]
+    args += ["--refine-rounds", "1", "--refine-iter", "3", "--out", str(tmp_path / "o.json")]
+    rows = run("ot-maps", args)["rows"]
+    assert [row["method"] for row in rows] == [
+        "linear (Bures)",
+        "mmgn + semidual, refined ×1 (3 steps each)",
+        "mmgn + known-map",
+    ]
+
+
 def test_bench_cli_rejects_an_unknown_benchmark(capsys):
     with pytest.raises(SystemExit):
         cli(["bench", "nothing"])

@@ -88,15 +88,17 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
     args += ["--out", str(tmp_path / "ta.npy"), "--save", str(tmp_path / "map.pt")]
     args += ["--max-iter", "5", "--hidden-features", "4", "--no-progress"]
+    args += ["--refine-rounds", "1", "--refine-iter", "3"]
     assert main(args) == 0
     mapped = np.load(tmp_path / "ta.npy")
     assert mapped.shape == (300, 2) and np.isfinite(mapped).all()
     assert "cost E|x - T(x)|^2" in capsys.readouterr().out
     from otflows import BrenierMap
 
-    np.testing.assert_allclose(
-        BrenierMap.load(tmp_path / "map.pt").transform(np.load(tmp_path / "a.npy")), mapped
-    )
+    loaded = BrenierMap.load(tmp_path / "map.pt")
+    np.testing.assert_allclose(loaded.transform(np.load(tmp_path / "a.npy")), mapped)
+    assert (loaded.refine_rounds, loaded.refine_iter) == (1, 3)
+    assert [len(r["inner_loss"]) for r in loaded.log_["refine"]] == [3]
 
 
 def test_map_rejects_mismatched_files(tmp_path, capsys):
