@@ -112,7 +112,8 @@ def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> lis
         rows[-1]["l2_uvp"] = PUBLISHED_LINEAR[d]
     for net, objective in tqdm(methods, desc=f"{name}, d = {d}", unit="method"):
         max_iter = args.sinkhorn_iter if objective == "sinkhorn" else args.max_iter
-        # the supervised reference has no residual problem to refine on
+        # the supervised reference regresses onto T*(x) of the source points: a refinement
+        # round's problem (from T#μ) has no such answer to regress onto
         rounds = 0 if objective == "known-map" else args.refine_rounds
         estimator = BrenierMap(
             net=net,

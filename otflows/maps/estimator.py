@@ -64,7 +64,7 @@ class BrenierMap:
             :class:`otflows.maps.objectives.Objective` (e.g.
             ``TargetLikelihood(flow_fitted_to_Xt)``).
         hidden_features: The network's hidden width.
-        max_iter: Optimisation steps.
+        max_iter: Optimisation steps (and steps of each refinement round's regression).
         batch_size: Source samples per step (and target samples, unless
             ``target_batch_size`` is given).
         lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine).
@@ -79,8 +79,11 @@ class BrenierMap:
             vs 9.2 % after 1500 steps) with a quarter of the solves.
         init_iter: Steps of regression onto the Bures map before training (0: only the
             quadratic term is set).
-        refine_rounds: Rounds of residual refinement after training (0: none).
-        refine_iter: Steps of each round's fit of :math:`S`.
+        refine_rounds: Rounds of residual refinement after training (0: none). Each round's
+            fit of :math:`S` gets a copy of the objective, which must therefore depend on the
+            target alone (as all of :mod:`otflows.maps.objectives` do).
+        refine_iter: Steps of each round's fit of :math:`S` (after its own ``init_iter``
+            steps of Bures start).
         clip_grad: Gradient-norm clipping (``None``: none).
         progress: Whether to show a progress bar.
 
@@ -231,7 +234,9 @@ class BrenierMap:
 
         data = (Xs, Xt, generator)
         bures = regression(self._bures)
-        self._optimize(bures, True, *data, self.init_iter, self.log_["init_loss"], None)
+        self._optimize(
+            bures, True, *data, self.init_iter, self.log_["init_loss"], None, "Bures start"
+        )
         objective.setup(T, Xs, Xt)
         self._optimize(
             lambda xs, xt, j: objective.loss(T, xs, xt, j),
@@ -240,12 +245,20 @@ class BrenierMap:
             self.max_iter,
             self.log_["loss"],
             "warmup_cosine",
+            "BrenierMap.fit",
         )
-        for _ in range(self.refine_rounds):
-            composed = self._residual_step(Xs, Xt, generator)
-            record = self.log_["refine"][-1]["loss"]
+        for r in range(self.refine_rounds):
+            composed, inner_loss = self._residual_step(Xs, Xt, generator)
+            record = {"inner_loss": inner_loss, "loss": []}
+            self.log_["refine"].append(record)
             self._optimize(
-                regression(composed), True, *data, self.max_iter, record, "warmup_cosine"
+                regression(composed),
+                True,
+                *data,
+                self.max_iter,
+                record["loss"],
+                "warmup_cosine",
+                f"refinement {r + 1}/{self.refine_rounds}",
             )
         T.eval()
         self.log_["seconds"] = time.perf_counter() - start
@@ -253,24 +266,26 @@ class BrenierMap:
 
     def _residual_step(
         self, Xs: Tensor, Xt: Tensor, generator: torch.Generator
-    ) -> Callable[[Tensor], Tensor]:
+    ) -> tuple[Callable[[Tensor], Tensor], list[float]]:
         r"""One refinement round's target :math:`S \circ T`, with :math:`T` as it is now and
         :math:`S` the optimal map from :math:`T_\#\mu` (the pushed ``Xs``) to ``Xt``, fitted
-        with this estimator's settings in ``refine_iter`` steps."""
+        with this estimator's settings (and a copy of its objective) in ``refine_iter`` steps;
+        and that fit's loss history."""
+        self.transform_.zero_grad(set_to_none=True)  # not copied
         before = copy.deepcopy(self.transform_).eval().requires_grad_(False)
         with torch.no_grad():
             pushed = torch.cat([before.transport(x) for x in Xs.split(CHUNK)])
         seed = int(torch.randint(2**62, (), generator=generator))
         settings = {"max_iter": self.refine_iter, "refine_rounds": 0, "random_state": seed}
+        settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         inner = BrenierMap(**(self.get_params() | settings)).fit(pushed, Xt)
-        self.log_["refine"].append({"inner_loss": inner.log_["loss"], "loss": []})
         S = inner.transform_
 
         @torch.no_grad()
         def composed(x: Tensor) -> Tensor:
             return S.transport(before.transport(x))
 
-        return composed
+        return composed, inner.log_["loss"]
 
     def _optimize(
         self,
@@ -282,6 +297,7 @@ class BrenierMap:
         steps: int,
         record: list[float],
         schedule: str | None,
+        description: str,
     ) -> None:
         if steps == 0:
             return
@@ -289,7 +305,6 @@ class BrenierMap:
         # each process: its shard of the source batch, and of the target batch too when the
         # loss is a mean over samples (else the objective gathers the whole batch)
         shard_loss = distributed.parallel(self.transform_, loss)
-        description = "Bures start" if schedule is None else "BrenierMap.fit"
         show = self.progress and distributed.is_main()
         bar = tqdm(range(steps), disable=not show, desc=description, unit="step")
         target_batch_size = self.target_batch_size or self.batch_size
