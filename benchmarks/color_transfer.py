@@ -46,11 +46,18 @@ def main() -> None:
     Xs, Xt = sample_pixels(source, args.pixels, 0), sample_pixels(target, args.pixels, 1)
 
     rows, images = [], {}
-    estimator = BrenierMap(max_iter=args.max_iter, batch_size=512, lr=1e-2, random_state=0)
+    estimator = BrenierMap(
+        net="mmgn",
+        max_iter=args.max_iter,
+        batch_size=512,
+        lr=1e-2,
+        random_state=0,
+        validation_fraction=0,
+    )
     mapped, fitted, scores = color_transfer(source, target, estimator, args.pixels, seed=0)
     flat = mapped.reshape(-1, 3)
     start = time.perf_counter()
-    back = fitted.inverse_transform(flat)
+    back = fitted.inverse_transform(Xt=flat)
     rows.append(
         {
             "method": "BrenierMap (M-MGN, semi-dual)",

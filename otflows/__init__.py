@@ -9,7 +9,8 @@ from otflows.flows import BrenierFlow
 from otflows.linalg import InverseError, InverseResult
 from otflows.maps import BrenierMap
 from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, QuadraticICNN, build_net
-from otflows.training import TrainingHistory, fit_flow
+from otflows.trainer import TrainingHistory
+from otflows.training import fit_flow
 from otflows.transforms import BrenierTransform
 
 __all__ = [

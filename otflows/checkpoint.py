@@ -1,17 +1,14 @@
-r"""Checkpoints: a ``state_dict`` and a JSON-serialisable config, written atomically."""
+r"""Checkpoint files: written atomically, read back with ``torch.load(weights_only=True)``."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from otflows.flows import BrenierFlow
-
-__all__ = ["FORMAT_VERSION", "atomic_save", "load_flow", "safe_load", "save_flow"]
+__all__ = ["FORMAT_VERSION", "atomic_save", "safe_load"]
 
 FORMAT_VERSION = 1
 
@@ -58,45 +55,3 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
             f"(found {version!r})"
         )
     return payload
-
-
-def save_flow(flow: BrenierFlow, path: str | Path) -> None:
-    r"""Saves a :class:`BrenierFlow` built from a net name to ``path``.
-
-    The file holds plain tensors and a JSON string, so :func:`load_flow` reads it with
-    ``torch.load(weights_only=True)``; it is written atomically (:func:`atomic_save`).
-
-    Example:
-        >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "flow.pt")
-        >>> flow = BrenierFlow(2, hidden_features=4)
-        >>> save_flow(flow, path)
-        >>> load_flow(path).config == flow.config
-        True
-    """
-    if flow.config is None:
-        raise ValueError(
-            "this flow was built from transforms and has no config; save its state_dict() "
-            "and rebuild it with the same transforms"
-        )
-    atomic_save(
-        {
-            "format_version": FORMAT_VERSION,
-            "config": json.dumps(flow.config),
-            "state_dict": {k: v.detach().cpu() for k, v in flow.state_dict().items()},
-        },
-        path,
-    )
-
-
-def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> BrenierFlow:
-    r"""Loads a :class:`BrenierFlow` saved by :func:`save_flow` (``weights_only=True``).
-
-    Raises:
-        ValueError: When the file is not an otflows checkpoint of a known format version.
-    """
-    payload = safe_load(path, map_location)
-    state = payload["state_dict"]
-    flow = BrenierFlow(**json.loads(payload["config"])).to(next(iter(state.values())).dtype)
-    flow.load_state_dict(state)
-    return flow

@@ -3,6 +3,7 @@ r"""The ``otflows`` command line: ``demo``, ``fit``, ``map``, ``color-transfer``
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -12,11 +13,10 @@ import torch
 
 from otflows.bench import BENCHMARKS
 from otflows.bench import run as run_benchmark
-from otflows.checkpoint import save_flow
 from otflows.color import color_transfer, read_image, write_image
 from otflows.datasets import GaussianCoupling, load_array
 from otflows.distributed import init_from_environment, is_main
-from otflows.flows import BrenierFlow
+from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
@@ -133,6 +133,8 @@ def _estimator(args: argparse.Namespace) -> BrenierMap:
         random_state=args.seed,
         refine_rounds=args.refine_rounds,
         refine_iter=args.refine_iter,
+        validation_fraction=args.validation_fraction,
+        patience=args.patience,
         progress=not args.no_progress,
     )
 
@@ -142,9 +144,10 @@ def map_command(args: argparse.Namespace) -> None:
     Xs = load_array(args.source)
     Xt = load_array(args.target)
     otmap = _estimator(args)
-    for name, X in (("--source", Xs), ("--target", Xt)):
-        as_samples(X, f"{name} {getattr(args, name[2:])}")  # a one-line error naming the file
-    mapped = otmap.fit(Xs, Xt).transform(Xs)
+    # one-line errors naming the flag and the file
+    features = as_samples(Xs, f"--source {args.source}").shape[1]
+    as_samples(Xt, f"--target {args.target}", features=features)
+    mapped = otmap.fit(Xs=Xs, Xt=Xt).transform(Xs)
     if not is_main():
         return
     np.save(args.out, mapped)
@@ -176,12 +179,17 @@ def color_transfer_command(args: argparse.Namespace) -> None:
         print(f"before/after figure: {args.figure}")
 
 
-def _map_options(p: argparse.ArgumentParser, max_iter: int) -> None:
-    p.add_argument("--net", choices=sorted(NETS), default="mmgn")
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="semidual")
-    p.add_argument("--hidden-features", type=int, default=64)
-    p.add_argument("--max-iter", type=int, default=max_iter)
-    p.add_argument("--batch-size", type=int, default=512)
+def _default(name: str) -> object:
+    r""":class:`otflows.BrenierMap`'s default of the argument ``name`` (one definition)."""
+    return inspect.signature(BrenierMap).parameters[name].default
+
+
+def _map_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", choices=sorted(NETS), default=_default("net"))
+    p.add_argument("--objective", choices=sorted(OBJECTIVES), default=_default("objective"))
+    p.add_argument("--hidden-features", type=int, default=_default("hidden_features"))
+    p.add_argument("--max-iter", type=int, default=_default("max_iter"))
+    p.add_argument("--batch-size", type=int, default=_default("batch_size"))
     p.add_argument(
         "--target-batch-size",
         type=int,
@@ -189,15 +197,30 @@ def _map_options(p: argparse.ArgumentParser, max_iter: int) -> None:
         help="target samples per step (default --batch-size): the semi-dual's cost, one "
         "Newton solve each",
     )
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=_default("lr"))
     p.add_argument(
         "--refine-rounds",
         type=int,
-        default=0,
+        default=_default("refine_rounds"),
         help="rounds of residual refinement after the fit (BrenierMap's refine_rounds)",
     )
-    p.add_argument("--refine-iter", type=int, default=1000, help="steps of each round's fit")
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    p.add_argument(
+        "--refine-iter", type=int, default=_default("refine_iter"), help="steps of each round"
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=_default("validation_fraction"),
+        help="share of each side held out (at most 1024 rows) to keep the best map by the "
+        "held-out W2 between mapped source and target; 0: none",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=_default("patience"),
+        help="stop after this many validations without a better map (default: never)",
+    )
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default=_default("dtype"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")
     p.add_argument("--no-progress", action="store_true")
@@ -251,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="target samples [M, D] (.npy or .csv)")
     p.add_argument("--out", required=True, help="where the mapped source goes (.npy)")
     p.add_argument("--save", help="also save the fitted map (.pt)")
-    _map_options(p, max_iter=2000)
+    _map_options(p)
     p.set_defaults(run=map_command)
 
     p = commands.add_parser("color-transfer", help="recolour an image with another's colours")
@@ -260,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the recoloured image (PNG)")
     p.add_argument("--pixels", type=int, default=10_000, help="pixels per image for fitting")
     p.add_argument("--figure", help="also save a before/after figure")
-    _map_options(p, max_iter=1000)
+    _map_options(p)
     p.set_defaults(run=color_transfer_command)
 
     p = commands.add_parser(

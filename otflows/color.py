@@ -76,8 +76,8 @@ def color_transfer(
     Arguments:
         source: The image to recolour, ``[H, W, 3]`` in :math:`[0, 1]`.
         target: The image whose colours are wanted, ``[H', W', 3]``.
-        estimator: The (unfitted) :class:`otflows.BrenierMap`; by default an M-MGN with the
-            semi-dual objective, 1000 steps of batch 512.
+        estimator: The (unfitted) :class:`otflows.BrenierMap`; by default one with its
+            defaults, seeded with ``seed``.
         pixels: Pixels of each image used for fitting (and for the scores).
         seed: Seeds the pixel samples.
 
@@ -99,9 +99,9 @@ def color_transfer(
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"{name} must be an RGB image array [H, W, 3]")
     if estimator is None:
-        estimator = BrenierMap(max_iter=1000, batch_size=512, lr=1e-2, random_state=seed)
+        estimator = BrenierMap(random_state=seed)
     Xs, Xt = sample_pixels(source, pixels, seed), sample_pixels(target, pixels, seed + 1)
-    estimator.fit(Xs, Xt)
+    estimator.fit(Xs=Xs, Xt=Xt)
     mapped = estimator.transform(source.reshape(-1, 3))
     scores = {
         "cost": float(np.square(mapped - source.reshape(-1, 3)).sum(-1).mean()),

@@ -25,6 +25,7 @@ __all__ = [
     "nll",
     "sinkhorn_divergence",
     "transport_cost",
+    "wasserstein2_squared",
 ]
 
 Array = Tensor | np.ndarray
@@ -262,3 +263,22 @@ def sinkhorn_divergence(X: Array, Y: Array, reg: float = 0.05) -> float:
     Y = torch.as_tensor(_samples(Y, "Y", X.shape[1]))
     epsilon = reg * float(Y.var(0, unbiased=False).sum())
     return float(debiased_sinkhorn(X, Y, epsilon, 500, 1e-6))
+
+
+def wasserstein2_squared(X: Array, Y: Array) -> float:
+    r"""The exact :math:`W_2^2` between the empirical measures of two point clouds ``X [N, D]``
+    and ``Y [M, D]`` (uniform weights, squared-Euclidean cost), by POT's network simplex
+    (``ot.emd2``) in float64: :math:`O(N M)` memory, about a second at N = M = 2000.
+
+    Between two samples of one measure it is not 0 but the sampling floor, which falls like
+    :math:`N^{-2/D}` (slowly at large ``D``); it ranks maps by how far :math:`T_\#\mu` lies from
+    :math:`\nu` in :math:`W_2` itself.
+
+    Example:
+        >>> X = np.array([[0.0, 0.0], [1.0, 0.0]])
+        >>> wasserstein2_squared(X, X + [0.0, 2.0])
+        4.0
+    """
+    X = _samples(X, "X")
+    Y = _samples(Y, "Y", X.shape[1])
+    return float(ot.emd2([], [], ot.dist(X, Y), numItermax=10**7))

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from otflows import BrenierFlow, BrenierTransform, fit_flow
-from otflows.affine import bures_map, regress_affine, set_affine, whitening_map
+from otflows.affine import bures_map, set_affine, start_affine, whitening_map
 from otflows.nets import build_net
 
 
@@ -55,34 +55,41 @@ def test_whitening_map_is_the_inverse_square_root_of_the_covariance(float64):
 
 
 @pytest.mark.parametrize("net", ["mmgn", "cmgn", "icgn", "icnn", "qicnn"])
-def test_regress_affine_fits_the_whole_map(net, float64):
-    """After the regression the whole transform, ridges included, is the affine map."""
+def test_start_affine_is_the_affine_map_everywhere(net, float64):
+    """After start_affine the whole transform, ridges included, is the affine map on the data
+    and far from it (the shrunk terms leave O(1e-6)), and every parameter still gets a
+    gradient."""
     torch.manual_seed(0)
     T = BrenierTransform(build_net(net, 3, hidden_features=6), gamma=0.05)
     X = 2 * torch.randn(300, 3) + 1
     B = torch.randn(3, 3)
     A, b = B @ B.T + torch.eye(3), torch.randn(3)
-    loss = regress_affine(T, A, b, X, steps=400)
-    target = X @ A + b
-    relative = (T.transport(X) - target).square().sum(-1).mean() / target.square().sum(-1).mean()
-    assert relative.item() < 1e-3
-    assert loss == pytest.approx(relative.item(), rel=0.2)
+    start_affine(T, A, b, X)
     assert bool(T.initialized)
+    for points in (X, 30 * torch.randn(100, 3)):
+        target = points @ A + b
+        error = (T.transport(points) - target).norm(dim=-1) / target.norm(dim=-1)
+        assert error.max().item() < 1e-4
+    T.transport(X).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in T.parameters())
 
 
 def test_start_from_gaussian_gives_the_gaussian_density(float64):
     """Started at the Gaussian of its data, a 3-block flow's log-density is that Gaussian's
-    (closed form), and training keeps the start (no data-dependent re-initialisation)."""
+    (closed form) on the data and on points far from it, and training keeps the start (no
+    data-dependent re-initialisation)."""
     rng = np.random.default_rng(0)
-    X = torch.as_tensor(rng.normal(size=(2000, 4)) @ rng.normal(size=(4, 4)) - 1.0)
+    M = rng.normal(size=(4, 4))
+    X = torch.as_tensor(rng.normal(size=(2000, 4)) @ M - 1.0)
+    far = torch.as_tensor(5 * rng.normal(size=(200, 4)) @ M)
     torch.manual_seed(0)
     flow = BrenierFlow(4, "mmgn", num_blocks=3, hidden_features=8, num_modules=2)
-    flow.start_from_gaussian(X, steps=1000)
+    flow.start_from_gaussian(X)
     gaussian = MultivariateNormal(X.mean(0), X.T.cov())
     with torch.no_grad():
-        gap = flow.log_prob(X) - gaussian.log_prob(X)
-    assert abs(gap.mean().item()) < 0.01  # the NLL, in nats
-    assert gap.abs().mean().item() < 0.1  # pointwise (the ridges' residual Jacobians)
+        for points in (X, far):
+            gap = flow.log_prob(points) - gaussian.log_prob(points)
+            assert gap.abs().max().item() < 5e-3  # nats, pointwise (the whitening has a ridge)
     assert flow.training  # the mode is restored
     before = flow.log_prob(X).mean().item()
     fit_flow(flow, X, max_iter=5, lr=1e-4, batch_size=500, progress=False, seed=0)

@@ -176,7 +176,7 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     true = problem.brenier_map(X)
     otmap = BrenierMap(hidden_features=8, max_iter=300, lr=1e-2, random_state=0, progress=False)
     otmap.set_params(objective=KnownMapRegression(problem), dtype="float64", batch_size=512)
-    otmap.fit(X, problem.sample_target(2000, seed=2))
+    otmap.fit(Xs=X, Xt=problem.sample_target(2000, seed=2))
     objective = KnownMapRegression(problem)
     objective.setup(otmap.transform_, torch.as_tensor(X), torch.as_tensor(true))
     with torch.no_grad():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.checkpoint import load_flow
 from otflows.cli import main
+from otflows.flows import load_flow
 
 
 def test_demo_prints_scores_and_saves_the_figure(tmp_path, capsys):
@@ -98,7 +98,7 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     loaded = BrenierMap.load(tmp_path / "map.pt")
     np.testing.assert_allclose(loaded.transform(np.load(tmp_path / "a.npy")), mapped)
     assert (loaded.refine_rounds, loaded.refine_iter) == (1, 3)
-    assert [len(r["inner_loss"]) for r in loaded.log_["refine"]] == [3]
+    assert [len(r["inner"]["fit"]["loss"]) for r in loaded.log_["refine"]] == [3]
 
 
 def test_map_rejects_mismatched_files(tmp_path, capsys):
@@ -107,7 +107,8 @@ def test_map_rejects_mismatched_files(tmp_path, capsys):
     args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
     assert main([*args, "--out", str(tmp_path / "o.npy"), "--max-iter", "1"]) == 2
     err = capsys.readouterr().err
-    assert "Xt must have 2 features" in err and len(err.strip().splitlines()) == 1
+    assert "--target" in err and "must have 2 features" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_color_transfer_writes_the_image_and_figure(tmp_path, capsys):

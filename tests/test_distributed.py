@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.checkpoint import load_flow
+from otflows.flows import load_flow
 
 WORKER = Path(__file__).parent / "workers" / "data_parallel.py"
 

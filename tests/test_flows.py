@@ -5,7 +5,7 @@ import torch
 from nflows.transforms import ActNorm
 
 from otflows import MMGN, BrenierFlow, BrenierMap, BrenierTransform, fit_flow
-from otflows.checkpoint import load_flow, save_flow
+from otflows.flows import load_flow, save_flow
 
 
 def test_stacked_flow_has_actnorm_and_refuses_transport():
@@ -131,3 +131,15 @@ def test_numpy_input_is_cast_to_the_flows_dtype():
 
     flow = BrenierFlow(2, hidden_features=4).to(torch.float32)
     assert flow.log_prob(np.zeros((3, 2))).dtype == torch.float32
+
+
+def test_a_stacked_flows_first_training_call_needs_varied_rows():
+    """ActNorm initialises from its first training batch's standard deviation: one row (or a
+    constant feature) is refused with a clear error; in eval mode one row is scored."""
+    flow = BrenierFlow(3, "mmgn", num_blocks=2, hidden_features=4)
+    for rows in (torch.randn(1, 3), torch.ones(4, 3)):
+        with pytest.raises(ValueError, match="standard deviation, which must not be 0"):
+            flow.log_prob(rows)
+    assert torch.isfinite(flow.eval().log_prob(torch.randn(1, 3))).all()
+    flow.train().log_prob(torch.randn(8, 3))  # initialised: one row is fine from now on
+    assert torch.isfinite(flow.log_prob(torch.randn(1, 3))).all()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 __all__ = ["BENCHMARKS", "run"]
 
 BENCHMARKS = {
+    "defaults": "otflows.bench.defaults",
     "gaussian": "otflows.bench.gaussian_coupling",
     "gradient-field": "otflows.bench.gradient_field",
     "density": "otflows.bench.density",
@@ -25,7 +26,7 @@ def run(name: str, argv: Sequence[str] = ()) -> dict:
 
     Example:
         >>> sorted(BENCHMARKS)
-        ['density', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
+        ['defaults', 'density', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
     """
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}; got {name!r}")

@@ -223,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         prog="otflows bench density", description=__doc__.split("\n\n")[0]
     )
     choices = [*TOYS, "digits", *TABULAR]
-    parser.add_argument("--data", nargs="+", default=[*TOYS, "digits"], choices=choices)
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["two_moons", "eight_gaussians", "checkerboard", "digits"],
+        choices=choices,
+    )
     parser.add_argument("--root", default=None, help="folder of the tabular data sets")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--scaling", default="standard", choices=["logit", "standard"])

@@ -4,7 +4,14 @@ sets, files."""
 from otflows.datasets.files import load_array
 from otflows.datasets.gaussian import GaussianCoupling
 from otflows.datasets.tabular import TABULAR, load_tabular
-from otflows.datasets.toys import TOYS, checkerboard, eight_gaussians, two_moons
+from otflows.datasets.toys import (
+    TOYS,
+    checkerboard,
+    eight_gaussians,
+    swiss_roll,
+    two_circles,
+    two_moons,
+)
 from otflows.datasets.w2bench import W2BenchmarkPair
 
 __all__ = [
@@ -16,5 +23,7 @@ __all__ = [
     "eight_gaussians",
     "load_array",
     "load_tabular",
+    "swiss_roll",
+    "two_circles",
     "two_moons",
 ]

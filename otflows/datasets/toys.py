@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["TOYS", "checkerboard", "eight_gaussians", "two_moons"]
+__all__ = ["TOYS", "checkerboard", "eight_gaussians", "swiss_roll", "two_circles", "two_moons"]
 
 
 def two_moons(n: int, noise: float = 0.1, seed: int | None = None) -> np.ndarray:
@@ -57,8 +57,42 @@ def checkerboard(n: int, seed: int | None = None) -> np.ndarray:
     return np.stack([x1, x2], axis=1)
 
 
+def two_circles(n: int, factor: float = 0.5, noise: float = 0.05, seed: int | None = None):
+    r"""Two concentric circles of radii 1 and ``factor`` (half the points each), with Gaussian
+    noise of std ``noise``, ``[n, 2]`` (scikit-learn's ``make_circles``, drawn at random).
+
+    Example:
+        >>> X = two_circles(1000, noise=0.0, seed=0)
+        >>> sorted(set(np.round(np.linalg.norm(X, axis=1), 6).tolist()))
+        [0.5, 1.0]
+    """
+    rng = np.random.default_rng(seed)
+    radius = np.where(rng.random(n) < 0.5, 1.0, factor)
+    angle = 2.0 * np.pi * rng.random(n)
+    points = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return points + noise * rng.standard_normal((n, 2))
+
+
+def swiss_roll(n: int, noise: float = 0.25, seed: int | None = None) -> np.ndarray:
+    r"""The 2-D swiss roll: :math:`t (\cos t, \sin t)/5` with
+    :math:`t = 1.5\pi(1 + 2u)`, :math:`u \sim U(0, 1)`, plus Gaussian noise of std
+    ``noise / 5`` (FFJORD's ``swissroll`` toy, in the same units), ``[n, 2]``.
+
+    Example:
+        >>> X = swiss_roll(1000, noise=0.0, seed=0)
+        >>> bool(np.all(np.linalg.norm(X, axis=1) <= 4.5 * np.pi / 5 + 1e-12))
+        True
+    """
+    rng = np.random.default_rng(seed)
+    t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
+    points = t[:, None] * np.stack([np.cos(t), np.sin(t)], axis=1)
+    return (points + noise * rng.standard_normal((n, 2))) / 5.0
+
+
 TOYS: dict[str, Callable[..., np.ndarray]] = {
     "two_moons": two_moons,
     "eight_gaussians": eight_gaussians,
     "checkerboard": checkerboard,
+    "two_circles": two_circles,
+    "swiss_roll": swiss_roll,
 }

@@ -3,23 +3,26 @@ r"""``BrenierMap``: the optimal transport map between two data sets, POT/scikit-
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from ot.da import BaseTransport
 from torch import Tensor
-from tqdm import tqdm
 
 from otflows import distributed
 from otflows.affine import bures_map, set_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.objectives import Objective, build_objective
+from otflows.metrics import wasserstein2_squared
 from otflows.nets import build_net
-from otflows.optim import adam, descend
+from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples
 
@@ -27,9 +30,36 @@ __all__ = ["BrenierMap"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 8192  # samples per forward pass of transform / inverse_transform
+VALIDATION_ROWS = 1024  # at most this many held-out samples per side
+SCORES = ("w2", "objective")
 
 
-class BrenierMap:
+def _seed(random_state: Any) -> int | None:
+    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
+    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**62))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**62, dtype=np.int64))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
+        f"{type(random_state).__name__}"
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    r"""Whether two parameter values are equal (``False`` where ``==`` is not a bool)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+class BrenierMap(BaseTransport):
     r"""The :math:`W_2`-optimal map from source to target samples, as a Brenier transform.
 
     The map is :math:`T(x) = \nabla\varphi(x) = G(x) + \gamma x` with :math:`G` a monotone
@@ -51,8 +81,11 @@ class BrenierMap:
     is nearly L2's, while :math:`T`'s own fit discounts the errors where :math:`J_T` is large;
     the true map is a fixed point (:math:`S = \mathrm{id}`).
 
-    The conventions are POT's ``ot.da`` and scikit-learn's: :meth:`fit` returns the estimator,
-    fitted attributes end with ``_``, NumPy in gives NumPy out and torch in gives torch out.
+    The conventions are POT's ``ot.da`` (a ``BaseTransport``: ``fit(Xs=, Xt=)``,
+    ``transform(Xs=)``, ``inverse_transform(Xt=)``) and scikit-learn's: :meth:`fit` returns
+    the estimator, fitted attributes end with ``_``, ``get_params``/``set_params`` read the
+    constructor's signature (so ``sklearn.base.clone`` works), NumPy in gives NumPy out and
+    torch in gives torch out.
 
     Arguments:
         net: The monotone gradient network: ``"mmgn"``, ``"cmgn"``, ``"icgn"``, ``"icnn"`` or
@@ -69,9 +102,12 @@ class BrenierMap:
             ``target_batch_size`` is given).
         lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine).
         gamma: The strong-monotonicity floor :math:`\gamma > 0` of the map.
-        device: ``"cpu"``, ``"cuda"``…; ``None`` takes CUDA when available.
-        dtype: ``torch.float32`` or ``torch.float64`` (or their names).
-        random_state: Seeds the network's initialisation and the minibatches.
+        device: ``"cpu"``, ``"cuda"``…; ``None``: the device of torch input, else the CPU
+            (never a GPU unasked).
+        dtype: ``"float32"`` or ``"float64"`` (or the torch dtypes).
+        random_state: Seeds the network's initialisation, the validation split and the
+            minibatches: ``None``, an int, or a NumPy ``Generator`` / ``RandomState`` (one
+            seed is drawn from it per fit).
         net_kwargs: The network's other arguments (e.g. ``{"num_modules": 4}``).
         target_batch_size: Target samples per step (``None``: ``batch_size``). The semi-dual's
             cost is one Newton solve per target sample; on the :math:`W_2` benchmark (d = 64)
@@ -85,14 +121,28 @@ class BrenierMap:
         refine_iter: Steps of each round's fit of :math:`S` (after its own ``init_iter``
             steps of Bures start).
         clip_grad: Gradient-norm clipping (``None``: none).
+        validation_fraction: The share of each side's samples held out to validate the map
+            (at most 1024 rows each; 0: none, unless ``fit`` is given ``Xs_val`` and
+            ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
+            :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
+            among them) and can stop early.
+        validation_interval: Steps between validations (``None``: ``max_iter // 20``).
+        validation_score: What selects the best weights: ``"w2"``, the exact :math:`W_2^2`
+            between the held-out :math:`T_\#\mu` and :math:`\nu` samples
+            (:func:`otflows.metrics.wasserstein2_squared`), or ``"objective"``, the
+            objective's value on them. Both are logged.
+        patience: Validations without a better score before training stops (``None``: it
+            runs ``max_iter`` steps).
         progress: Whether to show a progress bar.
 
     Attributes:
         transform_: The fitted :class:`otflows.BrenierTransform`.
         n_features_in_: The dimension ``D``.
         bures_matrix_, bures_offset_: The Bures map :math:`x \mapsto A x + b` of the data.
-        log_: ``{"loss": [...], "init_loss": [...], "refine": [{"loss": [...],
-            "inner_loss": [...]}, ...], "seconds": float, "objective": {...}}``.
+        log_: ``{"objective": {...}, "init": history, "fit": history, "refine": [{"inner":
+            the round's inner log_, "regression": history}, ...], "seconds": float}``, each
+            history a :class:`otflows.trainer.TrainingHistory` as a dict (``loss``,
+            ``val_step``, ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -101,22 +151,22 @@ class BrenierMap:
         >>> Y = otmap.fit(Xs=Xs, Xt=Xt).transform(Xs)
         >>> Y.shape, Y.dtype
         ((256, 2), dtype('float64'))
-        >>> bool(np.allclose(otmap.inverse_transform(Y), Xs, atol=1e-3))
+        >>> bool(np.allclose(otmap.inverse_transform(Xt=Y), Xs, atol=1e-3))
         True
     """
 
     def __init__(
         self,
-        net: str = "mmgn",
+        net: str = "qicnn",
         objective: str | Objective = "semidual",
         hidden_features: int = 64,
         max_iter: int = 2000,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float = 3e-2,
         gamma: float = 1e-2,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        random_state: int | None = None,
+        dtype: torch.dtype | str = "float32",
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
         *,
         net_kwargs: dict[str, Any] | None = None,
         target_batch_size: int | None = None,
@@ -124,6 +174,10 @@ class BrenierMap:
         refine_rounds: int = 0,
         refine_iter: int = 1000,
         clip_grad: float | None = 10.0,
+        validation_fraction: float = 0.1,
+        validation_interval: int | None = None,
+        validation_score: str = "w2",
+        patience: int | None = None,
         progress: bool = True,
     ):
         self.net = net
@@ -142,57 +196,303 @@ class BrenierMap:
         self.refine_rounds = refine_rounds
         self.refine_iter = refine_iter
         self.clip_grad = clip_grad
+        self.validation_fraction = validation_fraction
+        self.validation_interval = validation_interval
+        self.validation_score = validation_score
+        self.patience = patience
         self.progress = progress
 
-    # -- scikit-learn protocol ---------------------------------------------------------------
-    _PARAMS = (
-        "net",
-        "objective",
-        "hidden_features",
-        "max_iter",
-        "batch_size",
-        "lr",
-        "gamma",
-        "device",
-        "dtype",
-        "random_state",
-        "net_kwargs",
-        "target_batch_size",
-        "init_iter",
-        "refine_rounds",
-        "refine_iter",
-        "clip_grad",
-        "progress",
-    )
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        r"""The constructor's arguments (scikit-learn's protocol)."""
-        return {name: getattr(self, name) for name in self._PARAMS}
-
-    def set_params(self, **params: Any) -> BrenierMap:
-        r"""Sets constructor arguments (scikit-learn's protocol); returns the estimator."""
-        for name, value in params.items():
-            if name not in self._PARAMS:
-                raise ValueError(f"{name!r} is not a parameter of BrenierMap; see get_params()")
-            setattr(self, name, value)
-        return self
-
     def __repr__(self) -> str:
-        return f"BrenierMap(net={self.net!r}, objective={self._objective_name()!r})"
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(self)).parameters.items()
+        }
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params(deep=False).items()
+            if not _same(value, defaults[name])
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        r"""scikit-learn's estimator tags (asked for by its utilities, e.g.
+        ``check_is_fitted``): a transformer that needs fitting and no labels."""
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(),
+            non_deterministic=self.random_state is None,
+        )
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, Xs: Tensor | np.ndarray, Xt: Tensor | np.ndarray) -> BrenierMap:
+    def fit(
+        self,
+        Xs: Tensor | np.ndarray | None = None,
+        ys: Any = None,
+        Xt: Tensor | np.ndarray | None = None,
+        yt: Any = None,
+        *,
+        Xs_val: Tensor | np.ndarray | None = None,
+        Xt_val: Tensor | np.ndarray | None = None,
+        checkpoint: str | Path | None = None,
+        resume: bool = False,
+        callback: Callable[[str, int, BrenierMap], None] | None = None,
+    ) -> BrenierMap:
         r"""Fits the map from ``Xs [N, D]`` (source) to ``Xt [M, D]`` (target samples; not
         paired with ``Xs``, ``M`` may differ from ``N``). Returns the estimator.
+
+        Arguments:
+            Xs: Source samples ``[N, D]``.
+            ys: Source labels: not used (POT's signature).
+            Xt: Target samples ``[M, D]``.
+            yt: Target labels: not used.
+            Xs_val: Held-out source samples ``[N', D]`` (with ``Xt_val``), instead of the
+                ``validation_fraction`` split.
+            Xt_val: Held-out target samples ``[M', D]``.
+            checkpoint: A file where the whole state of the fit is saved atomically at every
+                validation and after each phase.
+            resume: Continue from ``checkpoint`` when it exists: the fit then ends exactly as
+                an uninterrupted one with the same settings and data would.
+            callback: Called as ``callback(phase, step, self)`` every ``validation_interval``
+                steps of each phase (``"Bures start"``, ``"fit"``, ``"refine 1"``…) and at its
+                end, e.g. to score the map against a known one.
 
         Under ``torchrun`` (see :mod:`otflows.distributed`) every process draws the same
         minibatches and computes the loss of its share of each (the batch sizes must be
         multiples of the number of processes); ``DistributedDataParallel`` averages the
         gradients, so the fit equals the single-process one up to summation order."""
-        dtype, device = self._spec()
+        self._check_params()
+        if Xt is None and ys is not None:
+            raise ValueError(
+                "Xt is missing and ys is given: fit(Xs, Xt) passes the targets as ys, since "
+                "POT's signature is fit(Xs, ys, Xt, yt); call fit(Xs=..., Xt=...)"
+            )
+        if Xs is None or Xt is None:
+            raise ValueError("fit needs Xs (source samples [N, D]) and Xt (target samples)")
+        dtype, device = self._spec(Xs)
+        Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
+        Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
+        seed = distributed.broadcast_seed(_seed(self.random_state))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            T = BrenierTransform(self._build_net(Xs.shape[1]), gamma=self.gamma)
+        T.to(dtype=dtype, device=device)
+        (Xs, Xs_val), (Xt, Xt_val) = self._validation_split(Xs, Xt, Xs_val, Xt_val, generator)
+        objective = build_objective(self.objective)
+        signature = self._signature(Xs, Xt, Xs_val)
+        saved = None
+        if checkpoint is not None and resume:
+            saved = load_checkpoint(checkpoint, signature, device)
+        saved_phase = -1 if saved is None else saved["extra"]["phase"]
+
+        start = time.perf_counter()
+        self.n_features_in_ = Xs.shape[1]
+        self.transform_ = T
+        self.log_ = {"objective": objective.config, "refine": []}
+        if saved is not None:
+            self.log_ = json.loads(saved["extra"]["log"])
+        T.train()
+        T.initialize(Xs)
+        self.bures_matrix_, self.bures_offset_ = bures_map(Xs, Xt)
+        set_affine(T, self.bures_matrix_, self.bures_offset_)
+        scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
+        sampler = WithReplacement(
+            (len(Xs), len(Xt)),
+            (self.batch_size, self.target_batch_size or self.batch_size),
+            generator,
+        )
+        interval = self.validation_interval or max(1, self.max_iter // 20)
+        validation = None
+        if Xs_val is not None:
+            val_objective = copy.deepcopy(objective)
+            validation = Validation(
+                lambda: self._validate(val_objective, Xs_val, Xt_val),
+                self.validation_score,
+                interval,
+                self.patience,
+            )
+
+        def regression(target: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+            def loss(i: Tensor, j: Tensor) -> Tensor:
+                x = Xs[distributed.shard(i).to(device)]
+                return (T.transport(x) - target(x)).square().sum(-1).mean() / scale
+
+            return loss
+
+        def objective_loss(i: Tensor, j: Tensor) -> Tensor:
+            # each process: its shard of the source batch, and of the target batch too when
+            # the loss is a mean over samples (else the objective gathers the whole batch)
+            i, j = distributed.shard(i).to(device), j.to(device)
+            if objective.separable:
+                j = distributed.shard(j)
+            return objective.loss(T, Xs[i], Xt[j], j)
+
+        def phase(index: int, name: str, loss: Callable[..., Tensor], **options: Any) -> dict:
+            stateful = options.pop("stateful", {})
+            extra = options.pop("extra", dict)
+            history = train(
+                T,
+                loss,
+                sampler,
+                options.pop("steps", self.max_iter),
+                lr=self.lr,
+                clip_grad=self.clip_grad,
+                checkpoint=None
+                if checkpoint is None
+                else Checkpoint(
+                    checkpoint,
+                    interval,
+                    signature,
+                    stateful,
+                    lambda: {"phase": index, "log": json.dumps(self.log_)} | extra(),
+                    resume=index == saved_phase,
+                ),
+                callback=None if callback is None else lambda step: callback(name, step, self),
+                callback_every=interval,
+                progress=self.progress,
+                description=name,
+                **options,
+            )
+            return asdict(history)
+
+        # a resumed fit skips the phases before the checkpoint's (their logs are restored)
+        if self.init_iter and saved_phase <= 0:
+            self.log_["init"] = phase(
+                0, "Bures start", regression(self._bures), steps=self.init_iter, schedule="cosine"
+            )
+        objective.setup(T, Xs, Xt)
+        stateful = {}  # the validation's conjugates are warm-started too
+        if validation is not None:
+            val_objective.setup(T, Xs_val, Xt_val)
+            stateful["val_objective"] = val_objective
+        if saved_phase <= 1:
+            self.log_["fit"] = phase(
+                1,
+                "fit",
+                objective_loss,
+                schedule="warmup_cosine",
+                validation=validation,
+                stateful={"objective": objective} | stateful,
+            )
+        for r in range(self.refine_rounds):
+            index = 2 + r
+            if index < saved_phase:
+                continue
+            if index == saved_phase:
+                before, S = (self._transform_from(saved["extra"][k]) for k in ("before", "S"))
+            else:
+                before, S, inner_log = self._residual_map(Xs, Xt, Xs_val, Xt_val, generator)
+                self.log_["refine"].append({"inner": inner_log})
+
+            @torch.no_grad()
+            def composed(x: Tensor, before=before, S=S) -> Tensor:
+                return S.transport(before.transport(x))
+
+            self.log_["refine"][r]["regression"] = phase(
+                index,
+                f"refine {r + 1}",
+                regression(composed),
+                schedule="warmup_cosine",
+                validation=validation,
+                stateful=stateful,
+                extra=lambda before=before, S=S: {
+                    "before": before.state_dict(),
+                    "S": S.state_dict(),
+                },
+            )
+        T.eval()
+        self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
+        return self
+
+    def _validate(self, objective: Objective, Xs_val: Tensor, Xt_val: Tensor) -> dict:
+        r"""The validation metrics of the map as it is: ``w2``, the exact :math:`W_2^2`
+        between the held-out :math:`T_\#\mu` and :math:`\nu` samples; ``objective``, the
+        objective's value on them."""
+        T = self.transform_
+        pushed = torch.cat([T.transport(x) for x in Xs_val.split(CHUNK)])
+        value = objective.loss(T, Xs_val, Xt_val, torch.arange(len(Xt_val), device=Xt_val.device))
+        return {"w2": wasserstein2_squared(pushed, Xt_val), "objective": float(value)}
+
+    def _validation_split(
+        self,
+        Xs: Tensor,
+        Xt: Tensor,
+        Xs_val: Tensor | np.ndarray | None,
+        Xt_val: Tensor | np.ndarray | None,
+        generator: torch.Generator,
+    ) -> tuple[tuple[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]:
+        r"""``(Xs, Xs_val), (Xt, Xt_val)``: the held-out samples given, or a random
+        ``validation_fraction`` of each side (at most :data:`VALIDATION_ROWS` rows), or none."""
+        if (Xs_val is None) != (Xt_val is None):
+            raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
+        spec = {"features": Xs.shape[1], "dtype": Xs.dtype, "device": Xs.device}
+        if Xs_val is not None:
+            Xs_val = as_samples(Xs_val, "Xs_val", **spec)
+            return (Xs, Xs_val), (Xt, as_samples(Xt_val, "Xt_val", **spec))
+        if self.validation_fraction == 0:
+            return (Xs, None), (Xt, None)
+        split = []
+        for name, X in (("Xs", Xs), ("Xt", Xt)):
+            n = min(round(self.validation_fraction * len(X)), VALIDATION_ROWS)
+            if n < 1 or n == len(X):
+                raise ValueError(
+                    f"validation_fraction {self.validation_fraction} of the {len(X)} rows of "
+                    f"{name} leaves {n} for validation and {len(X) - n} for training; give "
+                    "more rows, Xs_val and Xt_val, or validation_fraction=0"
+                )
+            order = torch.randperm(len(X), generator=generator).to(X.device)
+            split.append((X[order[n:]], X[order[:n]]))
+        return split[0], split[1]
+
+    def _residual_map(
+        self,
+        Xs: Tensor,
+        Xt: Tensor,
+        Xs_val: Tensor | None,
+        Xt_val: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[BrenierTransform, BrenierTransform, dict]:
+        r"""One refinement round's maps: :math:`T` as it is now (a frozen copy) and the optimal
+        map :math:`S` from :math:`T_\#\mu` (the pushed ``Xs``) to ``Xt``, fitted with this
+        estimator's settings (and a copy of its objective) in ``refine_iter`` steps; and that
+        fit's log."""
+        self.transform_.zero_grad(set_to_none=True)  # not copied
+        before = copy.deepcopy(self.transform_).eval().requires_grad_(False)
+
+        @torch.no_grad()
+        def push(X: Tensor | None) -> Tensor | None:
+            return None if X is None else torch.cat([before.transport(x) for x in X.split(CHUNK)])
+
+        seed = int(torch.randint(2**62, (), generator=generator))
+        settings = {"max_iter": self.refine_iter, "refine_rounds": 0, "random_state": seed}
+        settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
+        inner = BrenierMap(**(self.get_params(deep=False) | settings))
+        inner.fit(push(Xs), Xt=Xt, Xs_val=push(Xs_val), Xt_val=Xt_val)
+        return before, inner.transform_.requires_grad_(False), inner.log_
+
+    def _transform_from(self, state: dict[str, Tensor]) -> BrenierTransform:
+        r"""A frozen :class:`BrenierTransform` of this estimator's network holding ``state``."""
+        parameter = next(self.transform_.parameters())
+        T = BrenierTransform(self._build_net(self.n_features_in_), gamma=self.gamma)
+        T.to(dtype=parameter.dtype, device=parameter.device).load_state_dict(state)
+        return T.eval().requires_grad_(False)
+
+    def _signature(self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor | None) -> dict[str, Any]:
+        r"""What a checkpoint's fit must share with this one: the settings and the data's
+        sizes."""
+        config = self._config()
+        config.pop("progress")
+        shapes = {"Xs": list(Xs.shape), "Xt": list(Xt.shape)}
+        shapes["validation rows"] = None if Xs_val is None else len(Xs_val)
+        return {"kind": "BrenierMap.fit", **config, **shapes}
+
+    def _check_params(self) -> None:
         counts = {"max_iter": self.max_iter, "batch_size": self.batch_size}
-        if self.target_batch_size is not None:
-            counts["target_batch_size"] = self.target_batch_size
+        for name in ("target_batch_size", "validation_interval", "patience"):
+            if getattr(self, name) is not None:
+                counts[name] = getattr(self, name)
         if self.refine_rounds:
             counts["refine_iter"] = self.refine_iter
         for name, value in counts.items():
@@ -202,6 +502,16 @@ class BrenierMap:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}"
+            )
+        if self.validation_score not in SCORES:
+            raise ValueError(
+                f"validation_score must be one of {SCORES}; got {self.validation_score!r}"
+            )
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0; got {self.gamma}")
         size = distributed.world()[1]
         for name in ("batch_size", "target_batch_size"):
             if counts.get(name, 0) % size:
@@ -209,115 +519,6 @@ class BrenierMap:
                     f"{name} ({counts[name]}) must be a multiple of the number of "
                     f"processes ({size})"
                 )
-        Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
-        Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
-        objective = build_objective(self.objective)
-        generator = torch.Generator(device="cpu")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(distributed.broadcast_seed(self.random_state))
-            generator.manual_seed(int(torch.randint(2**62, ())))
-            T = BrenierTransform(self._build_net(Xs.shape[1]), gamma=self.gamma)
-        T.to(dtype=dtype, device=device)
-
-        start = time.perf_counter()
-        self.n_features_in_ = Xs.shape[1]
-        self.transform_ = T
-        self.log_ = {"objective": objective.config, "loss": [], "init_loss": [], "refine": []}
-        T.train()
-        T.initialize(Xs)
-        self.bures_matrix_, self.bures_offset_ = bures_map(Xs, Xt)
-        set_affine(T, self.bures_matrix_, self.bures_offset_)
-        scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
-
-        def regression(target: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
-            return lambda xs, xt, j: (T.transport(xs) - target(xs)).square().sum(-1).mean() / scale
-
-        data = (Xs, Xt, generator)
-        bures = regression(self._bures)
-        self._optimize(
-            bures, True, *data, self.init_iter, self.log_["init_loss"], None, "Bures start"
-        )
-        objective.setup(T, Xs, Xt)
-        self._optimize(
-            lambda xs, xt, j: objective.loss(T, xs, xt, j),
-            objective.separable,
-            *data,
-            self.max_iter,
-            self.log_["loss"],
-            "warmup_cosine",
-            "BrenierMap.fit",
-        )
-        for r in range(self.refine_rounds):
-            composed, inner_loss = self._residual_step(Xs, Xt, generator)
-            record = {"inner_loss": inner_loss, "loss": []}
-            self.log_["refine"].append(record)
-            self._optimize(
-                regression(composed),
-                True,
-                *data,
-                self.max_iter,
-                record["loss"],
-                "warmup_cosine",
-                f"refinement {r + 1}/{self.refine_rounds}",
-            )
-        T.eval()
-        self.log_["seconds"] = time.perf_counter() - start
-        return self
-
-    def _residual_step(
-        self, Xs: Tensor, Xt: Tensor, generator: torch.Generator
-    ) -> tuple[Callable[[Tensor], Tensor], list[float]]:
-        r"""One refinement round's target :math:`S \circ T`, with :math:`T` as it is now and
-        :math:`S` the optimal map from :math:`T_\#\mu` (the pushed ``Xs``) to ``Xt``, fitted
-        with this estimator's settings (and a copy of its objective) in ``refine_iter`` steps;
-        and that fit's loss history."""
-        self.transform_.zero_grad(set_to_none=True)  # not copied
-        before = copy.deepcopy(self.transform_).eval().requires_grad_(False)
-        with torch.no_grad():
-            pushed = torch.cat([before.transport(x) for x in Xs.split(CHUNK)])
-        seed = int(torch.randint(2**62, (), generator=generator))
-        settings = {"max_iter": self.refine_iter, "refine_rounds": 0, "random_state": seed}
-        settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
-        inner = BrenierMap(**(self.get_params() | settings)).fit(pushed, Xt)
-        S = inner.transform_
-
-        @torch.no_grad()
-        def composed(x: Tensor) -> Tensor:
-            return S.transport(before.transport(x))
-
-        return composed, inner.log_["loss"]
-
-    def _optimize(
-        self,
-        loss: Callable[[Tensor, Tensor, Tensor], Tensor],
-        separable: bool,
-        Xs: Tensor,
-        Xt: Tensor,
-        generator: torch.Generator,
-        steps: int,
-        record: list[float],
-        schedule: str | None,
-        description: str,
-    ) -> None:
-        if steps == 0:
-            return
-        optimizer, scheduler = adam(self.transform_.parameters(), self.lr, steps, schedule)
-        # each process: its shard of the source batch, and of the target batch too when the
-        # loss is a mean over samples (else the objective gathers the whole batch)
-        shard_loss = distributed.parallel(self.transform_, loss)
-        show = self.progress and distributed.is_main()
-        bar = tqdm(range(steps), disable=not show, desc=description, unit="step")
-        target_batch_size = self.target_batch_size or self.batch_size
-        for step in bar:
-            i = torch.randint(Xs.shape[0], (self.batch_size,), generator=generator)
-            j = torch.randint(Xt.shape[0], (target_batch_size,), generator=generator)
-            i, j = distributed.shard(i).to(Xs.device), j.to(Xt.device)
-            if separable:
-                j = distributed.shard(j)
-            value = shard_loss(Xs[i], Xt[j], j)
-            record.append(descend(value, optimizer, scheduler, self.clip_grad, step))
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{record[-1]:.4g}")
 
     def _bures(self, x: Tensor) -> Tensor:
         return x @ self.bures_matrix_ + self.bures_offset_
@@ -328,42 +529,91 @@ class BrenierMap:
             raise ValueError("give hidden_features as BrenierMap's argument, not in net_kwargs")
         return build_net(self.net, features, hidden_features=self.hidden_features, **kwargs)
 
-    def _spec(self) -> tuple[torch.dtype, torch.device]:
+    def _spec(self, X: Any = None) -> tuple[torch.dtype, torch.device]:
+        r"""The dtype, and the device: ``device``, else that of a tensor ``X``, else the CPU."""
         dtype = DTYPES.get(self.dtype, self.dtype) if isinstance(self.dtype, str) else self.dtype
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {self.dtype!r}")
         device = self.device
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = X.device if isinstance(X, Tensor) else "cpu"
         return dtype, torch.device(device)
 
-    def _objective_name(self) -> str:
-        return self.objective if isinstance(self.objective, str) else self.objective.name
+    def _config(self) -> dict[str, Any]:
+        r"""The constructor's arguments as JSON-serialisable values (an objective by its
+        :attr:`Objective.config`, a NumPy generator as ``None``)."""
+        config = self.get_params(deep=False)
+        config["objective"] = build_objective(self.objective).config
+        config["dtype"] = str(self._spec()[0]).removeprefix("torch.")
+        config["device"] = None if self.device is None else str(self.device)
+        if not isinstance(self.random_state, int):
+            config["random_state"] = None
+        return config
 
     # -- using the fitted map ----------------------------------------------------------------
-    def transform(self, Xs: Tensor | np.ndarray) -> Tensor | np.ndarray:
-        r"""The optimal map :math:`T(x)` of source samples ``Xs [N, D]`` → ``[N, D]``."""
-        return self._apply(Xs, "Xs", lambda x: self.transform_.transport(x))
+    def transform(
+        self,
+        Xs: Tensor | np.ndarray | None = None,
+        ys: Any = None,
+        Xt: Any = None,
+        yt: Any = None,
+        batch_size: int = CHUNK,
+    ) -> Tensor | np.ndarray:
+        r"""The optimal map :math:`T(x)` of source samples ``Xs [N, D]`` → ``[N, D]``, in
+        chunks of ``batch_size`` rows (the other arguments: POT's signature, not used)."""
+        return self._apply(Xs, "Xs", lambda x: self.transform_.transport(x), batch_size)
 
-    def inverse_transform(self, Xt: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    def inverse_transform(
+        self,
+        Xs: Any = None,
+        ys: Any = None,
+        Xt: Tensor | np.ndarray | None = None,
+        yt: Any = None,
+        batch_size: int = CHUNK,
+    ) -> Tensor | np.ndarray:
         r"""The exact inverse :math:`T^{-1}(y)` of target points ``Xt [M, D]`` → ``[M, D]``
         (damped Newton to the transform's tolerance; raises
-        :class:`otflows.InverseError` naming the rows that miss it)."""
-        return self._apply(Xt, "Xt", lambda y: self.transform_.inverse(y)[0])
+        :class:`otflows.InverseError` naming the rows that miss it), in chunks of
+        ``batch_size`` rows. Give ``Xt`` by name, as in POT."""
+        if Xt is None and Xs is not None:
+            raise ValueError(
+                "inverse_transform maps target samples: call inverse_transform(Xt=...) (POT's "
+                "signature, whose first argument is Xs)"
+            )
+        return self._apply(Xt, "Xt", lambda y: self.transform_.inverse(y)[0], batch_size)
 
-    def fit_transform(self, Xs: Tensor | np.ndarray, Xt: Tensor | np.ndarray) -> Any:
-        r"""``fit(Xs, Xt).transform(Xs)``."""
-        return self.fit(Xs, Xt).transform(Xs)
+    def fit_transform(
+        self,
+        Xs: Tensor | np.ndarray | None = None,
+        ys: Any = None,
+        Xt: Tensor | np.ndarray | None = None,
+        yt: Any = None,
+        **fit_params: Any,
+    ) -> Any:
+        r"""``fit(Xs, ys, Xt, yt, **fit_params).transform(Xs)``."""
+        return self.fit(Xs, ys, Xt, yt, **fit_params).transform(Xs)
 
-    def _apply(self, X: Tensor | np.ndarray, name: str, f: Callable[[Tensor], Tensor]) -> Any:
+    def transform_labels(self, ys: Any = None) -> Any:
+        r"""Not defined: a Brenier map has no coupling to carry labels along."""
+        raise NotImplementedError("a BrenierMap has no coupling to transport labels with")
+
+    def inverse_transform_labels(self, yt: Any = None) -> Any:
+        r"""Not defined: a Brenier map has no coupling to carry labels along."""
+        raise NotImplementedError("a BrenierMap has no coupling to transport labels with")
+
+    def _apply(
+        self, X: Any, name: str, f: Callable[[Tensor], Tensor], batch_size: int = CHUNK
+    ) -> Any:
         if not hasattr(self, "transform_"):
             raise RuntimeError("this BrenierMap is not fitted yet: call fit(Xs=..., Xt=...)")
+        if X is None:
+            raise ValueError(f"{name} is required: samples [N, {self.n_features_in_}]")
         parameter = next(self.transform_.parameters())
         Z = as_samples(
             X, name, features=self.n_features_in_, dtype=parameter.dtype, device=parameter.device
         )
         with torch.no_grad():
-            Y = torch.cat([f(chunk) for chunk in Z.split(CHUNK)])
+            Y = torch.cat([f(chunk) for chunk in Z.split(batch_size)])
         if isinstance(X, Tensor):
             return Y
         out = Y.cpu().numpy()
@@ -379,16 +629,14 @@ class BrenierMap:
             >>> path = os.path.join(tempfile.mkdtemp(), "map.pt")
             >>> X = np.random.default_rng(0).normal(size=(64, 2))
             >>> otmap = BrenierMap(max_iter=2, init_iter=0, hidden_features=4, progress=False)
-            >>> otmap.fit(X, X + 1).save(path)
+            >>> otmap.fit(Xs=X, Xt=X + 1).save(path)
             >>> bool(np.allclose(BrenierMap.load(path).transform(X), otmap.transform(X)))
             True
         """
         if not hasattr(self, "transform_"):
             raise RuntimeError("this BrenierMap is not fitted yet: nothing to save")
-        config = {name: getattr(self, name) for name in self._PARAMS if name != "objective"}
-        config["objective"] = build_objective(self.objective).config
+        config = self._config()
         config["dtype"] = str(next(self.transform_.parameters()).dtype).removeprefix("torch.")
-        config["device"] = None if self.device is None else str(self.device)
         atomic_save(
             {
                 "format_version": FORMAT_VERSION,

@@ -66,6 +66,13 @@ class Objective(ABC):
         density is not among them)."""
         return {"name": self.name}
 
+    def state_dict(self) -> dict[str, Tensor]:
+        r"""What a resumed fit must restore beyond :meth:`setup` (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:  # noqa: B027
+        r"""Restores :meth:`state_dict`."""
+
 
 class TargetLikelihood(Objective):
     r"""Maximum likelihood of the pushed-forward source under a target density :math:`q`:
@@ -240,6 +247,13 @@ class SemiDual(Objective):
     @property
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "rtol": self.rtol, "solver": self.solver}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        r"""The conjugates' warm starts :math:`x^*` ``[M, D]``."""
+        return {"x_star": self.x_star}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.x_star = state["x_star"].to(self.x_star)
 
 
 @torch.no_grad()

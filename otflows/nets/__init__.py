@@ -38,7 +38,7 @@ def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
         kwargs: The network's other arguments.
 
     Example:
-        >>> build_net("mmgn", 2, hidden_features=8).hparams["hidden_features"]
+        >>> build_net("mmgn", 2, hidden_features=8).arguments["hidden_features"]
         8
     """
     return choose(NETS, name, "net")(features, **kwargs)

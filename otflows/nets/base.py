@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad, grad_and_value
 
+from otflows.arguments import RecordsArguments
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
 
@@ -74,7 +75,7 @@ class QuadraticPotential(nn.Module):
         return x @ self.a + 0.5 * (x @ self.V.T).square().sum(-1)
 
 
-class MonotoneGradientNet(nn.Module, ABC):
+class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     r"""A monotone gradient field :math:`G = \nabla\varphi` of a convex potential :math:`\varphi`.
 
     Subclasses implement :meth:`gradient` for inputs of shape ``[..., D]`` (one point ``[D]``
@@ -84,24 +85,40 @@ class MonotoneGradientNet(nn.Module, ABC):
 
     Attributes:
         features: The dimension ``D``.
-        hparams: The keyword arguments that rebuild the network (JSON-serialisable).
+        arguments: The constructor's arguments, which rebuild the network (JSON-serialisable;
+            :class:`otflows.arguments.RecordsArguments`).
         quadratic: The :class:`QuadraticPotential` term :math:`a + V^\top V x`.
     """
 
     name: str = ""
     potential_nodes: int = 64
 
-    def __init__(self, features: int, rank: int | None, **hparams: Any):
+    def __init__(self, features: int, rank: int | None):
         super().__init__()
         if not isinstance(features, int) or features < 1:
             raise ValueError(f"features must be a positive integer; got {features!r}")
         self.features = features
-        self.hparams = {"features": features, "rank": rank, **hparams}
         self.quadratic = QuadraticPotential(features, rank)
 
     @abstractmethod
     def gradient(self, x: Tensor) -> Tensor:
         r"""The field :math:`G(x)`, ``[..., D] -> [..., D]``."""
+
+    @property
+    @abstractmethod
+    def input_weights(self) -> list[nn.Parameter]:
+        r"""The weights through which the input reaches the non-quadratic terms of :math:`G`:
+        scaled by :math:`\epsilon`, they make those terms a constant plus
+        :math:`O(\epsilon^2)` (:meth:`shrink_`)."""
+
+    @torch.no_grad()
+    def shrink_(self, factor: float) -> None:
+        r"""Scales :attr:`input_weights` by ``factor``, so :math:`G` becomes its affine quadratic
+        term :math:`a + V^\top V x` plus a constant and :math:`O(\text{factor}^2)` terms, on
+        every input: the network starts at an affine map while every parameter's gradient stays
+        alive (the weights' directions are kept; a zero would freeze a squared term)."""
+        for weight in self.input_weights:
+            weight.mul_(factor)
 
     @property
     def ridge_rank(self) -> int | None:

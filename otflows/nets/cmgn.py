@@ -65,14 +65,7 @@ class CMGN(MonotoneGradientNet):
         scaled: bool = True,
         rank: int | None = None,
     ):
-        super().__init__(
-            features,
-            rank,
-            hidden_features=hidden_features,
-            num_layers=num_layers,
-            activation=activation,
-            scaled=scaled,
-        )
+        super().__init__(features, rank)
         self.sigma, self.dsigma = choose(MONOTONE_ACTIVATIONS, activation, "activation")
         require_positive(num_layers, "num_layers")
         self.W = nn.Parameter(torch.randn(hidden_features, features) / math.sqrt(features))
@@ -88,6 +81,10 @@ class CMGN(MonotoneGradientNet):
                 setattr(self, key, nn.Parameter(value))
             else:
                 self.register_buffer(key, value)
+
+    @property
+    def input_weights(self) -> list[nn.Parameter]:
+        return [self.W]
 
     @property
     def ridge_rank(self) -> int:

@@ -100,13 +100,7 @@ class ICGN(MonotoneGradientNet):
         quadrature_nodes: int | None = None,
         rank: int | None = None,
     ):
-        super().__init__(
-            features,
-            rank,
-            hidden_features=hidden_features,
-            activation=activation,
-            quadrature_nodes=quadrature_nodes,
-        )
+        super().__init__(features, rank)
         self.A, self.B = choose(_ANTIDERIVATIVES, activation, "activation")
         self.dsigma = MONOTONE_ACTIVATIONS[activation][1]
         self.quadrature_nodes = quadrature_nodes
@@ -120,6 +114,10 @@ class ICGN(MonotoneGradientNet):
         s, w = gauss_legendre(self.quadrature_nodes, dtype=u.dtype, device=u.device)
         integrand = self.dsigma(u[..., None] * s + self.b[..., None]).square()  # [..., H, n]
         return u * (integrand @ w)
+
+    @property
+    def input_weights(self) -> list[nn.Parameter]:
+        return [self.W]
 
     @property
     def ridge_rank(self) -> int | None:

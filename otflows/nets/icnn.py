@@ -76,17 +76,15 @@ class ICNN(ConvexPotentialNet):
         activation: str = "softplus",
         rank: int | None = None,
     ):
-        super().__init__(
-            features,
-            rank,
-            hidden_features=hidden_features,
-            num_layers=num_layers,
-            activation=activation,
-        )
+        super().__init__(features, rank)
         self.g = choose(_CONVEX_ACTIVATIONS, activation, "activation")
         require_positive(num_layers, "num_layers")
         self.A = nn.ModuleList(nn.Linear(features, hidden_features) for _ in range(num_layers))
         self.Wz, self.w = convex_path(hidden_features, num_layers)
+
+    @property
+    def input_weights(self) -> list[nn.Parameter]:
+        return [A.weight for A in self.A]
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""

@@ -64,13 +64,7 @@ class MMGN(MonotoneGradientNet):
         activation: str = "logcosh",
         rank: int | None = None,
     ):
-        super().__init__(
-            features,
-            rank,
-            hidden_features=hidden_features,
-            num_modules=num_modules,
-            activation=activation,
-        )
+        super().__init__(features, rank)
         self.s, self.sigma, self.dsigma = choose(_MODULE_FUNCTIONS, activation, "activation")
         require_positive(num_modules, "num_modules")
         scale = 1.0 / math.sqrt(features * hidden_features)
@@ -80,6 +74,10 @@ class MMGN(MonotoneGradientNet):
     def _preactivations(self, x: Tensor) -> Tensor:
         r"""The pre-activations :math:`z_k`, ``[..., D] -> [..., K, H]``."""
         return torch.einsum("khd,...d->...kh", self.W, x) + self.b
+
+    @property
+    def input_weights(self) -> list[nn.Parameter]:
+        return [self.W]
 
     @property
     def ridge_rank(self) -> int:

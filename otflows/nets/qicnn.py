@@ -75,13 +75,7 @@ class QuadraticICNN(ConvexPotentialNet):
         quadratic_rank: int = 1,
         rank: int | None = None,
     ):
-        super().__init__(
-            features,
-            rank,
-            hidden_features=hidden_features,
-            num_layers=num_layers,
-            quadratic_rank=quadratic_rank,
-        )
+        super().__init__(features, rank)
         require_positive(num_layers, "num_layers")
         require_positive(quadratic_rank, "quadratic_rank")
         D, H = features, hidden_features
@@ -98,6 +92,10 @@ class QuadraticICNN(ConvexPotentialNet):
         convex = [F.softplus(C) for C in self.C]
         z = quadratic_icnn(x, quadratics, convex, F.softplus(self.w), F.celu)
         return z + self.quadratic.potential(x)
+
+    @property
+    def input_weights(self) -> list[nn.Parameter]:
+        return [*self.A, *(W.weight for W in self.W)]
 
     @property
     def ridge_rank(self) -> int:

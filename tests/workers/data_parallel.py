@@ -40,9 +40,11 @@ def main(out: Path) -> None:
             device="cpu",
             random_state=0,
             progress=False,
-        ).fit(X, Xt)
+        ).fit(Xs=X, Xt=Xt)
         result[objective] = otmap.transform_.state_dict()
-        result[f"{objective}_loss"] = torch.tensor(otmap.log_["init_loss"] + otmap.log_["loss"])
+        result[f"{objective}_loss"] = torch.tensor(
+            otmap.log_["init"]["loss"] + otmap.log_["fit"]["loss"]
+        )
     torch.save(result, out / f"rank{distributed.world()[0]}.pt")
 
 

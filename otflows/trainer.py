@@ -1,0 +1,361 @@
+r"""The one training loop behind every fit in otflows: flows, OT maps, their regressions.
+
+:func:`train` takes a model, a loss of a minibatch and a :class:`Sampler` of minibatch
+indices, and owns everything else: Adam and its schedule, gradient clipping, the progress bar,
+validation with the best weights kept (the starting weights among them) and early stopping,
+atomic checkpoints with an exact resume, a callback, and data parallelism under ``torchrun``
+(:mod:`otflows.distributed`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from otflows import distributed
+from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.optim import adam, descend
+
+__all__ = [
+    "Checkpoint",
+    "Sampler",
+    "Shuffled",
+    "TrainingHistory",
+    "Validation",
+    "WithReplacement",
+    "load_checkpoint",
+    "train",
+]
+
+
+@dataclass
+class TrainingHistory:
+    r"""What :func:`train` records.
+
+    Attributes:
+        loss: The training loss of each step's minibatch.
+        lr: The learning rate of each step.
+        val_step: The steps after which the model was validated (0: the starting weights).
+        val_loss: The validation score (the one that selects the best weights) at those steps.
+        val_metrics: Every validation metric by name, one value per entry of ``val_step``.
+        best_step: The step whose weights were kept (the best score), if validated.
+        stopped_early: Whether training stopped for lack of progress (``patience``).
+        seconds: The wall time of the training loop (without the callback's).
+    """
+
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_metrics: dict[str, list[float]] = field(default_factory=dict)
+    best_step: int | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    @property
+    def best_val_loss(self) -> float | None:
+        r"""The best validation score, if validated."""
+        return min(self.val_loss) if self.val_loss else None
+
+
+class Sampler(Protocol):
+    r"""Draws the minibatch indices of each step; its state makes a resumed run exact."""
+
+    def draw(self) -> tuple[Tensor, ...]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Shuffled:
+    r"""Epochs over ``n`` rows: each a fresh permutation, cut into minibatches of
+    ``batch_size`` (the last may be smaller). :meth:`draw` gives ``(rows [B],)``.
+
+    Example:
+        >>> sampler = Shuffled(5, 2, seed=0)
+        >>> [len(sampler.draw()[0]) for _ in range(4)]
+        [2, 2, 1, 2]
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.steps_per_epoch = math.ceil(n / batch_size)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def draw(self) -> tuple[Tensor]:
+        if self.position == self.steps_per_epoch:
+            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
+        start = self.position * self.batch_size
+        self.position += 1
+        return (self.order[start : start + self.batch_size],)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "order": self.order,
+            "position": self.position,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+        self.order, self.position = state["order"].cpu(), state["position"]
+
+
+class WithReplacement:
+    r"""Independent minibatches of indices drawn with replacement, one per data set:
+    ``sizes[k]`` rows, ``batch_sizes[k]`` a step. :meth:`draw` gives one index tensor each.
+
+    Example:
+        >>> sampler = WithReplacement((100, 50), (8, 4), generator=torch.Generator())
+        >>> [i.shape[0] for i in sampler.draw()]
+        [8, 4]
+    """
+
+    def __init__(
+        self, sizes: tuple[int, ...], batch_sizes: tuple[int, ...], generator: torch.Generator
+    ):
+        self.sizes, self.batch_sizes, self.generator = sizes, batch_sizes, generator
+
+    def draw(self) -> tuple[Tensor, ...]:
+        return tuple(
+            torch.randint(n, (b,), generator=self.generator)
+            for n, b in zip(self.sizes, self.batch_sizes, strict=True)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+
+@dataclass
+class Validation:
+    r"""How :func:`train` validates.
+
+    Attributes:
+        metrics: Returns the validation metrics by name (lower is better for ``score``); called
+            with the model in eval mode and without gradients.
+        score: The metric that selects the best weights and drives early stopping.
+        every: Steps between validations (also after the last step, and before the first:
+            the starting weights are a candidate too).
+        patience: Validations without a new best before training stops (``None``: never).
+    """
+
+    metrics: Callable[[], dict[str, float]]
+    score: str
+    every: int
+    patience: int | None = None
+
+
+@dataclass
+class Checkpoint:
+    r"""Where and how :func:`train` saves its whole state, to be resumed exactly.
+
+    Attributes:
+        path: The file, written atomically (:func:`otflows.checkpoint.atomic_save`).
+        every: Steps between saves (and after the last step).
+        signature: What a resumed run must share with the saved one (JSON-serialisable):
+            the run's settings, its phase…; a mismatch is refused.
+        stateful: More objects whose ``state_dict()`` is saved and restored by name.
+        extra: More plain state to save (tensors and containers), read back by the caller
+            from :func:`load_checkpoint`'s payload.
+        resume: Continue from ``path`` when it exists.
+    """
+
+    path: str | Path
+    every: int
+    signature: dict[str, Any]
+    stateful: dict[str, Any] = field(default_factory=dict)
+    extra: Callable[[], dict[str, Any]] = dict
+    resume: bool = False
+
+
+def load_checkpoint(path: str | Path, signature: dict[str, Any], device: Any) -> dict | None:
+    r"""The payload saved at ``path`` by :func:`train`, or ``None`` if there is none;
+    a :class:`ValueError` names the setting where ``signature`` differs from the saved one.
+
+    Example:
+        >>> load_checkpoint("no-such-file.pt", {"kind": "fit_flow"}, "cpu") is None
+        True
+    """
+    if not Path(path).exists():
+        return None
+    payload = safe_load(path, map_location=device)
+    saved = payload.get("signature", {})
+    for key in sorted(set(saved) | set(signature)):
+        if saved.get(key) != signature.get(key):
+            raise ValueError(
+                f"checkpoint {path} was saved by another run: its {key} is {saved.get(key)!r}, "
+                f"this run's is {signature.get(key)!r}"
+            )
+    return payload
+
+
+def train(
+    model: nn.Module,
+    loss: Callable[..., Tensor],
+    sampler: Sampler,
+    steps: int,
+    *,
+    lr: float,
+    schedule: str | None = "cosine",
+    clip_grad: float | None = None,
+    weight_decay: float = 0.0,
+    validation: Validation | None = None,
+    checkpoint: Checkpoint | None = None,
+    callback: Callable[[int], None] | None = None,
+    callback_every: int | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> TrainingHistory:
+    r"""Minimises ``loss(*sampler.draw())`` over ``model``'s parameters for ``steps`` steps of
+    Adam (:func:`otflows.optim.adam`'s schedule over ``steps``; :func:`otflows.optim.descend`).
+
+    With ``validation``, the model is scored before the first step, every
+    ``validation.every`` steps and after the last; the best-scoring weights (the starting
+    ones included) are restored at the end, and training stops early after
+    ``validation.patience`` validations without a new best. Under ``torchrun`` the loss is
+    wrapped in ``DistributedDataParallel`` (:func:`otflows.distributed.parallel`): ``loss``
+    itself takes this process's shard of the drawn indices, and only rank 0 shows progress
+    and writes the checkpoint.
+
+    Arguments:
+        model: The module trained in place.
+        loss: The minibatch loss, a function of the indices that ``sampler`` draws.
+        sampler: The minibatch indices of each step (:class:`Shuffled`,
+            :class:`WithReplacement`).
+        steps: The number of steps (the schedule's length).
+        lr: Adam's peak learning rate.
+        schedule: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.optim.adam`).
+        clip_grad: The gradient-norm clip (``None``: none).
+        weight_decay: Adam's weight decay.
+        validation: How to validate (:class:`Validation`); ``None``: never.
+        checkpoint: Where to save and whence to resume (:class:`Checkpoint`).
+        callback: Called as ``callback(step)`` every ``callback_every`` steps and at the end;
+            its time is not counted in ``history.seconds``.
+        callback_every: Steps between callbacks (default ``validation.every``, else 100).
+        progress: Whether to show a tqdm progress bar.
+        description: The progress bar's label.
+
+    Returns:
+        The :class:`TrainingHistory` (also of the steps before a resume).
+
+    Example:
+        >>> w = nn.Parameter(torch.zeros(1))
+        >>> model = nn.ParameterList([w])
+        >>> X = torch.linspace(0, 2, 10)
+        >>> history = train(model, lambda i: (X[i] - w).square().mean(), Shuffled(10, 5, 0),
+        ...                 200, lr=0.1, progress=False)
+        >>> round(w.item(), 2)
+        1.0
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"the number of steps must be a positive integer; got {steps!r}")
+    parameter = next(model.parameters())
+    optimizer, scheduler = adam(model.parameters(), lr, steps, schedule, weight_decay)
+    history, best_state, step = TrainingHistory(), None, 0
+    if checkpoint is not None and checkpoint.resume:
+        payload = load_checkpoint(checkpoint.path, checkpoint.signature, parameter.device)
+        if payload is not None:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(payload["scheduler"])
+            sampler.load_state_dict(payload["sampler"])
+            for name, obj in checkpoint.stateful.items():
+                obj.load_state_dict(payload["stateful"][name])
+            history = TrainingHistory(**payload["history"])
+            best_state, step = payload["best_state"], payload["step"]
+
+    def save() -> None:
+        if not distributed.is_main():
+            return
+        atomic_save(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": "training",
+                "signature": checkpoint.signature,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "sampler": sampler.state_dict(),
+                "stateful": {k: v.state_dict() for k, v in checkpoint.stateful.items()},
+                "history": asdict(history),
+                "best_state": best_state,
+                "extra": checkpoint.extra(),
+            },
+            checkpoint.path,
+        )
+
+    def validate() -> None:
+        nonlocal best_state
+        model.eval()
+        with torch.no_grad():
+            metrics = validation.metrics()
+        model.train()
+        history.val_step.append(step)
+        history.val_loss.append(metrics[validation.score])
+        for name, value in metrics.items():
+            history.val_metrics.setdefault(name, []).append(value)
+        if history.val_loss[-1] == history.best_val_loss:
+            history.best_step = step
+            best_state = copy.deepcopy(model.state_dict())
+
+    def stalled() -> bool:
+        if validation is None or validation.patience is None or history.best_step is None:
+            return False
+        since = len(history.val_step) - 1 - history.val_step.index(history.best_step)
+        return since >= validation.patience
+
+    shard_loss = distributed.parallel(model, loss)
+    every = callback_every or (validation.every if validation is not None else 100)
+    start = time.perf_counter() - history.seconds
+    model.train()
+    if validation is not None and not history.val_step:
+        validate()
+    bar = tqdm(
+        total=steps,
+        initial=step,
+        disable=not progress or not distributed.is_main(),
+        desc=description,
+        unit="step",
+    )
+    while step < steps and not history.stopped_early:
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        value = descend(shard_loss(*sampler.draw()), optimizer, scheduler, clip_grad, step)
+        history.loss.append(value)
+        step += 1
+        bar.update()
+        postfix = {"loss": f"{value:.4g}"}
+        if validation is not None and (step % validation.every == 0 or step == steps):
+            validate()
+            postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
+            history.stopped_early = stalled() and step < steps
+        if step % 10 == 0 or len(postfix) > 1:
+            bar.set_postfix(postfix)
+        history.seconds = time.perf_counter() - start
+        last = step == steps or history.stopped_early
+        if callback is not None and (step % every == 0 or last):
+            callback(step)
+            model.train()
+            start = time.perf_counter() - history.seconds
+        if checkpoint is not None and (step % checkpoint.every == 0 or last):
+            save()
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
