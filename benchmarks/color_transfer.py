@@ -35,11 +35,15 @@ def main() -> None:
     parser.add_argument("--max-iter", type=int, default=1000)
     parser.add_argument("--sinkhorn-pixels", type=int, default=2000, help="POT's Sinkhorn fit")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/color_transfer.json"))
     args = parser.parse_args()
     if args.quick:
         args.pixels, args.max_iter, args.sinkhorn_pixels = 1000, 30, 300
-    torch.set_num_threads(2)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     source = load_sample_image("china.jpg") / 255.0
     target = load_sample_image("flower.jpg") / 255.0
     pixels = source.reshape(-1, 3)

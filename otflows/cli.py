@@ -7,6 +7,7 @@ import inspect
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -185,11 +186,25 @@ def _default(name: str) -> object:
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", choices=sorted(NETS), default=_default("net"))
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default=_default("objective"))
-    p.add_argument("--hidden-features", type=int, default=_default("hidden_features"))
-    p.add_argument("--max-iter", type=int, default=_default("max_iter"))
-    p.add_argument("--batch-size", type=int, default=_default("batch_size"))
+    p.add_argument(
+        "--net",
+        choices=sorted(NETS),
+        default=_default("net"),
+        help="the monotone gradient network",
+    )
+    p.add_argument(
+        "--objective",
+        choices=sorted(OBJECTIVES),
+        default=_default("objective"),
+        help="what the map is fitted to (BrenierMap's objective)",
+    )
+    p.add_argument(
+        "--hidden-features", type=int, default=_default("hidden_features"), help="network width"
+    )
+    p.add_argument("--max-iter", type=int, default=_default("max_iter"), help="optimisation steps")
+    p.add_argument(
+        "--batch-size", type=int, default=_default("batch_size"), help="source samples per step"
+    )
     p.add_argument(
         "--target-batch-size",
         type=int,
@@ -197,7 +212,7 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         help="target samples per step (default --batch-size): the semi-dual's cost, one "
         "Newton solve each",
     )
-    p.add_argument("--lr", type=float, default=_default("lr"))
+    p.add_argument("--lr", type=float, default=_default("lr"), help="Adam's peak learning rate")
     p.add_argument(
         "--refine-rounds",
         type=int,
@@ -218,39 +233,59 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         "--patience",
         type=int,
         default=_default("patience"),
-        help="stop after this many validations without a better map (default: never)",
+        help="stop after this many validations without a better map (default: never stop)",
     )
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default=_default("dtype"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")
-    p.add_argument("--no-progress", action="store_true")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    r"""Shows each option's default, except where there is none to show (``None``, a flag's
+    ``False``) or its help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otflows", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="otflows",
+        description="otflows: optimal-transport maps as normalizing flows. Commands: demo, fit, "
+        "map, color-transfer, bench; 'otflows COMMAND --help' describes each.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("demo", help="fit an M-MGN flow to the d = 2 Gaussian coupling")
-    p.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            formatter_class=_HelpFormatter,
+        )
+
+    p = command("demo", "fit an M-MGN flow to the d = 2 Gaussian coupling and score it")
+    p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--samples", type=int, default=50_000, help="training samples")
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="otflows_demo.png", help="the coupling figure")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _common_options(p, out="otflows_demo.png", out_help="the coupling figure (.png)")
     p.set_defaults(run=demo)
 
-    p = commands.add_parser("fit", help="fit a Brenier flow to samples in a .npy or .csv file")
+    p = command("fit", "fit a Brenier flow to samples in a .npy or .csv file")
     p.add_argument(
         "--data", required=True, help="samples [N, D] (.npy, or .csv with one row each)"
     )
-    p.add_argument("--net", choices=sorted(NETS), default="mmgn")
-    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    p.add_argument("--num-blocks", type=int, default=1)
-    p.add_argument("--hidden-features", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--net", choices=sorted(NETS), default="mmgn", help="the network of a block")
+    p.add_argument("--num-blocks", type=int, default=1, help="Brenier blocks (each after ActNorm)")
+    p.add_argument("--hidden-features", type=int, default=32, help="the networks' width")
+    p.add_argument("--epochs", type=int, default=20, help="passes over the training rows")
+    p.add_argument("--batch-size", type=int, default=128, help="samples per step")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam's peak learning rate (cosine)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the rows held out; the best validation weights (the start among them) "
+        "are kept",
+    )
     p.add_argument(
         "--gaussian-start",
         action="store_true",
@@ -263,27 +298,25 @@ def _parser() -> argparse.ArgumentParser:
         help="memory-map the .npy file and read a minibatch at a time (data larger than "
         "memory); the file's last --val-fraction rows validate",
     )
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)")
-    p.add_argument("--no-progress", action="store_true")
+    _common_options(p, out=None, out_help="checkpoint path (.pt)", device=True)
     p.set_defaults(run=fit)
 
-    p = commands.add_parser("map", help="fit the OT map between two sample files")
+    p = command("map", "fit the OT map between two sample files and write the mapped source")
     p.add_argument("--source", required=True, help="source samples [N, D] (.npy or .csv)")
     p.add_argument("--target", required=True, help="target samples [M, D] (.npy or .csv)")
-    p.add_argument("--out", required=True, help="where the mapped source goes (.npy)")
     p.add_argument("--save", help="also save the fitted map (.pt)")
     _map_options(p)
+    _common_options(p, out=None, out_help="where the mapped source goes (.npy)", device=True)
     p.set_defaults(run=map_command)
 
-    p = commands.add_parser("color-transfer", help="recolour an image with another's colours")
+    p = command("color-transfer", "recolour an image with another's colours by their OT map")
     p.add_argument("source", help="the image to recolour (PNG or JPEG)")
     p.add_argument("target", help="the image whose colours are wanted")
     p.add_argument("out", help="the recoloured image (PNG)")
     p.add_argument("--pixels", type=int, default=10_000, help="pixels per image for fitting")
-    p.add_argument("--figure", help="also save a before/after figure")
+    p.add_argument("--figure", help="also save a before/after figure (.png)")
     _map_options(p)
+    _common_options(p, out=False, out_help="", device=True)
     p.set_defaults(run=color_transfer_command)
 
     p = commands.add_parser(
@@ -296,6 +329,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _common_options(
+    p: argparse.ArgumentParser, out: str | bool | None, out_help: str, device: bool = False
+) -> None:
+    r"""``--out`` (required when ``out`` is ``None``; none when ``False``), ``--dtype``,
+    ``--seed``, ``--threads``, ``--no-progress`` and, if asked, ``--device``."""
+    if out is not False:
+        p.add_argument("--out", required=out is None, default=out, help=out_help)
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and minibatches")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's CPU threads (default: torch's own, which OMP_NUM_THREADS sets); on a "
+        "machine shared with other jobs, fewer threads than cores avoids oversubscription",
+    )
+    if device:
+        p.add_argument(
+            "--device", default="cpu", help="cpu or cuda (one GPU per torchrun process)"
+        )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    r"""A one-line error naming the flag, before any work, when an output's folder is
+    missing."""
+    for flag in ("out", "save", "figure"):
+        path = getattr(args, flag, None)
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            name = "out" if flag == "out" and args.command == "color-transfer" else f"--{flag}"
+            raise FileNotFoundError(
+                f"{name} {path}: the folder {Path(path).resolve().parent} does not exist"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     r"""Runs the command line; returns the exit status (errors print one line, status 2).
 
@@ -305,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
+        _check_outputs(args)
+        if getattr(args, "threads", None) is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1; got {args.threads}")
+            torch.set_num_threads(args.threads)
         args.run(args)
     except (ValueError, TypeError, FileNotFoundError, InverseError) as error:
         print(f"otflows {args.command}: error: {error}", file=sys.stderr)

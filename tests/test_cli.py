@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from otflows import BrenierMap
 from otflows.cli import main
 from otflows.flows import load_flow
 
@@ -203,3 +204,62 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, command):
     assert capsys.readouterr().err.strip() == (
         f"otflows {command}: error: device is 'cuda', but CUDA is not available on this machine"
     )
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "map", "color-transfer"])
+def test_help_is_plain_text_with_defaults(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":class:" not in text and ":math:" not in text
+    assert "(default: float32)" in text  # --dtype shows its default
+    if command in ("map", "color-transfer"):
+        assert f"(default: {BrenierMap().lr})" in text  # the estimator's own default
+
+
+def test_bench_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "logdet", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "``" not in text and "side by side in one run." in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["fit", "--data", "{data}", "--out", "{missing}/m.pt"], "--out"),
+        (["map", "--source", "{data}", "--target", "{data}", "--out", "{missing}/o.npy"], "--out"),
+        (
+            [
+                "map",
+                "--source",
+                "{data}",
+                "--target",
+                "{data}",
+                "--out",
+                "{tmp}/o.npy",
+                "--save",
+                "{missing}/m.pt",
+            ],
+            "--save",
+        ),
+    ],
+)
+def test_output_folders_are_checked_before_any_work(tmp_path, capsys, argv, flag):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(50, 2)))
+    paths = {"data": tmp_path / "x.npy", "missing": tmp_path / "nowhere", "tmp": tmp_path}
+    assert main([a.format(**paths) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {flag} " in err and "does not exist" in err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_threads_sets_torchs_threads(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(64, 2)))
+    before = torch.get_num_threads()
+    try:
+        args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
+        assert main([*args, "--epochs", "1", "--threads", "1", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

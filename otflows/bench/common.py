@@ -6,6 +6,7 @@ import ctypes
 import json
 import multiprocessing
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -17,6 +18,19 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
+
+
+def description(docstring: str) -> str:
+    r"""A module docstring's first paragraph as plain text, for ``--help``: reStructuredText
+    roles and literals (``:math:`x```, ``:class:`~a.B```, double backquotes) become their text.
+
+    Example:
+        >>> description("The :math:`W_2` map of ``x`` (:class:`~otflows.BrenierMap`).\n\nMore.")
+        'The W_2 map of x (BrenierMap).'
+    """
+    text = " ".join(docstring.strip().split("\n\n")[0].split())
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def machine() -> dict[str, Any]:

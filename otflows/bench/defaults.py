@@ -39,7 +39,7 @@ import ot
 import torch
 from scipy.stats import spearmanr
 
-from otflows.bench.common import markdown_table, write_json
+from otflows.bench.common import description, markdown_table, write_json
 from otflows.datasets import (
     GaussianCoupling,
     W2BenchmarkPair,
@@ -268,7 +268,7 @@ def summarise(fits: list[dict], base: dict[str, dict]) -> tuple[list[dict], list
 def main(argv: Sequence[str] | None = None) -> dict:
     r"""Runs the study; prints its tables and writes them as JSON (and a figure)."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench defaults", description=__doc__.split("\n\n")[0]
+        prog="otflows bench defaults", description=description(__doc__)
     )
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument("--w2-dims", type=int, nargs="*", default=[2, 4, 8, 16, 32])

@@ -34,7 +34,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count
-from otflows.bench.common import aggregate, report, run_isolated
+from otflows.bench.common import aggregate, description, report, run_isolated
 from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
@@ -220,7 +220,7 @@ def summarise(
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench density", description=__doc__.split("\n\n")[0]
+        prog="otflows bench density", description=description(__doc__)
     )
     choices = [*TOYS, "digits", *TABULAR]
     parser.add_argument(

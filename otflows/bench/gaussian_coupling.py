@@ -42,7 +42,7 @@ from otflows.bench.baselines import (
     parameter_count,
     standard_normal_log_prob,
 )
-from otflows.bench.common import Curve, aggregate, report, run_isolated, seconds_to
+from otflows.bench.common import Curve, aggregate, description, report, run_isolated, seconds_to
 from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, log_prob
@@ -221,7 +221,7 @@ def plot(runs: list[dict]) -> Figure:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench gaussian", description=__doc__.split("\n\n")[0]
+        prog="otflows bench gaussian", description=description(__doc__)
     )
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64])
     parser.add_argument("--seeds", type=int, default=3)

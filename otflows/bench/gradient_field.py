@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from otflows.bench.baselines import parameter_count
-from otflows.bench.common import aggregate, report
+from otflows.bench.common import aggregate, description, report
 from otflows.nets import build_net
 from otflows.optim import adam, descend
 
@@ -120,7 +120,7 @@ def plot(best: dict[str, dict]) -> Figure:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench gradient-field", description=__doc__.split("\n\n")[0]
+        prog="otflows bench gradient-field", description=description(__doc__)
     )
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)

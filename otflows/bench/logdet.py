@@ -18,7 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from otflows.bench.baselines import CPFLOW_ICNN, CPFlow, standard_normal_log_prob
-from otflows.bench.common import isolated, markdown_table, peak_memory_mb, timed, write_json
+from otflows.bench.common import (
+    description,
+    isolated,
+    markdown_table,
+    peak_memory_mb,
+    timed,
+    write_json,
+)
 
 # V of rank 64 keeps the M-MGN near the size of CP-Flow's ICNN3 at d = 256 and 1024
 MMGN_SIZE = dict(hidden_features=64, num_modules=4, rank=64)
@@ -126,9 +133,7 @@ def inverse(d: int, batch: int, dtype: str, threads: int) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
-    parser = argparse.ArgumentParser(
-        prog="otflows bench logdet", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="otflows bench logdet", description=description(__doc__))
     parser.add_argument("--quick", action="store_true", help="d = 16, 64 and one repeat")
     parser.add_argument("--dims", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=64)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from otflows.bench.common import keep_freed_memory, markdown_table, write_json
+from otflows.bench.common import description, keep_freed_memory, markdown_table, write_json
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap, Objective, bures_map, fenchel_young_gap
@@ -159,7 +159,7 @@ COLUMNS = [
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench ot-maps", description=__doc__.split("\n\n")[0]
+        prog="otflows bench ot-maps", description=description(__doc__)
     )
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument("--gaussian-dims", type=int, nargs="*", default=[2, 8, 32, 64])
