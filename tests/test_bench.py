@@ -3,6 +3,7 @@
 import json
 import math
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,8 +175,9 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     problem = GaussianCoupling.random_pair(3, seed=0)
     X = problem.sample(2000, seed=1)
     true = problem.brenier_map(X)
-    otmap = BrenierMap(hidden_features=8, max_iter=300, lr=1e-2, random_state=0, progress=False)
+    otmap = BrenierMap("mmgn", hidden_features=8, max_iter=300, lr=1e-2, random_state=0)
     otmap.set_params(objective=KnownMapRegression(problem), dtype="float64", batch_size=512)
+    otmap.set_params(progress=False)
     otmap.fit(Xs=X, Xt=problem.sample_target(2000, seed=2))
     objective = KnownMapRegression(problem)
     objective.setup(otmap.transform_, torch.as_tensor(X), torch.as_tensor(true))
@@ -222,3 +224,14 @@ def test_bench_cli_rejects_an_unknown_benchmark(capsys):
     with pytest.raises(SystemExit):
         cli(["bench", "nothing"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_defaults_study_page_is_rendered_from_its_json(tmp_path):
+    """The tables of benchmarks/defaults_study.md are what its JSON renders, not typed."""
+    from otflows.bench.defaults import render
+
+    root = Path(__file__).resolve().parents[1]
+    page = tmp_path / "page.md"
+    page.write_text((root / "benchmarks/defaults_study.md").read_text())
+    render(root / "benchmarks/results/defaults_study.json", page)
+    assert page.read_text() == (root / "benchmarks/defaults_study.md").read_text()

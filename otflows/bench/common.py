@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import datetime
 import json
 import multiprocessing
 import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -132,11 +134,31 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def provenance() -> dict[str, Any]:
+    """The command that ran, the otflows commit it ran (when in a git checkout) and the date."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "command": " ".join(sys.argv),
+        "commit": commit or None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def write_json(path: str | Path, payload: dict) -> None:
-    """Writes the results with the machine they came from."""
+    """Writes the results with the machine, command, commit and date they came from."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
+    record = {"machine": machine(), **provenance(), **payload}
+    path.write_text(json.dumps(record, indent=2))
 
 
 class Curve:

@@ -227,8 +227,8 @@ def summarise(fits: list[dict], base: dict[str, dict]) -> tuple[list[dict], list
         by_problem.setdefault(fit["problem"], []).append(fit)
     for problem, group in by_problem.items():
         b = base.get(problem, {})
-        row = {"problem": problem, "floor": b.get("floor")}
         key = "uvp" if "uvp_linear" in b else "w2"
+        row = {"problem": problem, "floor": None if key == "uvp" else b.get("floor")}
         row["linear"] = b.get(f"{key}_linear")
         row["emd"] = None if key == "uvp" else b.get("w2_emd")
         scores = {}
