@@ -233,5 +233,5 @@ def test_the_defaults_study_page_is_rendered_from_its_json(tmp_path):
     root = Path(__file__).resolve().parents[1]
     page = tmp_path / "page.md"
     page.write_text((root / "benchmarks/defaults_study.md").read_text())
-    render(root / "benchmarks/results/defaults_study.json", page)
+    render(page, base=root / "benchmarks")
     assert page.read_text() == (root / "benchmarks/defaults_study.md").read_text()

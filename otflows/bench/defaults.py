@@ -318,13 +318,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("otflows-results/defaults_study.json"))
     parser.add_argument(
         "--render",
-        nargs=2,
-        metavar=("JSON", "PAGE"),
-        help="instead of running, render the tables of a study's JSON into a markdown page",
+        metavar="PAGE",
+        help="instead of running, re-render a markdown page's tables from the study JSON each "
+        "block names (<!-- tables: PATH --> … <!-- end of tables -->)",
     )
     args = parser.parse_args(argv)
     if args.render:
-        render(*args.render)
+        render(args.render)
         return {}
     if args.quick:
         args.w2_dims, args.gaussian_dims, args.max_iter = [2], [2], 30
@@ -380,16 +380,21 @@ def analyse(args: argparse.Namespace | dict, results: list[dict], names: list[st
     }
 
 
-def render(json_path: str | Path, page: str | Path) -> None:
-    r"""Re-renders the tables of a study's JSON into ``page`` between the lines
-    ``<!-- defaults-study tables -->`` and ``<!-- end of tables -->``."""
-    payload = json.loads(Path(json_path).read_text())
-    payload = analyse(payload["args"], payload["fits"] + payload["baselines"], payload["problems"])
-    text = Path(page).read_text()
-    begin, end = "<!-- defaults-study tables -->", "<!-- end of tables -->"
-    head, rest = text.split(begin)
-    tail = rest.split(end)[1]
-    Path(page).write_text(f"{head}{begin}\n{tables(payload)}\n{end}{tail}")
+def render(page: str | Path, base: str | Path | None = None) -> None:
+    r"""Re-renders, in the markdown ``page``, every block between a line
+    ``<!-- tables: PATH -->`` and the next ``<!-- end of tables -->`` from the study JSON at
+    ``PATH`` (relative to ``base``, by default the page's folder)."""
+    page = Path(page)
+    base = page.parent if base is None else Path(base)
+
+    def tables_of(match: re.Match) -> str:
+        payload = json.loads((base / match[1]).read_text())
+        results = payload["fits"] + payload["baselines"]
+        payload = analyse(payload["args"], results, payload["problems"])
+        return f"<!-- tables: {match[1]} -->\n{tables(payload)}\n<!-- end of tables -->"
+
+    pattern = r"<!-- tables: (\S+) -->.*?<!-- end of tables -->"
+    page.write_text(re.sub(pattern, tables_of, page.read_text(), flags=re.DOTALL))
 
 
 def rank_correlations(fits: list[dict]) -> list[dict]:
