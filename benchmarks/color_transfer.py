@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import ot
-import torch
 from sklearn.datasets import load_sample_image
 
 from otflows import BrenierMap
-from otflows.bench.common import markdown_table, write_json
+from otflows.bench.common import (
+    add_out_option,
+    add_threads_option,
+    markdown_table,
+    set_threads,
+    write_json,
+)
 from otflows.color import color_transfer, sample_pixels
 from otflows.metrics import sinkhorn_divergence
 from otflows.plotting import plot_color_transfer
@@ -35,15 +39,12 @@ def main() -> None:
     parser.add_argument("--max-iter", type=int, default=1000)
     parser.add_argument("--sinkhorn-pixels", type=int, default=2000, help="POT's Sinkhorn fit")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/color_transfer.json"))
+    add_threads_option(parser)
+    add_out_option(parser, "color_transfer.json")
     args = parser.parse_args()
     if args.quick:
         args.pixels, args.max_iter, args.sinkhorn_pixels = 1000, 30, 300
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     source = load_sample_image("china.jpg") / 255.0
     target = load_sample_image("flower.jpg") / 255.0
     pixels = source.reshape(-1, 3)
@@ -107,7 +108,8 @@ def main() -> None:
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_color_transfer(source, target, images["BrenierMap"]).savefig(figure, dpi=80)
     print(f"figure: {figure}")
-    write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    write_json(args.out, payload, smoke=args.quick)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,34 @@ r"""otflows: optimal-transport maps as normalizing flows.
 By Brenier's theorem the :math:`W_2`-optimal map between two measures is the gradient of a
 convex function. otflows parameterises such maps with monotone gradient networks and uses them
 as invertible flow steps :math:`T(x) = G(x) + \gamma x` with an nflows-compatible API.
+
+The names below load their module on first use, so ``import otflows`` costs next to nothing
+and ``from otflows import BrenierFlow`` loads torch and nflows but not POT.
 """
 
-from otflows.flows import BrenierFlow
-from otflows.linalg import InverseError, InverseResult
-from otflows.maps import BrenierMap
-from otflows.nets import CMGN, ICGN, ICNN, MMGN, MonotoneGradientNet, QuadraticICNN, build_net
-from otflows.trainer import TrainingHistory
-from otflows.training import fit_flow
-from otflows.transforms import BrenierTransform
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_HOMES = {
+    "BrenierFlow": "otflows.flows",
+    "InverseError": "otflows.linalg",
+    "InverseResult": "otflows.linalg",
+    "BrenierMap": "otflows.maps",
+    "CMGN": "otflows.nets",
+    "ICGN": "otflows.nets",
+    "ICNN": "otflows.nets",
+    "MMGN": "otflows.nets",
+    "MonotoneGradientNet": "otflows.nets",
+    "QuadraticICNN": "otflows.nets",
+    "build_net": "otflows.nets",
+    "TrainingHistory": "otflows.trainer",
+    "fit_flow": "otflows.training",
+    "BrenierTransform": "otflows.transforms",
+}
 
 __all__ = [
     "CMGN",
@@ -30,4 +49,32 @@ __all__ = [
     "fit_flow",
 ]
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'otflows' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
+
+if TYPE_CHECKING:
+    from otflows.flows import BrenierFlow
+    from otflows.linalg import InverseError, InverseResult
+    from otflows.maps import BrenierMap
+    from otflows.nets import (
+        CMGN,
+        ICGN,
+        ICNN,
+        MMGN,
+        MonotoneGradientNet,
+        QuadraticICNN,
+        build_net,
+    )
+    from otflows.trainer import TrainingHistory
+    from otflows.training import fit_flow
+    from otflows.transforms import BrenierTransform

@@ -3,8 +3,8 @@ whitening map of one, and setting a transform's affine part or the whole transfo
 
 from __future__ import annotations
 
+# POT (which loads scikit-learn) is imported where used: `import otflows` stays light
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -15,11 +15,15 @@ __all__ = ["bures_map", "set_affine", "start_affine", "whitening_map"]
 
 def _gaussian(X: Tensor, reg: float) -> tuple[np.ndarray, np.ndarray]:
     r"""The mean ``[D]`` and covariance ``[D, D]`` of ``X [N, D]`` in float64, with ``reg``
-    times the mean variance added to the covariance's diagonal."""
+    times each feature's variance added to the covariance's diagonal (a ridge that rescales
+    with each feature, so features of very different scales keep their Gaussian; a constant
+    feature gets ``reg`` times the mean variance)."""
     x = X.detach().cpu().double().numpy()
     d = x.shape[1]
     C = np.atleast_2d(np.cov(x, rowvar=False)) if len(x) > 1 else np.zeros((d, d))
-    return x.mean(0), C + reg * max(float(np.trace(C)) / d, 1e-12) * np.eye(d)
+    variance = np.diag(C)
+    floor = max(float(variance.mean()), 1e-12)
+    return x.mean(0), C + reg * np.diag(np.where(variance > 0, variance, floor))
 
 
 def _affine(A: np.ndarray, b: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,7 +41,7 @@ def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor
     .. math:: A = \Sigma_s^{-1/2}(\Sigma_s^{1/2}\Sigma_t\Sigma_s^{1/2})^{1/2}\Sigma_s^{-1/2},
         \quad b = m_t - A m_s,
 
-    computed in float64 with ``reg`` times the mean variance added to each covariance's
+    computed in float64 with ``reg`` times each feature's variance added to each covariance's
     diagonal. Returns ``A [D, D]`` (symmetric positive definite) and ``b [D]`` in ``Xs``'s
     dtype and device.
 
@@ -46,6 +50,8 @@ def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor
         >>> A.shape, b.shape
         (torch.Size([2, 2]), torch.Size([2]))
     """
+    import ot
+
     (ms, Cs), (mt, Ct) = _gaussian(Xs, reg), _gaussian(Xt, reg)
     return _affine(*ot.gaussian.bures_wasserstein_mapping(ms, mt, Cs, Ct), Xs)
 

@@ -6,8 +6,9 @@ import argparse
 import inspect
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
 from otflows.nets import NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
-from otflows.training import fit_flow
+from otflows.training import FIT_FLOW, MIN_STEPS, VALIDATION_ROWS, fit_flow
 from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["main"]
@@ -51,6 +52,9 @@ def demo(args: argparse.Namespace) -> None:
         batch_size=128,
         lr=0.05,
         X_val=X_val,
+        gaussian_start=False,  # the MGN paper's protocol: a random start, every step
+        patience=None,
+        margin=0.0,
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -85,27 +89,23 @@ def fit(args: argparse.Namespace) -> None:
     device = init_from_environment(args.device)
     dtype = _DTYPES[args.dtype]
     X = load_array(args.data, mmap=args.mmap)
-    n_val = round(args.val_fraction * X.shape[0]) if X.ndim else 0
-    if args.mmap:  # the file's last rows validate; the rest is read a minibatch at a time
-        MappedSamples(X, f"--data {args.data}")
-        X_train, X_val = X[: X.shape[0] - n_val], np.asarray(X[X.shape[0] - n_val :])
-    else:
-        X = as_samples(X, f"--data {args.data}", dtype=dtype, device=device)
-        order = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
-        X_val, X_train = X[order[:n_val]], X[order[n_val:]]
+    name = f"--data {args.data}"
+    # errors name the flag and the file; a memmap's rows are checked as they are read
+    X = MappedSamples(X, name) if args.mmap else as_samples(X, name, dtype=dtype, device=device)
     torch.manual_seed(args.seed)
     flow = BrenierFlow(
         X.shape[1], args.net, num_blocks=args.num_blocks, hidden_features=args.hidden_features
     ).to(dtype=dtype, device=device)
-    if args.gaussian_start:
-        flow.start_from_gaussian(X_train)
     history = fit_flow(
         flow,
-        X_train,
+        X,
         epochs=args.epochs,
+        max_iter=args.max_iter,
         batch_size=args.batch_size,
         lr=args.lr,
-        X_val=X_val if n_val > 0 else None,
+        validation_fraction=args.validation_fraction,
+        patience=args.patience,
+        gaussian_start=not args.random_start,
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -113,9 +113,13 @@ def fit(args: argparse.Namespace) -> None:
         return
     save_flow(flow, args.out)
     summary = f"trained {len(history.loss)} steps in {history.seconds:.1f} s"
-    if history.best_val_loss is not None:
+    start = "random" if args.random_start else "Gaussian"
+    if history.best_step is not None:
+        best = history.val_metrics["nll"][history.val_step.index(history.best_step)]
         summary += (
-            f"; best validation NLL {history.best_val_loss:.4f} nats (step {history.best_step})"
+            f"; kept the weights of step {history.best_step}"
+            f"{'' if history.best_step else f' (the {start} start)'}, validation NLL "
+            f"{best:.4f} nats"
         )
     print(f"{summary}; saved {args.out}")
 
@@ -180,9 +184,9 @@ def color_transfer_command(args: argparse.Namespace) -> None:
         print(f"before/after figure: {args.figure}")
 
 
-def _default(name: str) -> object:
-    r""":class:`otflows.BrenierMap`'s default of the argument ``name`` (one definition)."""
-    return inspect.signature(BrenierMap).parameters[name].default
+def _default(name: str, of: Callable = BrenierMap) -> Any:
+    r"""The default of the argument ``name`` of ``of`` (one definition of each default)."""
+    return inspect.signature(of).parameters[name].default
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
@@ -242,7 +246,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     ``False``) or its help already names it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+        hidden = action.default is None or action.default is False
+        if hidden or action.default == argparse.SUPPRESS or "default" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -273,30 +278,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", required=True, help="samples [N, D] (.npy, or .csv with one row each)"
     )
-    p.add_argument("--net", choices=sorted(NETS), default="mmgn", help="the network of a block")
-    p.add_argument("--num-blocks", type=int, default=1, help="Brenier blocks (each after ActNorm)")
-    p.add_argument("--hidden-features", type=int, default=32, help="the networks' width")
-    p.add_argument("--epochs", type=int, default=20, help="passes over the training rows")
-    p.add_argument("--batch-size", type=int, default=128, help="samples per step")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam's peak learning rate (cosine)")
     p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="share of the rows held out; the best validation weights (the start among them) "
-        "are kept",
+        "--net", choices=sorted(NETS), default=FIT_FLOW["net"], help="the network of a block"
     )
     p.add_argument(
-        "--gaussian-start",
+        "--num-blocks",
+        type=int,
+        default=FIT_FLOW["num_blocks"],
+        help="Brenier blocks, each after an ActNorm; more blocks (and --max-iter) trade time "
+        "for quality",
+    )
+    p.add_argument(
+        "--hidden-features",
+        type=int,
+        default=FIT_FLOW["hidden_features"],
+        help="the networks' width",
+    )
+    p.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help=f"training steps (default: 10 epochs, at least {MIN_STEPS}); early stopping "
+        "(--patience) usually ends small data sets sooner",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="passes over the rows, instead")
+    p.add_argument(
+        "--batch-size", type=int, default=_default("batch_size", fit_flow), help="rows per step"
+    )
+    p.add_argument(
+        "--lr", type=float, default=_default("lr", fit_flow), help="Adam's peak learning rate"
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=_default("validation_fraction", fit_flow),
+        help=f"share of the rows held out (at most {VALIDATION_ROWS}); the best validation "
+        "weights (the Gaussian start among them) are kept; 0: none",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=_default("patience", fit_flow),
+        help="stop after this many validations without a better NLL",
+    )
+    p.add_argument(
+        "--random-start",
         action="store_true",
-        help="start at the Gaussian fitted to the training rows (their first 5000; "
-        "BrenierFlow.start_from_gaussian): better on small data sets",
+        help="start from random weights instead of the Gaussian fitted to the training rows "
+        "(BrenierFlow.start_from_gaussian)",
     )
     p.add_argument(
         "--mmap",
         action="store_true",
         help="memory-map the .npy file and read a minibatch at a time (data larger than "
-        "memory); the file's last --val-fraction rows validate",
+        "memory); the file's last --validation-fraction rows validate",
     )
     _common_options(p, out=None, out_help="checkpoint path (.pt)", device=True)
     p.set_defaults(run=fit)

@@ -19,7 +19,7 @@ from otflows.arguments import RecordsArguments
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.nets import build_net
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_samples
+from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["BrenierFlow", "load_flow", "save_flow"]
 
@@ -134,7 +134,7 @@ class BrenierFlow(RecordsArguments, Flow):
         return super().sample(num_samples, context)
 
     def start_from_gaussian(
-        self, X: Tensor | np.ndarray, rows: int = 5000, shrink: float = 1e-3
+        self, X: Tensor | np.ndarray | MappedSamples, rows: int = 5000, shrink: float = 1e-3
     ) -> None:
         r"""Starts the flow at the Gaussian fitted to ``X [N, D]`` (its first ``rows`` rows, so
         a memory-mapped array is read no further): the first Brenier block at
@@ -164,6 +164,8 @@ class BrenierFlow(RecordsArguments, Flow):
             >>> bool(torch.allclose(Z.T.cov(), torch.eye(2), atol=1e-3))
             True
         """
+        if isinstance(X, MappedSamples):  # read as minibatches are (non-finite rows named)
+            X = X[torch.arange(min(rows, X.shape[0]))]
         x = self._samples(X[:rows] if getattr(X, "ndim", 0) else X, "X")
         chain = self._transform
         chain = list(chain._transforms) if isinstance(chain, CompositeTransform) else [chain]
@@ -175,6 +177,7 @@ class BrenierFlow(RecordsArguments, Flow):
                 transform.initialize(x)
                 if first:
                     A, b = whitening_map(x)
+                    _check_contractible(A, transform.gamma)
                 else:
                     A, b = torch.eye(self.features).to(x), torch.zeros(self.features).to(x)
                 start_affine(transform, A, b, x, shrink)
@@ -182,6 +185,16 @@ class BrenierFlow(RecordsArguments, Flow):
             with torch.no_grad():
                 x = transform(x)[0]
         self.train(was_training)
+
+    @property
+    def fresh(self) -> bool:
+        r"""Whether the flow has seen no data yet: none of its data-dependent initialisations
+        (``ActNorm``, the blocks' normalisation) has run."""
+        return not any(
+            bool(t.initialized)
+            for t in self._transform.modules()
+            if isinstance(t, (ActNorm, BrenierTransform))
+        )
 
     @property
     def blocks(self) -> list[BrenierTransform]:
@@ -209,6 +222,20 @@ class BrenierFlow(RecordsArguments, Flow):
             num_samples, self.features, dtype=parameter.dtype, device=parameter.device
         )
         return self._transform.inverse(noise, context=context)[0]
+
+
+def _check_contractible(A: Tensor, gamma: Tensor) -> None:
+    r"""Raises when the whitening map ``A [D, D]`` contracts a direction below ``gamma``: a
+    block :math:`T(x) = G(x) + \gamma x` has :math:`J_T \succeq \gamma I`, so it cannot map data
+    of standard deviation above :math:`1/\gamma` to unit scale, at the start or ever."""
+    lowest = float(torch.linalg.eigvalsh(A).min())
+    if lowest < float(gamma):
+        raise ValueError(
+            f"X has a direction of standard deviation {1 / lowest:.4g}, more than 1/gamma = "
+            f"{1 / float(gamma):.4g}: a Brenier block T(x) = G(x) + gamma x cannot contract it "
+            "to unit scale. Standardise X, or build the flow with actnorm=True (an ActNorm "
+            "before each block) or a smaller gamma"
+        )
 
 
 def save_flow(flow: BrenierFlow, path: str | Path) -> None:

@@ -2,12 +2,12 @@ r"""Scores of flows and maps: likelihood, transport cost, and Gaussian closed fo
 
 from __future__ import annotations
 
+# POT (which loads scikit-learn) is imported where used: `import otflows` stays light
 import itertools
 import warnings
 from collections.abc import Callable
 
 import numpy as np
-import ot
 import torch
 from nflows.flows import Flow
 from torch import Tensor
@@ -162,6 +162,8 @@ def gaussian_w2_squared(m1: Array, C1: Array, m2: Array, C2: Array) -> float:
         >>> gaussian_w2_squared(np.zeros(2), np.eye(2), np.ones(2), 4 * np.eye(2))
         4.0
     """
+    import ot
+
     (m1, C1), (m2, C2) = _gaussian(m1, C1, "1"), _gaussian(m2, C2, "2")
     if C1.shape != C2.shape:
         raise ValueError(f"C1 and C2 must have the same shape; got {C1.shape}, {C2.shape}")
@@ -242,6 +244,8 @@ def debiased_sinkhorn(X: Array, Y: Array, epsilon: float, max_iter: int, tol: fl
         >>> round(float(debiased_sinkhorn(np.zeros((3, 2)), np.ones((3, 2)), 0.1, 100, 1e-9)), 6)
         2.0
     """
+    import ot
+
     value = ot.bregman.empirical_sinkhorn_divergence(
         X, Y, epsilon, method="sinkhorn_log", numIterMax=max_iter, stopThr=tol, warn=False
     )
@@ -279,6 +283,8 @@ def wasserstein2_squared(X: Array, Y: Array) -> float:
         >>> wasserstein2_squared(X, X + [0.0, 2.0])
         4.0
     """
+    import ot
+
     X = _samples(X, "X")
     Y = _samples(Y, "Y", X.shape[1])
     return float(ot.emd2([], [], ot.dist(X, Y), numItermax=10**7))

@@ -9,32 +9,42 @@ from pathlib import Path
 import numpy as np
 import torch
 from nflows.flows import Flow
-from torch import Tensor
+from torch import Tensor, cat
 
 from otflows import distributed
-from otflows.metrics import nll
+from otflows.metrics import log_prob
 from otflows.trainer import Checkpoint, Shuffled, TrainingHistory, Validation, train
-from otflows.validation import MappedSamples, as_samples
+from otflows.validation import MappedSamples, as_samples, held_out_rows, hold_out
 
-__all__ = ["fit_flow"]
+__all__ = ["FIT_FLOW", "MIN_STEPS", "VALIDATION_ROWS", "fit_flow"]
+
+
+# The defaults of a fit, chosen by the study in benchmarks/fit_defaults_study.md:
+MIN_STEPS = 2000  # the automatic budget: 10 epochs, and at least this many steps
+# the BrenierFlow that `otflows fit` builds (the study's architecture)
+FIT_FLOW = {"net": "mmgn", "num_blocks": 4, "hidden_features": 32}
+VALIDATION_ROWS = 10_000  # at most this many rows held out by validation_fraction
 
 
 def fit_flow(
     flow: Flow,
-    X: Tensor | np.ndarray,
+    X: Tensor | np.ndarray | MappedSamples,
     *,
     epochs: int | None = None,
     max_iter: int | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     X_val: Tensor | np.ndarray | None = None,
+    validation_fraction: float = 0.1,
+    gaussian_start: bool | None = None,
     seed: int | None = None,
     progress: bool = True,
     schedule: str | None = "cosine",
     clip_grad: float | None = None,
     weight_decay: float = 0.0,
     eval_every: int | None = None,
-    patience: int | None = None,
+    patience: int | None = 5,
+    margin: float = 2.0,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -43,9 +53,16 @@ def fit_flow(
     r"""Fits a flow by maximum likelihood with Adam.
 
     Minimises :math:`-\frac1B\sum_b \log p(x_b)` over shuffled minibatches
-    (:func:`otflows.trainer.train`). With ``X_val``, the exact validation NLL is measured
-    before the first step, every ``eval_every`` steps and at the end, and the best weights
-    (the starting ones among them) are restored when training ends.
+    (:func:`otflows.trainer.train`). The exact NLL of held-out samples (``X_val``, or a random
+    ``validation_fraction`` of ``X``) is measured before the first step, every ``eval_every``
+    steps and at the end; training stops after ``patience`` validations without a better one,
+    and the best weights (the starting ones among them, kept unless beaten by more than
+    ``margin`` standard errors) are restored when it ends. A fresh
+    :class:`otflows.BrenierFlow` starts at the Gaussian fitted to ``X``
+    (:meth:`~otflows.BrenierFlow.start_from_gaussian`), so the result is the Gaussian unless
+    training beats it on the validation rows. These defaults were chosen by a study on data
+    sets they were not tuned for (``benchmarks/fit_defaults_study.md``); more steps
+    (``max_iter``) and more blocks trade time for quality.
 
     Under ``torchrun`` (a ``torch.distributed`` process group; see :mod:`otflows.distributed`)
     every process draws the same minibatches, computes the loss of its shard of each, and
@@ -56,21 +73,31 @@ def fit_flow(
         flow: The flow (e.g. :class:`otflows.BrenierFlow`); trained in place.
         X: Training samples ``[N, D]``; arrays are cast to the flow's dtype. A NumPy memmap
             (``np.load(path, mmap_mode="r")``) is read one minibatch at a time, never whole
-            (:class:`otflows.validation.MappedSamples`).
-        epochs: Passes over ``X`` (default 10 when ``max_iter`` is not given).
-        max_iter: The number of steps, instead of ``epochs``.
+            (:class:`otflows.validation.MappedSamples`, which may also be given, named); its
+            validation rows are its last ones.
+        epochs: Passes over the training rows, instead of ``max_iter``.
+        max_iter: The number of steps (default: 10 epochs, at least :data:`MIN_STEPS`).
         batch_size: Samples per step.
         lr: Adam's learning rate (the peak of the cosine schedule).
-        X_val: Validation samples ``[M, D]``.
-        seed: Seeds the shuffling (the flow's initialisation is the caller's); without it,
-            a random seed (shared by all processes).
+        X_val: Validation samples ``[M, D]``; without them, ``validation_fraction`` of ``X``
+            is held out.
+        validation_fraction: The share of ``X`` held out when ``X_val`` is not given (at most
+            :data:`VALIDATION_ROWS` rows; 0: no validation, the last weights are kept).
+        gaussian_start: Whether to start at the Gaussian of ``X`` (all its rows, the held-out
+            ones included; a memmap's first rows); by default, when ``flow`` is a
+            :class:`otflows.BrenierFlow` that has seen no data yet.
+        seed: Seeds the validation split and the shuffling (the flow's initialisation is the
+            caller's); without it, a random seed (shared by all processes).
         progress: Whether to show a tqdm progress bar.
         schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
             see :func:`otflows.optim.adam`.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         eval_every: Steps between validations (default: once per epoch, at most 20 times).
-        patience: Stop after this many validations without a better NLL (``None``: never).
+        patience: Stop after this many validations without a better score (``None``: never).
+        margin: Trained weights replace the starting ones only when their validation NLL is
+            lower by more than ``margin`` standard errors of the per-row difference: on small
+            validation sets, a gain within noise keeps the start (0: the lowest NLL wins).
         checkpoint: A path where the whole training state (weights, optimizer, schedule,
             shuffling, history, best weights) is saved atomically every ``checkpoint_every``
             steps and at the end.
@@ -87,7 +114,7 @@ def fit_flow(
         >>> from otflows import BrenierFlow
         >>> flow = BrenierFlow(2, hidden_features=8)
         >>> X = np.random.default_rng(0).normal(size=(256, 2))
-        >>> history = fit_flow(flow, X, max_iter=5, X_val=X[:64], progress=False)
+        >>> history = fit_flow(flow, X, max_iter=5, progress=False)
         >>> len(history.loss), history.best_step is not None
         (5, True)
     """
@@ -95,17 +122,27 @@ def fit_flow(
     spec = dict(
         features=getattr(flow, "features", None), dtype=parameter.dtype, device=parameter.device
     )
-    X = MappedSamples(X, "X", **spec) if isinstance(X, np.memmap) else as_samples(X, "X", **spec)
-    if X_val is not None:
-        X_val = as_samples(
-            X_val, "X_val", features=X.shape[1], dtype=parameter.dtype, device=parameter.device
-        )
     if epochs is not None and max_iter is not None:
         raise ValueError("give either epochs or max_iter, not both")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
+    seed = distributed.broadcast_seed(seed)
+    given = X_val is not None
+    X, X_val = _split(X, X_val, validation_fraction, seed, spec)
+    if gaussian_start or (gaussian_start is None and getattr(flow, "fresh", False)):
+        # the Gaussian of all of X, its held-out rows included: the plain Gaussian a user would
+        # compare with (a memmap: its first rows)
+        whole = X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
+        flow.start_from_gaussian(whole)
     steps_per_epoch = math.ceil(X.shape[0] / batch_size)
-    total = max_iter if max_iter is not None else steps_per_epoch * (epochs or 10)
+    if max_iter is not None:
+        total = max_iter
+    elif epochs is not None:
+        total = steps_per_epoch * epochs
+    else:
+        total = max(MIN_STEPS, 10 * steps_per_epoch)
     if total < 1:
         raise ValueError(f"the number of steps must be >= 1; got {total}")
     size = distributed.world()[1]
@@ -116,11 +153,13 @@ def fit_flow(
             f"of {smallest} occurs (N = {X.shape[0]}, batch_size = {batch_size})"
         )
     eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
-    sampler = Shuffled(X.shape[0], batch_size, distributed.broadcast_seed(seed))
+    sampler = Shuffled(X.shape[0], batch_size, seed)
     if size > 1 and not (resume and checkpoint is not None and Path(checkpoint).exists()):
         # data-dependent initialisations (ActNorm…) on the whole first batch, as one process
         with torch.no_grad():
             flow.train().log_prob(X[sampler.order[:batch_size].to(parameter.device)])
+
+    metrics = None if X_val is None else _HeldOutNLL(flow, X_val, margin)
 
     def loss(rows: Tensor) -> Tensor:
         # the minibatch's NLL: each process's shard contributes its share of the sum
@@ -137,15 +176,14 @@ def fit_flow(
         schedule=schedule,
         clip_grad=clip_grad,
         weight_decay=weight_decay,
-        validation=None
-        if X_val is None
-        else Validation(lambda: {"nll": nll(flow, X_val)}, "nll", eval_every, patience),
+        validation=None if metrics is None else Validation(metrics, "score", eval_every, patience),
         checkpoint=None
         if checkpoint is None
         else Checkpoint(
             checkpoint,
             checkpoint_every or eval_every,
             {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]},
+            stateful={} if metrics is None else {"validation": metrics},
             resume=resume,
         ),
         callback=None if callback is None else lambda step: callback(step, flow),
@@ -153,3 +191,54 @@ def fit_flow(
         progress=progress,
         description="fit_flow",
     )
+
+
+class _HeldOutNLL:
+    r"""The validation metrics: the held-out ``"nll"``, and the ``"score"`` that selects the
+    weights, the NLL plus ``margin`` standard errors of its per-row difference from the
+    starting weights' (so the start scores its own NLL). The starting log-densities are part
+    of a checkpoint's state, so a resumed run scores as the uninterrupted one."""
+
+    def __init__(self, flow: Flow, X_val: Tensor, margin: float) -> None:
+        self.flow, self.X_val, self.margin = flow, X_val, margin
+        self.start = log_prob(flow, X_val).double()  # [M]
+
+    def __call__(self) -> dict[str, float]:
+        log_p = log_prob(self.flow, self.X_val).double()
+        gain = log_p - self.start
+        error = float(gain.std()) / math.sqrt(len(gain)) if len(gain) > 1 else 0.0
+        nll = -float(log_p.mean())
+        return {"nll": nll, "score": nll + self.margin * error}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"start": self.start}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.start = state["start"].to(self.start)
+
+
+def _split(
+    X: Tensor | np.ndarray | MappedSamples,
+    X_val: Tensor | np.ndarray | None,
+    fraction: float,
+    seed: int,
+    spec: dict,
+) -> tuple[Tensor | MappedSamples, Tensor | None]:
+    r"""The training rows (a :class:`MappedSamples` for a memmap) and the validation rows:
+    ``X_val``, or ``fraction`` of ``X`` (a memmap's last rows, an array's random ones)."""
+    if X_val is not None:
+        X_val = as_samples(X_val, "X_val", **spec)
+    advice = ", X_val,"
+    if isinstance(X, np.memmap):
+        X = MappedSamples(X, "X", **spec)  # checks the shape before any row is read
+    if isinstance(X, MappedSamples):
+        rows, n = X.shape[0], 0
+        if X_val is None and fraction > 0:
+            n = held_out_rows(rows, X.name, fraction, max_rows=VALIDATION_ROWS, advice=advice)
+            X_val = as_samples(np.asarray(X.X[rows - n :]), f"{X.name}'s last rows", **spec)
+        return MappedSamples(X.X[: rows - n], X.name, **spec), X_val
+    X = as_samples(X, "X", **spec)
+    if X_val is None and fraction > 0:
+        generator = torch.Generator().manual_seed(seed)
+        X, X_val = hold_out(X, "X", fraction, generator, max_rows=VALIDATION_ROWS, advice=advice)
+    return X, X_val

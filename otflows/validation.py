@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MappedSamples", "as_samples", "check_finite"]
+__all__ = ["MappedSamples", "as_samples", "check_finite", "held_out_rows", "hold_out"]
 
 
 def check_finite(x: Tensor, name: str) -> Tensor:
@@ -16,9 +16,15 @@ def check_finite(x: Tensor, name: str) -> Tensor:
         >>> check_finite(torch.ones(2), "x")
         tensor([1., 1.])
     """
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); expected finite numbers")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        where = ""
+        if x.ndim == 2:
+            where = f" in rows {(~finite).any(-1).nonzero()[:5, 0].tolist()}"
+        raise ValueError(
+            f"{name} contains {bad} NaN or Inf value(s){where}; expected finite numbers"
+        )
     return x
 
 
@@ -146,3 +152,51 @@ class MappedSamples:
                 f"{self.name} holds NaN or Inf in rows {bad}; expected finite numbers"
             )
         return rows
+
+
+def held_out_rows(
+    rows: int, name: str, fraction: float, *, max_rows: int | None = None, advice: str = ""
+) -> int:
+    r"""How many of ``rows`` samples ``fraction`` holds out for validation:
+    :math:`\operatorname{round}(\text{fraction}\cdot N)`, at most ``max_rows``.
+
+    Raises:
+        ValueError: Naming ``name`` when that leaves no row on either side (``advice`` says
+            what else the caller can pass).
+
+    Example:
+        >>> held_out_rows(1000, "X", 0.1, max_rows=64)
+        64
+    """
+    n = round(fraction * rows)
+    if max_rows is not None:
+        n = min(n, max_rows)
+    if n < 1 or n == rows:
+        raise ValueError(
+            f"validation_fraction {fraction} of the {rows} rows of {name} leaves {n} for "
+            f"validation and {rows - n} for training; give more rows{advice} or "
+            "validation_fraction=0"
+        )
+    return n
+
+
+def hold_out(
+    X: Tensor,
+    name: str,
+    fraction: float,
+    generator: torch.Generator,
+    *,
+    max_rows: int | None = None,
+    advice: str = "",
+) -> tuple[Tensor, Tensor]:
+    r"""Splits ``X [N, D]`` into training rows ``[N - n, D]`` and random held-out ones
+    ``[n, D]``, ``n`` from :func:`held_out_rows` (which raises when a side would be empty).
+
+    Example:
+        >>> train, val = hold_out(torch.randn(10, 2), "X", 0.2, torch.Generator().manual_seed(0))
+        >>> train.shape, val.shape
+        (torch.Size([8, 2]), torch.Size([2, 2]))
+    """
+    n = held_out_rows(len(X), name, fraction, max_rows=max_rows, advice=advice)
+    order = torch.randperm(len(X), generator=generator).to(X.device)
+    return X[order[n:]], X[order[:n]]

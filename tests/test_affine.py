@@ -96,6 +96,36 @@ def test_start_from_gaussian_gives_the_gaussian_density(float64):
     assert flow.log_prob(X).mean().item() == pytest.approx(before, abs=0.05)
 
 
+def test_a_single_block_starts_at_the_gaussian_of_features_of_very_different_scales(float64):
+    """Features with standard deviations from 0.01 to 50 (a ridge proportional to the mean
+    variance would swamp the small ones): a single block starts at their Gaussian, held-out
+    points included."""
+    rng = np.random.default_rng(1)
+    scales = np.array([0.01, 0.05, 1.0, 50.0])
+    X = torch.as_tensor((rng.normal(size=(1000, 4)) @ rng.normal(size=(4, 4))) * scales)
+    torch.manual_seed(0)
+    flow = BrenierFlow(4, "mmgn", hidden_features=8, num_modules=2)
+    flow.start_from_gaussian(X[:800])
+    gaussian = MultivariateNormal(X[:800].mean(0), X[:800].T.cov())
+    with torch.no_grad():
+        gap = flow.log_prob(X[800:]) - gaussian.log_prob(X[800:])
+    assert gap.abs().max().item() < 5e-3
+
+
+def test_start_from_gaussian_refuses_a_scale_one_block_cannot_contract():
+    X = torch.as_tensor(np.random.default_rng(0).normal(size=(500, 2)) * [1.0, 300.0])
+    flow = BrenierFlow(2, "mmgn", hidden_features=4).double()  # gamma = 0.01
+    with pytest.raises(
+        ValueError, match=r"standard deviation \d+(\.\d+)?, more than 1/gamma = 100: "
+    ):
+        flow.start_from_gaussian(X)
+    stacked = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4).double()  # ActNorm first
+    stacked.start_from_gaussian(X)
+    gaussian = MultivariateNormal(X.mean(0), X.T.cov())
+    with torch.no_grad():
+        assert (stacked.log_prob(X) - gaussian.log_prob(X)).abs().max().item() < 5e-3
+
+
 def test_start_from_gaussian_validates_its_data():
     flow = BrenierFlow(3, "mmgn", hidden_features=4)
     with pytest.raises(ValueError, match="X"):

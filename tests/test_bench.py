@@ -196,10 +196,12 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
-def test_quick_benchmark_writes_its_json(name, tmp_path):
+def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     out = tmp_path / f"{name}.json"
     payload = run(name, ["--quick", "--out", str(out)])
+    assert "(a smoke run, --quick: " in capsys.readouterr().out
     written = json.loads(out.read_text())
+    assert written["smoke_run"] is True
     assert written["machine"]["torch"] == torch.__version__
     rows = written.get("rows") or written["train_step"]
     assert rows and not [r for r in rows if r.get("error")]
@@ -226,12 +228,38 @@ def test_bench_cli_rejects_an_unknown_benchmark(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_the_defaults_study_page_is_rendered_from_its_json(tmp_path):
-    """The tables of benchmarks/defaults_study.md are what its JSON renders, not typed."""
-    from otflows.bench.defaults import render
+@pytest.mark.parametrize(
+    "study, page",
+    [("defaults", "defaults_study.md"), ("fit_defaults", "fit_defaults_study.md")],
+)
+def test_a_study_page_is_rendered_from_its_json(tmp_path, study, page):
+    """A study page's tables are what its JSON renders, not typed by hand."""
+    import importlib
 
-    root = Path(__file__).resolve().parents[1]
-    page = tmp_path / "page.md"
-    page.write_text((root / "benchmarks/defaults_study.md").read_text())
-    render(page, base=root / "benchmarks")
-    assert page.read_text() == (root / "benchmarks/defaults_study.md").read_text()
+    from otflows.bench.common import render
+
+    module = importlib.import_module(f"otflows.bench.{study}")
+    published = Path(__file__).resolve().parents[1] / "benchmarks" / page
+    copy = tmp_path / page
+    copy.write_text(published.read_text())
+    render(copy, module.rendered, published.parent)
+    assert "<!-- tables: " in copy.read_text()
+    assert copy.read_text() == published.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_a_benchmark_writes_to_a_new_folder_by_default(name, capsys):
+    """Never over the committed results unless --out names them."""
+    with pytest.raises(SystemExit):
+        run(name, ["--help"])
+    assert "(default: otflows-results/" in " ".join(capsys.readouterr().out.split())
+
+
+def test_density_skips_digits_without_scikit_learn(tmp_path, monkeypatch, capsys):
+    from otflows.bench import density
+
+    monkeypatch.setattr(density, "find_spec", lambda name: None if name == "sklearn" else 1)
+    args = ["--data", "two_moons", "digits", "--methods", "gaussian", "--steps", "1"]
+    rows = run("density", [*args, "--out", str(tmp_path / "d.json")])["rows"]
+    assert [(r["data"], r["method"]) for r in rows] == [("two_moons", "gaussian")]
+    assert "digits skipped: it is read with scikit-learn" in capsys.readouterr().out

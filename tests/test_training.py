@@ -10,7 +10,7 @@ import torch
 
 from otflows import BrenierFlow, fit_flow
 from otflows.datasets import GaussianCoupling
-from otflows.metrics import kl_divergence, nll, transport_cost
+from otflows.metrics import kl_divergence, log_prob, nll, transport_cost
 
 
 def test_small_gaussian_fit_reaches_kl_and_cost():
@@ -40,16 +40,28 @@ def test_best_validation_weights_are_restored():
         X_val=X[:128],
         eval_every=5,
         seed=0,
+        gaussian_start=False,
         progress=False,
     )
+    assert history.best_step > 0
     assert history.best_step == history.val_step[int(np.argmin(history.val_loss))]
-    assert nll(flow, X[:128]) == pytest.approx(history.best_val_loss, rel=1e-12)
+    best = history.val_step.index(history.best_step)
+    assert nll(flow, X[:128]) == pytest.approx(history.val_metrics["nll"][best], rel=1e-12)
 
 
 def test_cosine_schedule_and_clipping():
     X = np.random.default_rng(0).normal(size=(256, 2))
     flow = BrenierFlow(2, "cmgn", hidden_features=4)
-    history = fit_flow(flow, X, epochs=2, batch_size=64, lr=0.1, clip_grad=1.0, progress=False)
+    history = fit_flow(
+        flow,
+        X,
+        epochs=2,
+        batch_size=64,
+        lr=0.1,
+        clip_grad=1.0,
+        validation_fraction=0,
+        progress=False,
+    )
     assert len(history.loss) == 8
     assert history.lr[0] == pytest.approx(0.1)
     assert history.lr[-1] < 0.1 * 0.2
@@ -162,7 +174,9 @@ def _rss_anonymous_mb() -> float:
 def test_memmap_trains_like_the_array_it_holds(tmp_path):
     X = np.random.default_rng(0).normal(size=(300, 3))
     np.save(tmp_path / "x.npy", X)
-    kwargs = dict(max_iter=12, batch_size=64, lr=0.05, seed=2, progress=False)
+    kwargs = dict(
+        max_iter=12, batch_size=64, lr=0.05, seed=2, validation_fraction=0, progress=False
+    )
     weights = []
     for data in (X, np.load(tmp_path / "x.npy", mmap_mode="r")):
         torch.manual_seed(0)
@@ -195,7 +209,15 @@ def test_memmap_is_never_loaded_whole(tmp_path):
     del X
     flow = BrenierFlow(features, hidden_features=8, num_modules=2).double()
     warm_up = np.zeros((256, features))  # the first training step's one-off allocations
-    fit_flow(copy.deepcopy(flow), warm_up, max_iter=1, batch_size=256, progress=False)
+    fit_flow(
+        copy.deepcopy(flow),
+        warm_up,
+        max_iter=1,
+        batch_size=256,
+        validation_fraction=0,
+        gaussian_start=False,
+        progress=False,
+    )
     before, during = _rss_anonymous_mb(), []
     fit_flow(
         flow,
@@ -208,3 +230,38 @@ def test_memmap_is_never_loaded_whole(tmp_path):
     )
     # the shuffling order is 12 MB; a whole copy would add 192 MB
     assert max(during) - before < 60
+
+
+@pytest.mark.parametrize("margin", [0.0, 2.0])
+def test_the_validation_score_is_the_nll_plus_margin_standard_errors_of_the_gain(margin):
+    """The score that selects weights: the held-out NLL plus ``margin`` standard errors of the
+    per-row log-density change from the start, so the start scores its own NLL."""
+    X = np.random.default_rng(1).normal(size=(400, 2)) * [2.0, 0.5]
+    X_val = torch.as_tensor(X[:30])
+    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2).double()
+    flow.start_from_gaussian(X[30:])
+    start = log_prob(flow, X_val)
+    seen = []
+    history = fit_flow(
+        flow,
+        X[30:],
+        max_iter=30,
+        lr=0.05,
+        X_val=X_val,
+        eval_every=10,
+        seed=0,
+        margin=margin,
+        patience=None,
+        progress=False,
+        callback=lambda step, f: seen.append(log_prob(f, X_val)),
+    )
+    assert history.val_loss[0] == history.val_metrics["nll"][0]
+    assert history.val_loss[0] == pytest.approx(-start.mean().item(), rel=1e-12)
+    # the callbacks see the weights of every validation after the start's
+    assert len(seen) == len(history.val_loss) - 1 == 3
+    scores = zip(history.val_loss[1:], history.val_metrics["nll"][1:], seen, strict=True)
+    for score, nll_, log_p in scores:
+        gain = log_p - start
+        assert nll_ == pytest.approx(-log_p.mean().item(), rel=1e-12)
+        expected = -log_p.mean() + margin * gain.std() / np.sqrt(len(gain))
+        assert score == pytest.approx(expected.item(), rel=1e-12)

@@ -1,7 +1,9 @@
 r"""Benchmarks that reproduce and score against the papers' tables; ``otflows bench NAME``.
 
 Each module has ``main(argv) -> dict``: it parses its own options (``--quick`` gives a smoke
-run), prints a markdown table and writes JSON (and figures) under ``benchmarks/results``.
+run), prints a markdown table and writes JSON (and figures) where ``--out`` says (by default
+under ``otflows-results/`` in the working directory; the committed results are in
+``benchmarks/results``, rewritten only when ``--out`` names them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ __all__ = ["BENCHMARKS", "run"]
 
 BENCHMARKS = {
     "defaults": "otflows.bench.defaults",
+    "fit-defaults": "otflows.bench.fit_defaults",
     "gaussian": "otflows.bench.gaussian_coupling",
     "gradient-field": "otflows.bench.gradient_field",
     "density": "otflows.bench.density",
@@ -26,7 +29,7 @@ def run(name: str, argv: Sequence[str] = ()) -> dict:
 
     Example:
         >>> sorted(BENCHMARKS)
-        ['defaults', 'density', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
+        ['defaults', 'density', 'fit-defaults', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
     """
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}; got {name!r}")

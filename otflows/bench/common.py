@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import datetime
 import json
@@ -93,6 +94,38 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+RESULTS = Path("otflows-results")  # a benchmark's default output folder, in the working directory
+
+
+def add_out_option(parser: argparse.ArgumentParser, filename: str) -> None:
+    r"""``--out PATH``: where a benchmark writes its JSON (and figures beside it); by default
+    ``otflows-results/filename`` in the working directory, never the committed results."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / filename,
+        help=f"the JSON to write, figures beside it (default: {RESULTS / filename})",
+    )
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    r"""``--threads N``: torch's CPU threads in each run; by default torch's own (which
+    ``OMP_NUM_THREADS`` sets), never overridden."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's CPU threads per run (default: torch's own, which OMP_NUM_THREADS sets); "
+        "timings compare only at equal threads",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    r"""Sets torch's CPU threads when ``threads`` is given (see :func:`add_threads_option`)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def _child(queue, function, kwargs):
     try:
         queue.put(function(**kwargs))
@@ -153,12 +186,19 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, payload: dict) -> None:
-    """Writes the results with the machine, command, commit and date they came from."""
+def write_json(path: str | Path, payload: dict, smoke: bool = False) -> None:
+    """Writes the results with the machine, command, commit and date they came from; a
+    ``smoke`` run (``--quick``) is marked as such in the JSON and says so on the console."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), **provenance(), **payload}
+    if smoke:
+        record["smoke_run"] = True
+        print(f"\n{SMOKE_NOTE}")
     path.write_text(json.dumps(record, indent=2))
+
+
+SMOKE_NOTE = "(a smoke run, --quick: it checks that the benchmark runs; its numbers mean nothing)"
 
 
 class Curve:
@@ -220,6 +260,24 @@ def report(
     if figure is not None:
         figure.savefig(args.out.with_suffix(".png"), dpi=120)
     payload = {"args": vars(args) | {"out": str(args.out)}, "rows": rows, "runs": runs}
-    write_json(args.out, payload)
+    write_json(args.out, payload, smoke=getattr(args, "quick", False))
     print(f"wrote {args.out}" + ("" if figure is None else f" and {args.out.with_suffix('.png')}"))
     return payload
+
+
+def render(
+    page: str | Path, tables: Callable[[dict], str], base: str | Path | None = None
+) -> None:
+    r"""Re-renders, in the markdown ``page``, every block between a line
+    ``<!-- tables: PATH -->`` and the next ``<!-- end of tables -->`` as ``tables(payload)`` of
+    the JSON at ``PATH`` (relative to ``base``, by default the page's folder): a published
+    table is what its JSON renders, never typed by hand."""
+    page = Path(page)
+    base = page.parent if base is None else Path(base)
+
+    def block(match: re.Match) -> str:
+        payload = json.loads((base / match[1]).read_text())
+        return f"<!-- tables: {match[1]} -->\n{tables(payload)}\n<!-- end of tables -->"
+
+    pattern = r"<!-- tables: (\S+) -->.*?<!-- end of tables -->"
+    page.write_text(re.sub(pattern, block, page.read_text(), flags=re.DOTALL))

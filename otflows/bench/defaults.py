@@ -19,14 +19,14 @@ the fit's seconds. Where the map is known, every validation of the fit is also s
 it, and the Spearman correlation between the validation scores (held-out :math:`W_2^2`, the
 objective's held-out value) and the true L2-UVP says how well validation ranks checkpoints.
 
-    python benchmarks/defaults_study.py --w2bench ../w2bench --out results/defaults_study.json
+    python benchmarks/defaults_study.py --w2bench ../w2bench \
+        --out benchmarks/results/defaults_study.json
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import re
 import time
@@ -39,7 +39,7 @@ import ot
 import torch
 from scipy.stats import spearmanr
 
-from otflows.bench.common import description, markdown_table, write_json
+from otflows.bench.common import add_out_option, description, markdown_table, render, write_json
 from otflows.datasets import (
     GaussianCoupling,
     W2BenchmarkPair,
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         action="store_true",
         help="a smoke run (2 small problems, 2 candidates, 20 steps): its numbers mean nothing",
     )
-    parser.add_argument("--out", type=Path, default=Path("otflows-results/defaults_study.json"))
+    add_out_option(parser, "defaults_study.json")
     parser.add_argument(
         "--render",
         metavar="PAGE",
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     if args.render:
-        render(args.render)
+        render(args.render, rendered)
         return {}
     if args.quick:
         args.w2_dims, args.gaussian_dims, args.max_iter = [2], [2], 20
@@ -350,9 +350,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
     payload = analyse(args, results, names)
     print(tables(payload))
-    if args.quick:
-        print("\n(a smoke run: 20 steps on two small problems; its numbers mean nothing)")
-    write_json(args.out, payload)
+    write_json(args.out, payload, smoke=args.quick)
     print(f"wrote {args.out}")
     return payload
 
@@ -382,21 +380,10 @@ def analyse(args: argparse.Namespace | dict, results: list[dict], names: list[st
     }
 
 
-def render(page: str | Path, base: str | Path | None = None) -> None:
-    r"""Re-renders, in the markdown ``page``, every block between a line
-    ``<!-- tables: PATH -->`` and the next ``<!-- end of tables -->`` from the study JSON at
-    ``PATH`` (relative to ``base``, by default the page's folder)."""
-    page = Path(page)
-    base = page.parent if base is None else Path(base)
-
-    def tables_of(match: re.Match) -> str:
-        payload = json.loads((base / match[1]).read_text())
-        results = payload["fits"] + payload["baselines"]
-        payload = analyse(payload["args"], results, payload["problems"])
-        return f"<!-- tables: {match[1]} -->\n{tables(payload)}\n<!-- end of tables -->"
-
-    pattern = r"<!-- tables: (\S+) -->.*?<!-- end of tables -->"
-    page.write_text(re.sub(pattern, tables_of, page.read_text(), flags=re.DOTALL))
+def rendered(payload: dict) -> str:
+    r"""The tables of the study JSON ``payload``, its rows derived anew from its fits."""
+    results = payload["fits"] + payload["baselines"]
+    return tables(analyse(payload["args"], results, payload["problems"]))
 
 
 def rank_correlations(fits: list[dict]) -> list[dict]:

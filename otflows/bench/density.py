@@ -27,6 +27,7 @@ import argparse
 import math
 import statistics
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,15 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count
-from otflows.bench.common import aggregate, description, report, run_isolated
+from otflows.bench.common import (
+    add_out_option,
+    add_threads_option,
+    aggregate,
+    description,
+    report,
+    run_isolated,
+    set_threads,
+)
 from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
@@ -124,12 +133,12 @@ def run(
     steps: int,
     scaling: str,
     root: str | None,
-    threads: int,
+    threads: int | None,
     small: bool,
     start: str = "auto",
 ) -> dict:
     """Trains and scores one model (run in a fresh process by :func:`main`)."""
-    torch.set_num_threads(threads)
+    set_threads(threads)
     splits = data(dataset, seed, scaling, Path(root) if root else None, small)
     X = torch.as_tensor(splits["train"], dtype=torch.float32)
     d = X.shape[1]
@@ -147,6 +156,9 @@ def run(
             batch_size=256 if d <= 2 else 128,
             lr=1e-2 if method == "cpflow" or (method == "brenier" and d <= 2) else 1e-3,
             X_val=splits["val"],
+            gaussian_start=False,  # build() starts the flow
+            patience=None,
+            margin=0.0,
             clip_grad=10.0,
             seed=seed,
             progress=False,
@@ -204,12 +216,13 @@ def summarise(
             if name == "checkerboard":
                 row["reference"] = f"entropy {math.log(8):.3f}"
             rows.append(row)
+        scored = [r for r in runs if r["data"] == name and "nll" in r]
         best = [
-            statistics.mean(r["nll"] for r in runs if r["data"] == name and r["method"] == m)
+            statistics.mean(r["nll"] for r in scored if r["method"] == m)
             for m in ("cpflow", "maf", "iaf")
-            if any(r["data"] == name and r["method"] == m and "nll" in r for r in runs)
+            if any(r["method"] == m for r in scored)
         ]
-        ours = [r["nll"] for r in runs if r["data"] == name and r["method"] == "brenier"]
+        ours = [r["nll"] for r in scored if r["method"] == "brenier"]
         if best and ours and len(ours) == seeds:
             gap = (statistics.mean(ours) - min(best)) / abs(min(best))
             row = next(r for r in rows if r["data"] == name and r["method"] == "brenier")
@@ -241,12 +254,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"{SMALL_DATA} rows) or random",
     )
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="two moons and digits, 10 steps")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/density.json"))
+    add_threads_option(parser)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (two moons and digits, 10 steps): its numbers mean nothing",
+    )
+    add_out_option(parser, "density.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.data, args.steps, args.seeds = ["two_moons", "digits"], 10, 1
+    if "digits" in args.data and find_spec("sklearn") is None:
+        print("digits skipped: it is read with scikit-learn (pip install scikit-learn)")
+        args.data = [name for name in args.data if name != "digits"]
     options = dict(
         steps=args.steps,
         scaling=args.scaling,

@@ -28,7 +28,6 @@ import argparse
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,10 +41,21 @@ from otflows.bench.baselines import (
     parameter_count,
     standard_normal_log_prob,
 )
-from otflows.bench.common import Curve, aggregate, description, report, run_isolated, seconds_to
+from otflows.bench.common import (
+    Curve,
+    add_out_option,
+    add_threads_option,
+    aggregate,
+    description,
+    report,
+    run_isolated,
+    seconds_to,
+    set_threads,
+)
 from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, log_prob
+from otflows.plotting import plot_couplings
 from otflows.training import fit_flow
 
 # MGN paper, Table 2: (NLL, cost) as published; the NLL is the prior term only.
@@ -94,10 +104,16 @@ def transport(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 
 
 def run(
-    method: str, d: int, seed: int, steps: int, baseline_steps: int, checkpoints: int, threads: int
+    method: str,
+    d: int,
+    seed: int,
+    steps: int,
+    baseline_steps: int,
+    checkpoints: int,
+    threads: int | None,
 ) -> dict:
     """Trains and scores one flow (run in a fresh process by :func:`main`)."""
-    torch.set_num_threads(threads)
+    set_threads(threads)
     task = problem(d)
     X = torch.as_tensor(task.sample(50_000, seed=seed + 1), dtype=torch.float32)
     X_test = task.sample(10_000, seed=seed + 1000)
@@ -121,6 +137,8 @@ def run(
             model,
             X,
             clip_grad=10.0,
+            validation_fraction=0,  # the papers' protocols: every step from a random start
+            gaussian_start=False,
             seed=seed,
             progress=False,
             eval_every=max(1, protocol["max_iter"] // checkpoints),
@@ -205,17 +223,9 @@ def summarise(runs: list[dict]) -> list[dict]:
 def plot(runs: list[dict]) -> Figure:
     """The coupling at d = 2 (MGN Fig. 2): the test data and each map's image, coloured by x₁."""
     shown = [r for r in runs if r.get("coupling")]
-    fig = Figure(figsize=(3 * (len(shown) + 1), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(shown) + 1, sharex=True, sharey=True, squeeze=False)[0]
     X = np.asarray(shown[0]["coupling"][0]) if shown else np.zeros((0, 2))
-    panels = [("data x ~ N(m, C)", X)] + [
-        (f"{r['method']}: T(x)", np.asarray(r["coupling"][1])) for r in shown
-    ]
-    for ax, (title, points) in zip(axes, panels, strict=True):
-        ax.scatter(points[:, 0], points[:, 1], c=X[:, 0], s=2, cmap="viridis")
-        ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-    return fig
+    images = {f"{r['method']}: T(x)": np.asarray(r["coupling"][1]) for r in shown}
+    return plot_couplings(X, images, "data x ~ N(m, C)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -229,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1500, help="our flows' training steps")
     parser.add_argument("--baseline-steps", type=int, default=782, help="CP-Flow's and IAF's")
     parser.add_argument("--checkpoints", type=int, default=10, help="KL measurements per run")
-    parser.add_argument("--threads", type=int, default=2)
+    add_threads_option(parser)
     parser.add_argument("--quick", action="store_true", help="d = 2, one seed, short runs")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gaussian.json"))
+    add_out_option(parser, "gaussian.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.dims, args.seeds, args.steps, args.baseline_steps = [2], 1, 60, 40

@@ -19,7 +19,6 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +27,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from otflows.bench.baselines import parameter_count
-from otflows.bench.common import aggregate, description, report
+from otflows.bench.common import (
+    add_out_option,
+    add_threads_option,
+    aggregate,
+    description,
+    report,
+    set_threads,
+)
 from otflows.nets import build_net
 from otflows.optim import adam, descend
 
@@ -127,13 +133,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam's initial rate (cosine)")
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
-    parser.add_argument("--threads", type=int, default=2)
+    add_threads_option(parser)
     parser.add_argument("--quick", action="store_true", help="2 trials, 3 epochs of 20 000")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gradient_field.json"))
+    add_out_option(parser, "gradient_field.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.samples = 2, 3, 20_000
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     plan = [(name, seed) for name in args.nets for seed in range(args.trials)]
     runs = [
         {"method": name, "seed": seed, **trial(name, seed, args.epochs, args.samples, args.lr)}

@@ -5,7 +5,7 @@ our stochastic estimator and the `cpflows` package's, side by side in one run.
     otflows bench logdet --quick    # smoke run: d = 16, 64
 
 Each (method, d) runs in a fresh process (peak memory is its own). Prints markdown tables and
-writes JSON (default benchmarks/results/logdet_scaling.json).
+writes JSON (default otflows-results/logdet_scaling.json).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from tqdm.auto import tqdm
 
 from otflows.bench.baselines import CPFLOW_ICNN, CPFlow, standard_normal_log_prob
 from otflows.bench.common import (
+    add_out_option,
+    add_threads_option,
     description,
     isolated,
     markdown_table,
     peak_memory_mb,
+    set_threads,
     timed,
     write_json,
 )
@@ -48,14 +51,16 @@ def _nll(model, x: torch.Tensor) -> torch.Tensor:
     return -(standard_normal_log_prob(y) + logdet).mean()
 
 
-def train_step(method: str, d: int, batch: int, repeats: int, threads: int, warm: int) -> dict:
+def train_step(
+    method: str, d: int, batch: int, repeats: int, threads: int | None, warm: int
+) -> dict:
     """Seconds per training step (forward + backward of the NLL, Adam) and peak memory: at
     initialisation, and averaged over ``repeats`` steps after ``warm`` steps of training on the
     Gaussian coupling of CP-Flow's protocol (Adam lr 0.05, clipping 10), where the stochastic
     estimators' conjugate gradients slow down as the Hessians grow ill-conditioned."""
     from otflows.datasets import GaussianCoupling
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     torch.manual_seed(0)
     model = CPFlow(d, bruteforce=False) if method == "cpflows" else _ours(method, d)
     data = torch.as_tensor(
@@ -87,9 +92,9 @@ def train_step(method: str, d: int, batch: int, repeats: int, threads: int, warm
     return result
 
 
-def logdet_error(method: str, d: int, batch: int, threads: int) -> dict:
+def logdet_error(method: str, d: int, batch: int, threads: int | None) -> dict:
     """The relative error of the log-det against the dense exact one on the same model."""
-    torch.set_num_threads(threads)
+    set_threads(threads)
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(1)
     x = torch.randn(batch, d)
@@ -112,9 +117,9 @@ def logdet_error(method: str, d: int, batch: int, threads: int) -> dict:
     return {"logdet_rel_error": float(error)}
 
 
-def inverse(d: int, batch: int, dtype: str, threads: int) -> dict:
+def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
     """Newton inverse of the structured M-MGN map: time, worst relative residual, steps."""
-    torch.set_num_threads(threads)
+    set_threads(threads)
     torch.set_default_dtype(getattr(torch, dtype))
     model = _ours("structured", d)
     torch.manual_seed(2)
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="d = 16, 64 and one repeat")
     parser.add_argument("--dims", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    add_threads_option(parser)
     parser.add_argument("--dense-max", type=int, default=1024, help="largest d for dense exact")
     parser.add_argument(
         "--warm",
@@ -145,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         default=None,
         help="training steps before the 'trained' timing (default 100; 5 quick)",
     )
-    parser.add_argument("--out", default="benchmarks/results/logdet_scaling.json")
+    add_out_option(parser, "logdet_scaling.json")
     args = parser.parse_args(argv)
     dims = args.dims or ([16, 64] if args.quick else [16, 64, 256, 1024])
     methods = ["dense", "structured", "stochastic", "cpflows"]
@@ -231,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "inverse": inverses,
         "sizes": {"mmgn": MMGN_SIZE, "icnn": ICNN_SIZE, "cpflows_icnn3": CPFLOW_ICNN},
     }
-    write_json(args.out, payload)
+    write_json(args.out, payload, smoke=args.quick)
     print(f"\nwrote {args.out}")
     return payload
 

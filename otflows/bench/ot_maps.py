@@ -11,7 +11,7 @@ pairs Mix3 → Mix10 of Korotin et al. (2021) at d = 2 … 64, read from the fol
 target samples and is scored on 4096 fresh source samples by L2-UVP (%) and the cosine of the
 displacements (definitions in ../shared/w2bench/README.md), and by its error in the semi-dual
 objective's own metric (`semidual_uvp`); its fitting time is reported.
-Prints a markdown table and writes JSON (default benchmarks/results/ot_maps.json).
+Prints a markdown table and writes JSON (default otflows-results/ot_maps.json).
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from otflows.bench.common import description, keep_freed_memory, markdown_table, write_json
+from otflows.bench.common import (
+    add_out_option,
+    description,
+    keep_freed_memory,
+    markdown_table,
+    write_json,
+)
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap, Objective, bures_map, fenchel_young_gap
@@ -198,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="d = 2 and 8, 30 steps")
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ot_maps.json"))
+    add_out_option(parser, "ot_maps.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.gaussian_dims, args.w2_dims = [2, 8], [2]
@@ -222,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             rows += run(W2BenchmarkPair(args.w2bench, d), "W2 Mix3→Mix10", d, methods, args)
     print(markdown_table(rows, COLUMNS))
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    write_json(args.out, payload)
+    write_json(args.out, payload, smoke=args.quick)
     return payload
 
 

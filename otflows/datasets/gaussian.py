@@ -2,9 +2,9 @@ r"""The Gaussian coupling of the MGN and CP-Flow papers: everything in closed fo
 
 from __future__ import annotations
 
+# POT (which loads scikit-learn) and scipy.stats are imported where used: `import otflows`
+# stays light
 import numpy as np
-import ot
-import scipy.stats
 import torch
 from torch import Tensor
 
@@ -42,6 +42,8 @@ class GaussianCoupling:
         target_mean: np.ndarray | None = None,
         target_cov: np.ndarray | None = None,
     ):
+        import ot
+
         self.mean = np.asarray(mean, dtype=np.float64)
         d = self.mean.shape[0]
         self.cov = np.asarray(cov, dtype=np.float64)
@@ -67,6 +69,8 @@ class GaussianCoupling:
     def random(cls, d: int, seed: int = 0) -> GaussianCoupling:
         r"""CP-Flow's protocol: :math:`m \sim \mathcal N(0, I)`, :math:`C \sim
         \operatorname{Wishart}(d + 1, I)`, drawn from ``seed``."""
+        import scipy.stats
+
         rng = np.random.default_rng(seed)
         mean = rng.standard_normal(d)
         cov = scipy.stats.wishart(df=d + 1, scale=np.eye(d)).rvs(random_state=rng)
@@ -82,6 +86,8 @@ class GaussianCoupling:
             >>> problem.sample_target(5, seed=0).shape
             (5, 8)
         """
+        import scipy.stats
+
         rng = np.random.default_rng(seed)
         wishart = scipy.stats.wishart(df=2 * d, scale=np.eye(d) / (2 * d))
         m, mt = rng.standard_normal((2, d))
@@ -114,6 +120,8 @@ class GaussianCoupling:
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         r"""The data's log-density ``[n]``."""
+        import scipy.stats
+
         return scipy.stats.multivariate_normal(self.mean, self.cov).logpdf(x).reshape(-1)
 
     def brenier_map(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:

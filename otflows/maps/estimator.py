@@ -24,7 +24,7 @@ from otflows.metrics import wasserstein2_squared
 from otflows.nets import build_net
 from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_samples
+from otflows.validation import as_samples, hold_out
 
 __all__ = ["BrenierMap"]
 
@@ -437,17 +437,17 @@ class BrenierMap(BaseTransport):
             return (Xs, Xs_val), (Xt, as_samples(Xt_val, "Xt_val", **spec))
         if self.validation_fraction == 0:
             return (Xs, None), (Xt, None)
-        split = []
-        for name, X in (("Xs", Xs), ("Xt", Xt)):
-            n = min(round(self.validation_fraction * len(X)), VALIDATION_ROWS)
-            if n < 1 or n == len(X):
-                raise ValueError(
-                    f"validation_fraction {self.validation_fraction} of the {len(X)} rows of "
-                    f"{name} leaves {n} for validation and {len(X) - n} for training; give "
-                    "more rows, Xs_val and Xt_val, or validation_fraction=0"
-                )
-            order = torch.randperm(len(X), generator=generator).to(X.device)
-            split.append((X[order[n:]], X[order[:n]]))
+        split = [
+            hold_out(
+                X,
+                name,
+                self.validation_fraction,
+                generator,
+                max_rows=VALIDATION_ROWS,
+                advice=", Xs_val and Xt_val,",
+            )
+            for name, X in (("Xs", Xs), ("Xt", Xt))
+        ]
         return split[0], split[1]
 
     def _residual_map(
