@@ -1,7 +1,15 @@
-"""Test options: ``--dtype`` (default float64) and ``--device`` (default cpu)."""
+"""Test options: ``--dtype`` (default float64) and ``--device`` (default cpu); hypothesis
+runs derandomised (the same examples every run) unless ``HYPOTHESIS_PROFILE=explore``."""
+
+import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def pytest_addoption(parser):

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otflows import BrenierTransform, InverseError, build_net
+from otflows import BrenierTransform, build_net
 
 NETS = {
     "cmgn": dict(hidden_features=8, num_layers=3),
@@ -51,14 +51,11 @@ def test_no_nan_or_inf_up_to_1e3_and_gamma_1e_4(
     assert all(_finite(p.grad) for p in T.parameters() if p.grad is not None)
 
     with torch.no_grad():
+        # every row converges: Newton, then L-BFGS on the strongly convex conjugate where
+        # Newton stalls, meets ||T(x) - y|| <= rtol (1 + ||y||) over this whole range
         result = T.solve(y.detach())
-        assert _finite(result.x) and _finite(result.residual)
-        converged = result.converged  # flagged per sample: rows that met the tolerance
-        assert (result.residual[converged] <= result.tolerance[converged]).all()
-        try:
-            x_back, _ = T.inverse(y.detach())
-        except InverseError as error:  # raised, naming the rows: never silent
-            assert not error.result.converged.all()
-        else:
-            assert converged.all()
-            assert _finite(x_back)
+        assert result.converged.all()
+        assert (result.residual <= result.tolerance).all()
+        x_back, _ = T.inverse(y.detach())  # would raise InverseError naming missed rows
+        assert _finite(x_back)
+        assert ((T(x_back)[0] - y).norm(dim=-1) <= 2 * result.tolerance).all()
