@@ -237,8 +237,11 @@ def map_cosine(x: Array, pred: Array, true: Array) -> float:
 
 
 def debiased_sinkhorn(X: Array, Y: Array, epsilon: float, max_iter: int, tol: float) -> Array:
-    r""":math:`S_\varepsilon(X, Y)` by POT's log-domain Sinkhorn on the inputs' own backend
-    (NumPy or torch, differentiable in ``X`` through the cost matrix), a 0-dim value.
+    r""":math:`S_\varepsilon(X, Y)` by POT's ``empirical_sinkhorn_divergence`` (log-domain
+    Sinkhorn) on the inputs' own backend, a 0-dim value: the entropic plans' transport costs
+    without their entropy terms, debiased and clamped at 0
+    (:class:`otflows.maps.SinkhornDivergence`); on torch, differentiable in ``X`` through the
+    Sinkhorn iterations.
 
     Example:
         >>> round(float(debiased_sinkhorn(np.zeros((3, 2)), np.ones((3, 2)), 0.1, 100, 1e-9)), 6)
@@ -253,10 +256,10 @@ def debiased_sinkhorn(X: Array, Y: Array, epsilon: float, max_iter: int, tol: fl
 
 
 def sinkhorn_divergence(X: Array, Y: Array, reg: float = 0.05) -> float:
-    r"""The debiased Sinkhorn divergence :math:`S_\varepsilon` between two point clouds
-    (squared-Euclidean cost, uniform weights) by POT, :math:`\varepsilon` = ``reg`` times the
-    total variance of ``Y`` — the same scale-free blur as
-    :class:`otflows.maps.SinkhornDivergence`. It is 0 for identical clouds.
+    r"""The debiased Sinkhorn loss :math:`S_\varepsilon` between two point clouds
+    (squared-Euclidean cost, uniform weights; :func:`debiased_sinkhorn`), with
+    :math:`\varepsilon` = ``reg`` times the total variance of ``Y`` — the same scale-free blur
+    as :class:`otflows.maps.SinkhornDivergence`. It is 0 for identical clouds.
 
     Example:
         >>> Y = np.random.default_rng(0).normal(size=(200, 2))

@@ -74,7 +74,8 @@ class BrenierTransform(Transform):
         net: The monotone gradient network :math:`G`.
         gamma: The strong-monotonicity floor :math:`\gamma > 0`.
         learn_gamma: If ``True``, :math:`\gamma = \text{gamma} + \operatorname{softplus}(\eta)`
-            with :math:`\eta` learnable (starting at :math:`2\,\text{gamma}`).
+            with :math:`\eta` learnable, starting at :math:`\operatorname{softplus}^{-1}
+            (\text{gamma})`, so that :math:`\gamma` starts at :math:`2\,\text{gamma}`.
         logdet: ``"auto"``, ``"exact"`` (dense), ``"structured"`` (both exact) or
             ``"stochastic"`` (an estimate: :func:`otflows.metrics.nll` says so).
         probes: Hutchinson probes per sample (stochastic).

@@ -120,16 +120,19 @@ class TargetLikelihood(Objective):
 
 
 class SinkhornDivergence(Objective):
-    r"""The debiased Sinkhorn divergence between :math:`T(x_s)` and :math:`y_t` minibatches,
+    r"""The debiased Sinkhorn loss between :math:`T(x_s)` and :math:`y_t` minibatches, as POT's
+    ``empirical_sinkhorn_divergence`` computes it:
 
-    .. math:: S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-        - \tfrac12\mathrm{OT}_\varepsilon(\alpha, \alpha)
-        - \tfrac12\mathrm{OT}_\varepsilon(\beta, \beta),
+    .. math:: S_\varepsilon(\alpha, \beta) = \max\bigl(0,\ \langle\gamma^*_{\alpha\beta},
+        M_{\alpha\beta}\rangle - \tfrac12\langle\gamma^*_{\alpha\alpha}, M_{\alpha\alpha}\rangle
+        - \tfrac12\langle\gamma^*_{\beta\beta}, M_{\beta\beta}\rangle\bigr),
 
-    squared-Euclidean cost, computed by POT's log-domain Sinkhorn on its torch backend (the
-    gradient flows through the cost matrix, the plans held fixed: the envelope theorem). No
-    density is needed; :math:`S_\varepsilon \ge 0` vanishes only when the two batches' measures
-    agree. :math:`\varepsilon` is ``reg`` times the target's total variance
+    each :math:`\gamma^*` the entropic plan of its pair (squared-Euclidean cost :math:`M`) but
+    each term its transport cost alone, without the entropy term (so it differs from the
+    divergence of Feydy et al. by the plans' entropies). POT's log-domain Sinkhorn runs on its
+    torch backend and the gradient flows through its iterations (automatic differentiation of
+    the unrolled loop, not the envelope theorem). No density is needed; the value is 0 for
+    identical batches. :math:`\varepsilon` is ``reg`` times the target's total variance
     :math:`\operatorname{tr}\hat\Sigma_y`, so the blur is relative to the data's scale.
 
     References:
