@@ -54,7 +54,7 @@ def demo(args: argparse.Namespace) -> None:
         X_val=X_val,
         gaussian_start=False,  # the MGN paper's protocol: a random start, every step
         patience=None,
-        margin=0.0,
+        keep_gaussian=False,
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -105,7 +105,7 @@ def fit(args: argparse.Namespace) -> None:
         lr=args.lr,
         validation_fraction=args.validation_fraction,
         patience=args.patience,
-        gaussian_start=not args.random_start,
+        gaussian_start=args.gaussian_start,
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -113,13 +113,15 @@ def fit(args: argparse.Namespace) -> None:
         return
     save_flow(flow, args.out)
     summary = f"trained {len(history.loss)} steps in {history.seconds:.1f} s"
-    start = "random" if args.random_start else "Gaussian"
-    if history.best_step is not None:
-        best = history.val_metrics["nll"][history.val_step.index(history.best_step)]
+    if history.kept_gaussian:
         summary += (
-            f"; kept the weights of step {history.best_step}"
-            f"{'' if history.best_step else f' (the {start} start)'}, validation NLL "
-            f"{best:.4f} nats"
+            f"; kept the Gaussian of the data (validation NLL {history.gaussian_nll:.4f} nats; "
+            f"the best trained weights scored {history.best_metrics['nll']:.4f})"
+        )
+    elif history.best_step is not None:
+        summary += (
+            f"; kept the weights of step {history.best_step}, validation NLL "
+            f"{history.best_metrics['nll']:.4f} nats"
         )
     print(f"{summary}; saved {args.out}")
 
@@ -312,8 +314,8 @@ def _parser() -> argparse.ArgumentParser:
         "--validation-fraction",
         type=float,
         default=_default("validation_fraction", fit_flow),
-        help=f"share of the rows held out (at most {VALIDATION_ROWS}); the best validation "
-        "weights (the Gaussian start among them) are kept; 0: none",
+        help=f"share of the rows held out (at most {VALIDATION_ROWS}); the best validated "
+        "weights, or the Gaussian of the data if it scores better, are kept; 0: none",
     )
     p.add_argument(
         "--patience",
@@ -322,10 +324,11 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after this many validations without a better NLL",
     )
     p.add_argument(
-        "--random-start",
+        "--gaussian-start",
         action="store_true",
-        help="start from random weights instead of the Gaussian fitted to the training rows "
-        "(BrenierFlow.start_from_gaussian)",
+        help="train from the Gaussian fitted to the rows (BrenierFlow.start_from_gaussian) "
+        "instead of random weights; either way the flow ends at that Gaussian when it scores "
+        "better on the held-out rows",
     )
     p.add_argument(
         "--mmap",

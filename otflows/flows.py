@@ -187,16 +187,6 @@ class BrenierFlow(RecordsArguments, Flow):
         self.train(was_training)
 
     @property
-    def fresh(self) -> bool:
-        r"""Whether the flow has seen no data yet: none of its data-dependent initialisations
-        (``ActNorm``, the blocks' normalisation) has run."""
-        return not any(
-            bool(t.initialized)
-            for t in self._transform.modules()
-            if isinstance(t, (ActNorm, BrenierTransform))
-        )
-
-    @property
     def blocks(self) -> list[BrenierTransform]:
         r"""The Brenier transforms of the flow, in data → noise order."""
         return [t for t in self._transform.modules() if isinstance(t, BrenierTransform)]

@@ -66,6 +66,21 @@ class TrainingHistory:
         r"""The best validation score, if validated."""
         return min(self.val_loss) if self.val_loss else None
 
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        r"""Every validation metric of the kept weights (``{}`` if not validated).
+
+        Example:
+            >>> history = TrainingHistory(val_step=[0, 5], val_metrics={"nll": [2.0, 1.5]})
+            >>> history.best_step = 5
+            >>> history.best_metrics
+            {'nll': 1.5}
+        """
+        if self.best_step is None:
+            return {}
+        index = self.val_step.index(self.best_step)
+        return {name: values[index] for name, values in self.val_metrics.items()}
+
 
 class Sampler(Protocol):
     r"""Draws the minibatch indices of each step; its state makes a resumed run exact."""

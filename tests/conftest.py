@@ -20,12 +20,18 @@ def pytest_addoption(parser):
 @pytest.fixture(autouse=True)
 def _default_dtype_and_device(request):
     dtype = getattr(torch, request.config.getoption("--dtype"))
+    device = torch.device(request.config.getoption("--device"))
     previous = torch.get_default_dtype(), torch.get_default_device()
     torch.set_default_dtype(dtype)
-    torch.set_default_device(request.config.getoption("--device"))
+    # a default device other than the CPU routes every torch call through a Python mode:
+    # set it only when asked for one
+    moved = device != previous[1]
+    if moved:
+        torch.set_default_device(device)
     yield
     torch.set_default_dtype(previous[0])
-    torch.set_default_device(previous[1])
+    if moved:
+        torch.set_default_device(previous[1])
 
 
 @pytest.fixture

@@ -164,12 +164,12 @@ def test_fit_from_a_memory_mapped_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("mmap", [False, True])
 def test_fit_gaussian_start(tmp_path, mmap, capsys):
-    """By default the flow starts at the Gaussian: barely trained, it has the Gaussian's NLL."""
+    """--gaussian-start: the saved flow (barely trained) has the data's Gaussian NLL."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 3)) @ np.array([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 1.0]])
     np.save(tmp_path / "x.npy", X)
     args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
-    args += ["--num-blocks", "2", "--hidden-features", "8"]
+    args += ["--gaussian-start", "--num-blocks", "2", "--hidden-features", "8"]
     args += ["--epochs", "1", "--lr", "1e-6", "--dtype", "float64", "--no-progress"]
     assert main(args + (["--mmap"] if mmap else [])) == 0
     flow = load_flow(tmp_path / "m.pt")
@@ -281,19 +281,20 @@ def test_threads_sets_torchs_threads(tmp_path, capsys):
         torch.set_num_threads(before)
 
 
-def test_fit_keeps_the_gaussian_start_when_training_only_makes_it_worse(tmp_path, capsys):
-    """A learning rate that wrecks the flow: the validation keeps the starting weights, so the
-    saved flow is the Gaussian of the training rows (never worse on the held-out rows)."""
+def test_fit_keeps_the_gaussian_when_training_only_makes_it_worse(tmp_path, capsys):
+    """A learning rate that wrecks the flow: the saved flow is the Gaussian of the rows (never
+    worse on the held-out rows), and the summary says so."""
     X = np.random.default_rng(0).normal(size=(300, 2)) * [3.0, 0.5]
     np.save(tmp_path / "x.npy", X)
     args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
     args += ["--hidden-features", "8", "--max-iter", "20", "--lr", "1", "--dtype", "float64"]
-    assert main([*args, "--no-progress"]) == 0
-    assert "kept the weights of step 0 (the Gaussian start)" in capsys.readouterr().out
-    flow = load_flow(tmp_path / "m.pt")
-    X = torch.as_tensor(X)
-    gaussian = torch.distributions.MultivariateNormal(X.mean(0), X.T.cov())
-    with torch.no_grad():
-        assert abs((flow.log_prob(X) - gaussian.log_prob(X)).mean().item()) < 0.02
-    assert main([*args, "--random-start", "--no-progress"]) == 0
-    assert "the Gaussian start" not in capsys.readouterr().out
+    for start in ([], ["--gaussian-start"]):
+        assert main([*args, *start, "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert ("kept the Gaussian of the data" in out) == (not start)
+        assert "kept the weights of step 0" in out or not start
+        flow = load_flow(tmp_path / "m.pt")
+        X64 = torch.as_tensor(X)
+        gaussian = torch.distributions.MultivariateNormal(X64.mean(0), X64.T.cov())
+        with torch.no_grad():
+            assert abs((flow.log_prob(X64) - gaussian.log_prob(X64)).mean().item()) < 0.02

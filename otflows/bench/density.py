@@ -158,7 +158,7 @@ def run(
             X_val=splits["val"],
             gaussian_start=False,  # build() starts the flow
             patience=None,
-            margin=0.0,
+            keep_gaussian=False,
             clip_grad=10.0,
             seed=seed,
             progress=False,

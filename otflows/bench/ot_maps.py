@@ -1,7 +1,7 @@
 """OT maps between two data sets, scored against known optimal maps: BrenierMap's objectives
 and networks beside the linear (Bures) map.
 
-    otflows bench ot-maps --w2bench ../shared/w2bench          # the full table
+    otflows bench ot-maps --w2bench PATH/TO/w2bench            # the full table
     otflows bench ot-maps --quick                              # a smoke run
 
 Problems: (i) Gaussian → Gaussian pairs (random means, Wishart covariances) whose Brenier map
@@ -9,7 +9,7 @@ is POT's `bures_wasserstein_mapping`, at d = 2, 8, 32, 64; (ii) the continuous W
 pairs Mix3 → Mix10 of Korotin et al. (2021) at d = 2 … 64, read from the folder given by
 --w2bench (skipped, with a message, when it is absent). Each method sees N unpaired source and
 target samples and is scored on 4096 fresh source samples by L2-UVP (%) and the cosine of the
-displacements (definitions in ../shared/w2bench/README.md), and by its error in the semi-dual
+displacements (definitions in the benchmark folder's README), and by its error in the semi-dual
 objective's own metric (`semidual_uvp`); its fitting time is reported.
 Prints a markdown table and writes JSON (default otflows-results/ot_maps.json).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +29,11 @@ from tqdm.auto import tqdm
 
 from otflows.bench.common import (
     add_out_option,
+    add_threads_option,
     description,
     keep_freed_memory,
     markdown_table,
+    set_threads,
     write_json,
 )
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
@@ -126,6 +129,7 @@ def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> lis
             objective=KnownMapRegression(problem) if objective == "known-map" else objective,
             hidden_features=args.hidden,
             max_iter=max_iter,
+            init_iter=args.init_iter,
             batch_size=args.batch_size,
             target_batch_size=args.target_batch_size,
             lr=args.lr,
@@ -184,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "(KnownMapRegression)",
     )
     parser.add_argument("--max-iter", type=int, default=2000)
+    parser.add_argument(
+        "--init-iter",
+        type=int,
+        default=inspect.signature(BrenierMap).parameters["init_iter"].default,
+        help="steps of the Bures start (BrenierMap's init_iter)",
+    )
     parser.add_argument("--sinkhorn-iter", type=int, default=300)
     parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -201,16 +211,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="held-out share of each side that selects the best weights (BrenierMap's "
         "validation_fraction; default 0: every sample trains, as in the recorded runs)",
     )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="d = 2 and 8, 30 steps")
+    add_threads_option(parser)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (d = 2 and 8, 30 steps): its numbers mean nothing",
+    )
     parser.add_argument("--progress", action="store_true")
     add_out_option(parser, "ot_maps.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.gaussian_dims, args.w2_dims = [2, 8], [2]
         args.max_iter = args.sinkhorn_iter = 30
+        args.init_iter = 10
         args.samples, args.batch_size, args.hidden = 4000, 256, 16
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     keep_freed_memory()
     methods = [tuple(m.split(":")) for m in args.methods]
 

@@ -1,0 +1,30 @@
+"""Sphinx configuration of the otflows documentation (built with -W: a warning fails it)."""
+
+import otflows
+
+project = "otflows"
+author = "The otflows authors"
+copyright = "2026, The otflows authors"
+release = version = otflows.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+exclude_patterns = ["_build"]
+# the pages link to the repository's files (benchmark JSON, the study pages' sources)
+suppress_warnings = ["myst.xref_missing"]
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+html_theme = "furo"
+html_title = f"otflows {release}"
