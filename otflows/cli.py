@@ -24,7 +24,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
 from otflows.nets import NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
-from otflows.training import FIT_FLOW, MIN_STEPS, VALIDATION_ROWS, fit_flow
+from otflows.training import FIT_FLOW, LR, MIN_STEPS, SMALL_DATA, VALIDATION_ROWS, fit_flow
 from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["main"]
@@ -105,7 +105,7 @@ def fit(args: argparse.Namespace) -> None:
         lr=args.lr,
         validation_fraction=args.validation_fraction,
         patience=args.patience,
-        gaussian_start=args.gaussian_start,
+        gaussian_start={"auto": "auto", "gaussian": True, "random": False}[args.start],
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -308,7 +308,11 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=_default("batch_size", fit_flow), help="rows per step"
     )
     p.add_argument(
-        "--lr", type=float, default=_default("lr", fit_flow), help="Adam's peak learning rate"
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam's peak learning rate (default: {LR['gaussian start']:g} from the Gaussian "
+        f"start, {LR['random start']:g} from random weights)",
     )
     p.add_argument(
         "--validation-fraction",
@@ -324,11 +328,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after this many validations without a better NLL",
     )
     p.add_argument(
-        "--gaussian-start",
-        action="store_true",
-        help="train from the Gaussian fitted to the rows (BrenierFlow.start_from_gaussian) "
-        "instead of random weights; either way the flow ends at that Gaussian when it scores "
-        "better on the held-out rows",
+        "--start",
+        choices=["auto", "gaussian", "random"],
+        default="auto",
+        help=f"train from the Gaussian fitted to the rows (BrenierFlow.start_from_gaussian) or "
+        f"from random weights; auto: the Gaussian below {SMALL_DATA} training rows. Either "
+        "way the flow ends at that Gaussian when it scores better on the held-out rows",
     )
     p.add_argument(
         "--mmap",

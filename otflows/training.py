@@ -19,11 +19,23 @@ from otflows.metrics import nll
 from otflows.trainer import Checkpoint, Shuffled, TrainingHistory, Validation, train
 from otflows.validation import MappedSamples, as_samples, held_out_rows, hold_out
 
-__all__ = ["FIT_FLOW", "MIN_STEPS", "VALIDATION_ROWS", "FlowHistory", "fit_flow"]
+__all__ = [
+    "FIT_FLOW",
+    "LR",
+    "MIN_STEPS",
+    "SMALL_DATA",
+    "VALIDATION_ROWS",
+    "FlowHistory",
+    "fit_flow",
+]
 
 
 # The defaults of a fit, chosen by the study in benchmarks/fit_defaults_study.md:
 MIN_STEPS = 2000  # the automatic budget: 10 epochs, and at least this many steps
+# below this many training rows a flow starts at the data's Gaussian and trains gently; at
+# and above it, from random weights
+SMALL_DATA = 10_000
+LR = {"gaussian start": 1e-3, "random start": 1e-2}  # Adam's default learning rates
 # the BrenierFlow that `otflows fit` builds (the study's architecture)
 FIT_FLOW = {"net": "mmgn", "num_blocks": 4, "hidden_features": 32}
 VALIDATION_ROWS = 10_000  # at most this many rows held out by validation_fraction
@@ -36,10 +48,10 @@ def fit_flow(
     epochs: int | None = None,
     max_iter: int | None = None,
     batch_size: int = 128,
-    lr: float = 1e-2,
+    lr: float | None = None,
     X_val: Tensor | np.ndarray | None = None,
     validation_fraction: float = 0.1,
-    gaussian_start: bool = False,
+    gaussian_start: bool | str = "auto",
     keep_gaussian: bool = True,
     seed: int | None = None,
     progress: bool = True,
@@ -82,13 +94,16 @@ def fit_flow(
         epochs: Passes over the training rows, instead of ``max_iter``.
         max_iter: The number of steps (default: 10 epochs, at least :data:`MIN_STEPS`).
         batch_size: Samples per step.
-        lr: Adam's learning rate (the peak of the cosine schedule).
+        lr: Adam's learning rate (the peak of the cosine schedule); by default 1e-3 from the
+            Gaussian start, 1e-2 from random weights (:data:`LR`).
         X_val: Validation samples ``[M, D]``; without them, ``validation_fraction`` of ``X``
             is held out.
         validation_fraction: The share of ``X`` held out when ``X_val`` is not given (at most
             :data:`VALIDATION_ROWS` rows; 0: no validation, the last weights are kept).
         gaussian_start: Train from the Gaussian of ``X`` (all its rows, the held-out ones
-            included; a memmap's first rows) instead of the flow's own initialisation.
+            included; a memmap's first rows) instead of the flow's own initialisation;
+            ``"auto"``: on fewer than :data:`SMALL_DATA` training rows, for a
+            :class:`otflows.BrenierFlow`.
         keep_gaussian: Whether the Gaussian of ``X`` is a candidate beside the trained
             checkpoints (a :class:`otflows.BrenierFlow` with validation rows).
         seed: Seeds the validation split and the shuffling (the flow's initialisation is the
@@ -136,8 +151,14 @@ def fit_flow(
     # the Gaussian of all of X, its held-out rows included: the plain Gaussian a user would
     # compare with (a memmap: its first rows)
     whole = X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
+    if gaussian_start == "auto":
+        gaussian_start = isinstance(flow, BrenierFlow) and X.shape[0] < SMALL_DATA
+    elif not isinstance(gaussian_start, bool):
+        raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
     if gaussian_start:
         flow.start_from_gaussian(whole)
+    if lr is None:
+        lr = LR["gaussian start" if gaussian_start else "random start"]
     # the Gaussian of X is a candidate too, set from the initial weights after training
     candidate = keep_gaussian and not gaussian_start and X_val is not None
     initial = (

@@ -164,12 +164,12 @@ def test_fit_from_a_memory_mapped_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("mmap", [False, True])
 def test_fit_gaussian_start(tmp_path, mmap, capsys):
-    """--gaussian-start: the saved flow (barely trained) has the data's Gaussian NLL."""
+    """--start gaussian: the saved flow (barely trained) has the data's Gaussian NLL."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 3)) @ np.array([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 1.0]])
     np.save(tmp_path / "x.npy", X)
     args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
-    args += ["--gaussian-start", "--num-blocks", "2", "--hidden-features", "8"]
+    args += ["--start", "gaussian", "--num-blocks", "2", "--hidden-features", "8"]
     args += ["--epochs", "1", "--lr", "1e-6", "--dtype", "float64", "--no-progress"]
     assert main(args + (["--mmap"] if mmap else [])) == 0
     flow = load_flow(tmp_path / "m.pt")
@@ -288,11 +288,11 @@ def test_fit_keeps_the_gaussian_when_training_only_makes_it_worse(tmp_path, caps
     np.save(tmp_path / "x.npy", X)
     args = ["fit", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.pt")]
     args += ["--hidden-features", "8", "--max-iter", "20", "--lr", "1", "--dtype", "float64"]
-    for start in ([], ["--gaussian-start"]):
-        assert main([*args, *start, "--no-progress"]) == 0
+    for start in ("random", "gaussian"):
+        assert main([*args, "--start", start, "--no-progress"]) == 0
         out = capsys.readouterr().out
-        assert ("kept the Gaussian of the data" in out) == (not start)
-        assert "kept the weights of step 0" in out or not start
+        assert ("kept the Gaussian of the data" in out) == (start == "random")
+        assert ("kept the weights of step 0" in out) == (start == "gaussian")
         flow = load_flow(tmp_path / "m.pt")
         X64 = torch.as_tensor(X)
         gaussian = torch.distributions.MultivariateNormal(X64.mean(0), X64.T.cov())

@@ -41,6 +41,7 @@ def test_best_validation_weights_are_restored():
         X_val=X[:128],
         eval_every=5,
         seed=0,
+        gaussian_start=False,
         keep_gaussian=False,
         progress=False,
     )
@@ -241,7 +242,9 @@ def test_the_gaussian_is_kept_when_no_trained_checkpoint_beats_it(float64):
     X_val, X_test = X[:40], torch.as_tensor(rng.normal(size=(100, 2)) * [2.0, 0.5] + 1.0)
     torch.manual_seed(0)
     flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
-    history = fit_flow(flow, X[40:], X_val=X_val, max_iter=20, lr=1.0, seed=0, progress=False)
+    history = fit_flow(
+        flow, X[40:], X_val=X_val, max_iter=20, lr=1.0, gaussian_start=False, progress=False
+    )
     assert history.kept_gaussian
     gaussian = MultivariateNormal(X[40:].mean(0), X[40:].T.cov())
     assert history.gaussian_nll == pytest.approx(-gaussian.log_prob(X_val).mean().item(), abs=1e-3)
@@ -257,8 +260,31 @@ def test_trained_weights_are_kept_when_they_beat_the_gaussian(float64):
     X = rng.normal(size=(2000, 2)) * 0.3 + rng.choice([-2.0, 2.0], size=(2000, 1))
     torch.manual_seed(0)
     flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=16, num_modules=4)
-    history = fit_flow(flow, X, max_iter=300, batch_size=256, seed=0, progress=False)
+    history = fit_flow(
+        flow, X, max_iter=300, batch_size=256, gaussian_start=False, seed=0, progress=False
+    )
     assert not history.kept_gaussian
     assert history.best_metrics["nll"] < history.gaussian_nll - 0.05
     gaussian = MultivariateNormal(torch.as_tensor(X).mean(0), torch.as_tensor(X).T.cov())
     assert nll(flow, X) < -gaussian.log_prob(torch.as_tensor(X)).mean().item() - 0.05
+
+
+def test_auto_starts_small_data_at_the_gaussian_and_trains_it_gently(float64):
+    """Below SMALL_DATA rows the flow starts at the Gaussian (its first validation scores the
+    Gaussian's NLL) at Adam 1e-3; from random weights the default rate is 1e-2."""
+    X = torch.as_tensor(np.random.default_rng(3).normal(size=(300, 2)) * [2.0, 0.3])
+    X_val = X[:30]
+    runs = {}
+    for start in ("auto", False):
+        torch.manual_seed(0)
+        flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
+        runs[start] = fit_flow(
+            flow, X[30:], X_val=X_val, max_iter=3, gaussian_start=start, progress=False
+        )
+    gaussian = MultivariateNormal(X[30:].mean(0), X[30:].T.cov())
+    start_nll = runs["auto"].val_metrics["nll"][0]
+    assert start_nll == pytest.approx(-gaussian.log_prob(X_val).mean().item(), abs=1e-3)
+    assert runs["auto"].lr[0] == pytest.approx(1e-3)
+    assert runs[False].lr[0] == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="gaussian_start must be True, False or 'auto'"):
+        fit_flow(flow, X, max_iter=1, gaussian_start="yes", progress=False)

@@ -48,13 +48,13 @@ from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import fit_flow
+from otflows.training import SMALL_DATA, fit_flow
 
 METHODS = ("gaussian", "brenier", "cpflow", "maf", "iaf")
 ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # Models of a small training set (digits: 1257 rows) overfit within a few hundred steps, so
 # they are validated this often (else once per epoch, at most 20 times).
-SMALL_DATA, SMALL_EVAL_EVERY = 10_000, 25
+SMALL_EVAL_EVERY = 25
 # The Brenier flow's start: "auto" is the Gaussian of the training set on a small one (where
 # the flow must beat the Gaussian before overfitting) and a random one on the others (on the
 # 2-D toys a random start ends 1.4–9 % better).

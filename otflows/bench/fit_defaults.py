@@ -45,7 +45,7 @@ from otflows.bench.common import (
 from otflows.datasets import TOYS
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import fit_flow
+from otflows.training import SMALL_DATA, VALIDATION_ROWS, fit_flow
 
 __all__ = ["CANDIDATES", "DATA", "main", "split"]
 
@@ -53,7 +53,13 @@ __all__ = ["CANDIDATES", "DATA", "main", "split"]
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "1 block, random start, 20 epochs, lr 1e-2, no fallback": (
         {"net": "mmgn", "num_blocks": 1},
-        {"epochs": 20, "keep_gaussian": False, "patience": None},
+        {
+            "epochs": 20,
+            "lr": 1e-2,
+            "gaussian_start": False,
+            "keep_gaussian": False,
+            "patience": None,
+        },
     ),
     "4 blocks, Gaussian start, lr 1e-3": (
         {"net": "mmgn", "num_blocks": 4},
@@ -61,10 +67,17 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "4 blocks, Gaussian start, lr 1e-2": (
         {"net": "mmgn", "num_blocks": 4},
-        {"gaussian_start": True},
+        {"gaussian_start": True, "lr": 1e-2},
     ),
-    "4 blocks, random start, lr 1e-2": ({"net": "mmgn", "num_blocks": 4}, {}),
+    "4 blocks, random start, lr 1e-2": (
+        {"net": "mmgn", "num_blocks": 4},
+        {"gaussian_start": False, "lr": 1e-2},
+    ),
 }
+# fit_flow's default: the Gaussian start at 1e-3 below SMALL_DATA training rows, the random
+# start at 1e-2 from there on; its rows are those two candidates' on each data set
+DEFAULT = "default: Gaussian start, lr 1e-3 below 10 000 rows; random start, lr 1e-2 above"
+PARTS = ("4 blocks, Gaussian start, lr 1e-3", "4 blocks, random start, lr 1e-2")
 SKLEARN = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 DATA = {
     **{name: None for name in SKLEARN},
@@ -135,10 +148,31 @@ def _task(data: str, candidate: str, seed: int, args: argparse.Namespace) -> dic
         return {"data": data, "candidate": candidate, "seed": seed, "error": repr(error)}
 
 
+def training_rows(data: str) -> int:
+    r"""The rows ``fit_flow`` trains on in the study: the set less its test and validation
+    rows."""
+    n = DATA[data] or len(load(data, 0))
+    rest = n - round(TEST_FRACTION * n)
+    return rest - min(round(0.1 * rest), VALIDATION_ROWS)
+
+
+def with_default(fits: list[dict], candidates: list[str]) -> tuple[list[dict], list[str]]:
+    r"""The fits and candidates with :data:`DEFAULT` added when both its :data:`PARTS` ran:
+    on each data set, the part that ``fit_flow``'s ``"auto"`` choice would run."""
+    if not set(PARTS) <= set(candidates):
+        return fits, candidates
+    derived = [
+        f | {"candidate": DEFAULT}
+        for f in fits
+        if f["candidate"] == PARTS[training_rows(f["data"]) >= SMALL_DATA]
+    ]
+    return fits + derived, [*candidates, DEFAULT]
+
+
 def analyse(payload: dict) -> dict:
     r"""The tables' rows from every fit of the study JSON ``payload``: per data set, each
     candidate's mean test NLL over seeds beside the Gaussian's; per candidate, its gaps."""
-    fits, candidates = payload["fits"], payload["args"]["candidates"]
+    fits, candidates = with_default(payload["fits"], payload["args"]["candidates"])
     rows, gaps = [], {c: [] for c in candidates}
     for data in payload["data"]:
         runs = [f for f in fits if f["data"] == data]
@@ -179,7 +213,7 @@ def analyse(payload: dict) -> dict:
 def rendered(payload: dict) -> str:
     r"""The study's tables (markdown) from its JSON."""
     analysed = analyse(payload)
-    candidates = payload["args"]["candidates"]
+    candidates = with_default([], payload["args"]["candidates"])[1]
     nll = [("data", "data"), ("gaussian", "Gaussian")] + [(c, c) for c in candidates]
     seconds = [("data", "data")] + [(f"{c} s", c) for c in candidates]
     summary = [
