@@ -80,7 +80,9 @@ def race(
 def main() -> None:
     parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run (d = 16, short runs): numbers mean nothing"
+        "--quick",
+        action="store_true",
+        help="a smoke run (d = 16, short runs): its numbers mean nothing",
     )
     parser.add_argument("--dims", type=int, nargs="+", default=None)
     parser.add_argument("--target", type=float, default=0.05, help="KL target in nats")

@@ -25,6 +25,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # "Attributes:" as fields, not entries that duplicate autodoc's
 
 html_theme = "furo"
 html_title = f"otflows {release}"

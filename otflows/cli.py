@@ -24,7 +24,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
 from otflows.nets import NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
-from otflows.training import FIT_FLOW, LR, MIN_STEPS, SMALL_DATA, VALIDATION_ROWS, fit_flow
+from otflows.training import FIT_FLOW, LR, MIN_STEPS, ROWS_PER_DIMENSION, VALIDATION_ROWS, fit_flow
 from otflows.validation import MappedSamples, as_samples
 
 __all__ = ["main"]
@@ -332,7 +332,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "gaussian", "random"],
         default="auto",
         help=f"train from the Gaussian fitted to the rows (BrenierFlow.start_from_gaussian) or "
-        f"from random weights; auto: the Gaussian below {SMALL_DATA} training rows. Either "
+        f"from random weights; auto: the Gaussian with fewer than {ROWS_PER_DIMENSION} "
+        "training rows per dimension. Either "
         "way the flow ends at that Gaussian when it scores better on the held-out rows",
     )
     p.add_argument(

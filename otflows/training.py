@@ -23,18 +23,19 @@ __all__ = [
     "FIT_FLOW",
     "LR",
     "MIN_STEPS",
-    "SMALL_DATA",
+    "ROWS_PER_DIMENSION",
     "VALIDATION_ROWS",
     "FlowHistory",
     "fit_flow",
+    "starts_at_gaussian",
 ]
 
 
 # The defaults of a fit, chosen by the study in benchmarks/fit_defaults_study.md:
 MIN_STEPS = 2000  # the automatic budget: 10 epochs, and at least this many steps
-# below this many training rows a flow starts at the data's Gaussian and trains gently; at
-# and above it, from random weights
-SMALL_DATA = 10_000
+# with fewer training rows than this per dimension a flow starts at the data's Gaussian and
+# trains gently; with more, from random weights
+ROWS_PER_DIMENSION = 100
 LR = {"gaussian start": 1e-3, "random start": 1e-2}  # Adam's default learning rates
 # the BrenierFlow that `otflows fit` builds (the study's architecture)
 FIT_FLOW = {"net": "mmgn", "num_blocks": 4, "hidden_features": 32}
@@ -102,8 +103,8 @@ def fit_flow(
             :data:`VALIDATION_ROWS` rows; 0: no validation, the last weights are kept).
         gaussian_start: Train from the Gaussian of ``X`` (all its rows, the held-out ones
             included; a memmap's first rows) instead of the flow's own initialisation;
-            ``"auto"``: on fewer than :data:`SMALL_DATA` training rows, for a
-            :class:`otflows.BrenierFlow`.
+            ``"auto"``: for a :class:`otflows.BrenierFlow`, when :func:`starts_at_gaussian`
+            says so (few rows per dimension).
         keep_gaussian: Whether the Gaussian of ``X`` is a candidate beside the trained
             checkpoints (a :class:`otflows.BrenierFlow` with validation rows).
         seed: Seeds the validation split and the shuffling (the flow's initialisation is the
@@ -152,7 +153,7 @@ def fit_flow(
     # compare with (a memmap: its first rows)
     whole = X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
     if gaussian_start == "auto":
-        gaussian_start = isinstance(flow, BrenierFlow) and X.shape[0] < SMALL_DATA
+        gaussian_start = isinstance(flow, BrenierFlow) and starts_at_gaussian(*X.shape)
     elif not isinstance(gaussian_start, bool):
         raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
     if gaussian_start:
@@ -162,7 +163,9 @@ def fit_flow(
     # the Gaussian of X is a candidate too, set from the initial weights after training
     candidate = keep_gaussian and not gaussian_start and X_val is not None
     initial = (
-        copy.deepcopy(flow.state_dict()) if candidate and isinstance(flow, BrenierFlow) else None
+        _Weights(copy.deepcopy(flow.state_dict()))
+        if candidate and isinstance(flow, BrenierFlow)
+        else None
     )
     steps_per_epoch = math.ceil(X.shape[0] / batch_size)
     if max_iter is not None:
@@ -211,6 +214,7 @@ def fit_flow(
             checkpoint,
             checkpoint_every or eval_every,
             {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]},
+            stateful={} if initial is None else {"initial weights": initial},
             resume=resume,
         ),
         callback=None if callback is None else lambda step: callback(step, flow),
@@ -221,7 +225,7 @@ def fit_flow(
     history = FlowHistory(**vars(history))
     if initial is not None:
         trained = copy.deepcopy(flow.state_dict())
-        flow.load_state_dict(initial)  # shrunk from the initial weights, the Gaussian is exact
+        flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
         flow.start_from_gaussian(whole)
         history.gaussian_nll = nll(flow, X_val)
         if history.gaussian_nll < history.best_metrics.get("nll", math.inf):
@@ -229,6 +233,20 @@ def fit_flow(
         else:
             flow.load_state_dict(trained)
     return history
+
+
+class _Weights:
+    r"""A copy of a model's weights, saved and restored with a checkpoint (so a resumed run's
+    Gaussian candidate is set from the same initial weights as the uninterrupted run's)."""
+
+    def __init__(self, state: dict[str, Tensor]) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.state = state
 
 
 @dataclass
@@ -243,6 +261,20 @@ class FlowHistory(TrainingHistory):
 
     gaussian_nll: float | None = None
     kept_gaussian: bool = False
+
+
+def starts_at_gaussian(rows: int, features: int) -> bool:
+    r"""Whether :func:`fit_flow` (``gaussian_start="auto"``) trains from the Gaussian of the
+    data: with fewer than :data:`ROWS_PER_DIMENSION` training rows per dimension, where a flow
+    from random weights overfits before it beats that Gaussian (scikit-learn's small tabular
+    sets), rather than from random weights, which learn multimodal data far faster (the 2-D
+    toys; ``benchmarks/fit_defaults_study.md``).
+
+    Example:
+        >>> starts_at_gaussian(1294, 64), starts_at_gaussian(1440, 2)
+        (True, False)
+    """
+    return rows < ROWS_PER_DIMENSION * features
 
 
 def _split(

@@ -1,6 +1,7 @@
 """README's examples run exactly as written: its Python blocks, and its shell lines that call
 ``otflows`` (the install lines are what CI itself runs)."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -31,6 +32,11 @@ def test_readme_example_runs(code, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_runs(command, tmp_path, monkeypatch):
+def test_readme_command_runs(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(command)[1:]) == 0
+    argv = shlex.split(command)[1:]
+    assert main(argv) == 0
+    if argv[0] == "bench":  # a smoke run that says so, and JSON where --out says
+        assert "(a smoke run, --quick: " in capsys.readouterr().out
+        written = json.loads((tmp_path / argv[argv.index("--out") + 1]).read_text())
+        assert written["smoke_run"] is True and written["rows"]

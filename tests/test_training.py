@@ -269,22 +269,22 @@ def test_trained_weights_are_kept_when_they_beat_the_gaussian(float64):
     assert nll(flow, X) < -gaussian.log_prob(torch.as_tensor(X)).mean().item() - 0.05
 
 
-def test_auto_starts_small_data_at_the_gaussian_and_trains_it_gently(float64):
-    """Below SMALL_DATA rows the flow starts at the Gaussian (its first validation scores the
-    Gaussian's NLL) at Adam 1e-3; from random weights the default rate is 1e-2."""
-    X = torch.as_tensor(np.random.default_rng(3).normal(size=(300, 2)) * [2.0, 0.3])
+def test_auto_starts_few_rows_per_dimension_at_the_gaussian_and_trains_them_gently(float64):
+    """With fewer than 100 training rows per dimension the flow starts at the Gaussian (its
+    first validation scores the Gaussian's NLL) at Adam 1e-3; with more, from random weights
+    at 1e-2."""
+    X = torch.as_tensor(np.random.default_rng(3).normal(size=(630, 2)) * [2.0, 0.3])
     X_val = X[:30]
     runs = {}
-    for start in ("auto", False):
+    for rows in (150, 600):  # 75 and 300 rows per dimension
         torch.manual_seed(0)
         flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
-        runs[start] = fit_flow(
-            flow, X[30:], X_val=X_val, max_iter=3, gaussian_start=start, progress=False
-        )
-    gaussian = MultivariateNormal(X[30:].mean(0), X[30:].T.cov())
-    start_nll = runs["auto"].val_metrics["nll"][0]
-    assert start_nll == pytest.approx(-gaussian.log_prob(X_val).mean().item(), abs=1e-3)
-    assert runs["auto"].lr[0] == pytest.approx(1e-3)
-    assert runs[False].lr[0] == pytest.approx(1e-2)
+        train = X[30 : 30 + rows]
+        runs[rows] = fit_flow(flow, train, X_val=X_val, max_iter=3, progress=False)
+        gaussian = MultivariateNormal(train.mean(0), train.T.cov())
+        gap = runs[rows].val_metrics["nll"][0] + gaussian.log_prob(X_val).mean().item()
+        assert (abs(gap) < 1e-3) == (rows == 150)
+    assert runs[150].lr[0] == pytest.approx(1e-3)
+    assert runs[600].lr[0] == pytest.approx(1e-2)
     with pytest.raises(ValueError, match="gaussian_start must be True, False or 'auto'"):
         fit_flow(flow, X, max_iter=1, gaussian_start="yes", progress=False)

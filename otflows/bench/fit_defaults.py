@@ -45,7 +45,7 @@ from otflows.bench.common import (
 from otflows.datasets import TOYS
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import SMALL_DATA, VALIDATION_ROWS, fit_flow
+from otflows.training import VALIDATION_ROWS, fit_flow, starts_at_gaussian
 
 __all__ = ["CANDIDATES", "DATA", "main", "split"]
 
@@ -74,9 +74,9 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"gaussian_start": False, "lr": 1e-2},
     ),
 }
-# fit_flow's default: the Gaussian start at 1e-3 below SMALL_DATA training rows, the random
-# start at 1e-2 from there on; its rows are those two candidates' on each data set
-DEFAULT = "default: Gaussian start, lr 1e-3 below 10 000 rows; random start, lr 1e-2 above"
+# fit_flow's default: the Gaussian start at 1e-3 with few rows per dimension, the random start
+# at 1e-2 with many (starts_at_gaussian); its rows are those two candidates' on each data set
+DEFAULT = "default: the Gaussian start at 1e-3 below 100 rows per dimension, else random at 1e-2"
 PARTS = ("4 blocks, Gaussian start, lr 1e-3", "4 blocks, random start, lr 1e-2")
 SKLEARN = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 DATA = {
@@ -148,12 +148,12 @@ def _task(data: str, candidate: str, seed: int, args: argparse.Namespace) -> dic
         return {"data": data, "candidate": candidate, "seed": seed, "error": repr(error)}
 
 
-def training_rows(data: str) -> int:
-    r"""The rows ``fit_flow`` trains on in the study: the set less its test and validation
-    rows."""
-    n = DATA[data] or len(load(data, 0))
+def training_shape(data: str) -> tuple[int, int]:
+    r"""The rows ``fit_flow`` trains on in the study (the set less its test and validation
+    rows) and their dimension."""
+    n, d = load(data, 0).shape
     rest = n - round(TEST_FRACTION * n)
-    return rest - min(round(0.1 * rest), VALIDATION_ROWS)
+    return rest - min(round(0.1 * rest), VALIDATION_ROWS), d
 
 
 def with_default(fits: list[dict], candidates: list[str]) -> tuple[list[dict], list[str]]:
@@ -164,7 +164,7 @@ def with_default(fits: list[dict], candidates: list[str]) -> tuple[list[dict], l
     derived = [
         f | {"candidate": DEFAULT}
         for f in fits
-        if f["candidate"] == PARTS[training_rows(f["data"]) >= SMALL_DATA]
+        if f["candidate"] == PARTS[not starts_at_gaussian(*training_shape(f["data"]))]
     ]
     return fits + derived, [*candidates, DEFAULT]
 

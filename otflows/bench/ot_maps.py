@@ -8,8 +8,9 @@ Problems: (i) Gaussian → Gaussian pairs (random means, Wishart covariances) wh
 is POT's `bures_wasserstein_mapping`, at d = 2, 8, 32, 64; (ii) the continuous W2 benchmark
 pairs Mix3 → Mix10 of Korotin et al. (2021) at d = 2 … 64, read from the folder given by
 --w2bench (skipped, with a message, when it is absent). Each method sees N unpaired source and
-target samples and is scored on 4096 fresh source samples by L2-UVP (%) and the cosine of the
-displacements (definitions in the benchmark folder's README), and by its error in the semi-dual
+target samples and is scored on 4096 fresh source samples (--test-samples) by L2-UVP (%) and
+the cosine of the displacements (definitions in the benchmark folder's README), and by its
+error in the semi-dual
 objective's own metric (`semidual_uvp`); its fitting time is reported.
 Prints a markdown table and writes JSON (default otflows-results/ot_maps.json).
 """
@@ -110,7 +111,7 @@ def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> lis
     sample_source = getattr(problem, "sample_source", getattr(problem, "sample", None))
     Xs = sample_source(args.samples, seed=1)
     Xt = problem.sample_target(args.samples, seed=2)
-    X = sample_source(4096, seed=3)
+    X = sample_source(args.test_samples, seed=3)
     rows = []
     A, b = bures_map(torch.as_tensor(Xs), torch.as_tensor(Xt))
     rows.append({"problem": name, "d": d, "method": "linear (Bures)", "seconds": 0.0})
@@ -196,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--sinkhorn-iter", type=int, default=300)
     parser.add_argument("--samples", type=int, default=50_000)
+    parser.add_argument(
+        "--test-samples", type=int, default=4096, help="fresh source samples that score a map"
+    )
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--target-batch-size", type=int, default=None, help="default --batch-size")
     parser.add_argument("--hidden", type=int, default=64)
@@ -224,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.gaussian_dims, args.w2_dims = [2, 8], [2]
         args.max_iter = args.sinkhorn_iter = 30
         args.init_iter = 10
-        args.samples, args.batch_size, args.hidden = 4000, 256, 16
+        args.samples, args.batch_size, args.hidden = 4000, 64, 16
+        args.test_samples = 512
     set_threads(args.threads)
     keep_freed_memory()
     methods = [tuple(m.split(":")) for m in args.methods]
