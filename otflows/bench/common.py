@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import ctypes
 import datetime
 import json
@@ -124,6 +125,36 @@ def set_threads(threads: int | None) -> None:
     r"""Sets torch's CPU threads when ``threads`` is given (see :func:`add_threads_option`)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def add_render_option(parser: argparse.ArgumentParser) -> None:
+    r"""``--render PAGE``: a study re-renders its page's tables from JSON instead of running."""
+    parser.add_argument(
+        "--render",
+        metavar="PAGE",
+        help="instead of running, re-render a markdown page's tables from the study JSON each "
+        "block names (<!-- tables: PATH --> … <!-- end of tables -->)",
+    )
+
+
+def in_parallel(
+    task: Callable[..., dict],
+    tasks: list[tuple],
+    args: Any,
+    jobs: int,
+    describe: Callable[[dict], str],
+) -> list[dict]:
+    r"""``task(*t, args)`` for every ``t`` of ``tasks``, ``jobs`` at a time, each in a fresh
+    (spawned) worker process; every result is printed (``describe``) as it arrives. Returns
+    the results in the order they arrived."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(task, *t, args) for t in tasks]
+        results = []
+        for future in concurrent.futures.as_completed(futures):
+            results.append(future.result())
+            print(f"[{len(results)}/{len(tasks)}] {describe(results[-1])}", flush=True)
+    return results
 
 
 def _child(queue, function, kwargs):

@@ -26,8 +26,6 @@ objective's held-out value) and the true L2-UVP says how well validation ranks c
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import re
 import time
 from collections.abc import Sequence
@@ -39,7 +37,15 @@ import ot
 import torch
 from scipy.stats import spearmanr
 
-from otflows.bench.common import add_out_option, description, markdown_table, render, write_json
+from otflows.bench.common import (
+    add_out_option,
+    add_render_option,
+    description,
+    in_parallel,
+    markdown_table,
+    render,
+    write_json,
+)
 from otflows.datasets import (
     GaussianCoupling,
     W2BenchmarkPair,
@@ -318,12 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="a smoke run (2 small problems, 2 candidates, 20 steps): its numbers mean nothing",
     )
     add_out_option(parser, "defaults_study.json")
-    parser.add_argument(
-        "--render",
-        metavar="PAGE",
-        help="instead of running, re-render a markdown page's tables from the study JSON each "
-        "block names (<!-- tables: PATH --> … <!-- end of tables -->)",
-    )
+    add_render_option(parser)
     args = parser.parse_args(argv)
     if args.render:
         render(args.render, rendered)
@@ -336,18 +337,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         names = names[:2]
     tasks = [("baseline", p, None) for p in names]
     tasks += [("fit", p, c) for p in names for c in args.candidates]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_task, *task, args) for task in tasks]
-        results = []
-        for future in concurrent.futures.as_completed(futures):
-            results.append(future.result())
-            done = results[-1]
-            print(
-                f"[{len(results)}/{len(tasks)}] {done['problem']} {done.get('candidate') or ''}"
-                f" {done.get('uvp', done.get('w2', done.get('error', '')))}",
-                flush=True,
-            )
+    results = in_parallel(
+        _task,
+        tasks,
+        args,
+        args.jobs,
+        lambda r: (
+            f"{r['problem']} {r.get('candidate') or ''} "
+            f"{r.get('uvp', r.get('w2', r.get('error', '')))}"
+        ),
+    )
     payload = analyse(args, results, names)
     print(tables(payload))
     write_json(args.out, payload, smoke=args.quick)

@@ -23,8 +23,6 @@ the Gaussian (negative: better than the Gaussian) and its seconds.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import time
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -36,8 +34,10 @@ from torch.distributions import MultivariateNormal
 
 from otflows.bench.common import (
     add_out_option,
+    add_render_option,
     aggregate,
     description,
+    in_parallel,
     markdown_table,
     render,
     write_json,
@@ -256,12 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "nothing",
     )
     add_out_option(parser, "fit_defaults_study.json")
-    parser.add_argument(
-        "--render",
-        metavar="PAGE",
-        help="instead of running, re-render a markdown page's tables from the study JSON each "
-        "block names (<!-- tables: PATH --> … <!-- end of tables -->)",
-    )
+    add_render_option(parser)
     args = parser.parse_args(argv)
     if args.render:
         render(args.render, rendered)
@@ -278,18 +273,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for seed in range(args.seeds)
         for candidate in ["gaussian", *args.candidates]
     ]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_task, *task, args) for task in tasks]
-        fits = []
-        for future in concurrent.futures.as_completed(futures):
-            fits.append(future.result())
-            done = fits[-1]
-            print(
-                f"[{len(fits)}/{len(tasks)}] {done['data']} {done['candidate']} seed "
-                f"{done['seed']}: {done.get('nll', done.get('error'))}",
-                flush=True,
-            )
+    fits = in_parallel(
+        _task,
+        tasks,
+        args,
+        args.jobs,
+        lambda f: f"{f['data']} {f['candidate']} seed {f['seed']}: {f.get('nll', f.get('error'))}",
+    )
     order = {task: i for i, task in enumerate(tasks)}
     fits.sort(key=lambda f: order[(f["data"], f["candidate"], f["seed"])])
     payload = {
