@@ -115,7 +115,7 @@ def fit_flow(
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         eval_every: Steps between validations (default: once per epoch, at most 20 times).
-        patience: Stop after this many validations without a better score (``None``: never).
+        patience: Stop after this many validations without a better NLL (``None``: never).
         checkpoint: A path where the whole training state (weights, optimizer, schedule,
             shuffling, history, best weights) is saved atomically every ``checkpoint_every``
             steps and at the end.
@@ -149,15 +149,18 @@ def fit_flow(
     seed = distributed.broadcast_seed(seed)
     given = X_val is not None
     X, X_val = _split(X, X_val, validation_fraction, seed, spec)
-    # the Gaussian of all of X, its held-out rows included: the plain Gaussian a user would
-    # compare with (a memmap: its first rows)
-    whole = X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
+
+    def all_of_X() -> Tensor | MappedSamples:
+        # the Gaussian of all of X, its held-out rows included, is the plain Gaussian a user
+        # would compare with (a memmap: its first rows); copied only when it is fitted
+        return X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
+
     if gaussian_start == "auto":
         gaussian_start = isinstance(flow, BrenierFlow) and starts_at_gaussian(*X.shape)
     elif not isinstance(gaussian_start, bool):
         raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
     if gaussian_start:
-        flow.start_from_gaussian(whole)
+        flow.start_from_gaussian(all_of_X())
     if lr is None:
         lr = LR["gaussian start" if gaussian_start else "random start"]
     # the Gaussian of X is a candidate too, set from the initial weights after training
@@ -226,7 +229,7 @@ def fit_flow(
     if initial is not None:
         trained = copy.deepcopy(flow.state_dict())
         flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
-        flow.start_from_gaussian(whole)
+        flow.start_from_gaussian(all_of_X())
         history.gaussian_nll = nll(flow, X_val)
         if history.gaussian_nll < history.best_metrics.get("nll", math.inf):
             history.kept_gaussian = True
