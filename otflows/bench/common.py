@@ -127,8 +127,13 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def add_render_option(parser: argparse.ArgumentParser) -> None:
-    r"""``--render PAGE``: a study re-renders its page's tables from JSON instead of running."""
+def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
+    r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each, ``--out``
+    (:func:`add_out_option`) and ``--render PAGE``, which re-renders a page's tables from the
+    study's JSON instead of running."""
+    parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
+    add_out_option(parser, filename)
     parser.add_argument(
         "--render",
         metavar="PAGE",

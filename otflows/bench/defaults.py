@@ -38,8 +38,7 @@ import torch
 from scipy.stats import spearmanr
 
 from otflows.bench.common import (
-    add_out_option,
-    add_render_option,
+    add_study_options,
     description,
     in_parallel,
     markdown_table,
@@ -316,15 +315,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--match", default="", help="only the problems whose name this regex matches (e.g. W2)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run (2 small problems, 2 candidates, 20 steps): its numbers mean nothing",
     )
-    add_out_option(parser, "defaults_study.json")
-    add_render_option(parser)
+    add_study_options(parser, "defaults_study.json")
     args = parser.parse_args(argv)
     if args.render:
         render(args.render, rendered)

@@ -33,8 +33,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from otflows.bench.common import (
-    add_out_option,
-    add_render_option,
+    add_study_options,
     aggregate,
     description,
     in_parallel,
@@ -247,16 +246,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--max-iter", type=int, default=None, help="steps of every fit (default: the candidate's)"
     )
-    parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run (2 data sets, 2 candidates, 1 split, 20 steps): its numbers mean "
         "nothing",
     )
-    add_out_option(parser, "fit_defaults_study.json")
-    add_render_option(parser)
+    add_study_options(parser, "fit_defaults_study.json")
     args = parser.parse_args(argv)
     if args.render:
         render(args.render, rendered)
