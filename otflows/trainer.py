@@ -33,8 +33,11 @@ __all__ = [
     "Validation",
     "WithReplacement",
     "load_checkpoint",
+    "not_worse",
     "train",
 ]
+
+SIGNIFICANCE = 2.0  # standard errors of a paired difference that make it significant
 
 
 @dataclass
@@ -45,9 +48,9 @@ class TrainingHistory:
         loss: The training loss of each step's minibatch.
         lr: The learning rate of each step.
         val_step: The steps after which the model was validated (0: the starting weights).
-        val_loss: The validation score (the one that selects the best weights) at those steps.
+        val_loss: The validation score (the one that selects the kept weights) at those steps.
         val_metrics: Every validation metric by name, one value per entry of ``val_step``.
-        best_step: The step whose weights were kept (the best score), if validated.
+        best_step: The step whose weights were kept, if validated (:class:`Validation`).
         stopped_early: Whether training stopped for lack of progress (``patience``).
         seconds: The wall time of the training loop (without the callback's).
     """
@@ -158,18 +161,27 @@ class WithReplacement:
 
 @dataclass
 class Validation:
-    r"""How :func:`train` validates.
+    r"""How :func:`train` validates, and which weights it keeps.
+
+    The weights kept are those of the best score, or, when ``metrics`` gives the score as
+    per-sample terms, those of the latest validation whose score is not significantly worse
+    than the best (:func:`not_worse`): of checkpoints that the held-out samples cannot tell
+    apart, the one trained longest (with the learning rate decayed furthest) is kept, rather
+    than the one that the held-out noise favoured.
 
     Attributes:
-        metrics: Returns the validation metrics by name (lower is better for ``score``); called
-            with the model in eval mode and without gradients.
-        score: The metric that selects the best weights and drives early stopping.
+        metrics: Returns the validation metrics by name (lower is better for ``score``): each
+            a float, or a tuple of per-sample terms (tensors ``[n_k]``) whose means add up to
+            it (:meth:`otflows.maps.objectives.Objective.terms`); called with the model in
+            eval mode and without gradients.
+        score: The metric that selects the kept weights and drives early stopping.
         every: Steps between validations (also after the last step, and before the first:
             the starting weights are a candidate too).
-        patience: Validations without a new best before training stops (``None``: never).
+        patience: Validations without newly kept weights before training stops (``None``:
+            never).
     """
 
-    metrics: Callable[[], dict[str, float]]
+    metrics: Callable[[], dict[str, float | tuple[Tensor, ...]]]
     score: str
     every: int
     patience: int | None = None
@@ -196,6 +208,28 @@ class Checkpoint:
     stateful: dict[str, Any] = field(default_factory=dict)
     extra: Callable[[], dict[str, Any]] = dict
     resume: bool = False
+
+
+def not_worse(terms: tuple[Tensor, ...], best: tuple[Tensor, ...]) -> bool:
+    r"""Whether a score given by per-sample ``terms`` is not significantly worse than the
+    ``best`` one on the same samples: the mean of the paired differences,
+    :math:`\bar\Delta = \sum_k \operatorname{mean}(t_k - b_k)`, is at most
+    :data:`SIGNIFICANCE` standard errors, :math:`\sqrt{\sum_k \operatorname{var}(t_k - b_k)
+    / n_k}`. Single-value terms (no per-sample noise) compare the values.
+
+    Example:
+        >>> best = (torch.tensor([1.0, 2.0, 3.0, 4.0]),)
+        >>> not_worse((best[0] + torch.tensor([0.1, -0.1, 0.1, -0.05]),), best)
+        True
+        >>> not_worse((best[0] + 0.1,), best)
+        False
+    """
+    differences = [t - b for t, b in zip(terms, best, strict=True)]
+    mean = sum(float(d.mean()) for d in differences)
+    if any(len(d) < 2 for d in differences):
+        return mean <= 0.0
+    error = math.sqrt(sum(float(d.var()) / len(d) for d in differences))
+    return mean <= SIGNIFICANCE * error
 
 
 def load_checkpoint(path: str | Path, signature: dict[str, Any], device: Any) -> dict | None:
@@ -240,12 +274,12 @@ def train(
     Adam (:func:`otflows.optim.adam`'s schedule over ``steps``; :func:`otflows.optim.descend`).
 
     With ``validation``, the model is scored before the first step, every
-    ``validation.every`` steps and after the last; the best-scoring weights (the starting
-    ones included) are restored at the end, and training stops early after
-    ``validation.patience`` validations without a new best. Under ``torchrun`` the loss is
-    wrapped in ``DistributedDataParallel`` (:func:`otflows.distributed.parallel`): ``loss``
-    itself takes this process's shard of the drawn indices, and only rank 0 shows progress
-    and writes the checkpoint.
+    ``validation.every`` steps and after the last; the weights it keeps (the best-scoring
+    ones, the starting ones included; see :class:`Validation`) are restored at the end, and
+    training stops early after ``validation.patience`` validations that keep none. Under
+    ``torchrun`` the loss is wrapped in ``DistributedDataParallel``
+    (:func:`otflows.distributed.parallel`): ``loss`` itself takes this process's shard of
+    the drawn indices, and only rank 0 shows progress and writes the checkpoint.
 
     Arguments:
         model: The module trained in place.
@@ -281,7 +315,7 @@ def train(
         raise ValueError(f"the number of steps must be a positive integer; got {steps!r}")
     parameter = next(model.parameters())
     optimizer, scheduler = adam(model.parameters(), lr, steps, schedule, weight_decay)
-    history, best_state, step = TrainingHistory(), None, 0
+    history, best_state, best_terms, step = TrainingHistory(), None, None, 0
     if checkpoint is not None and checkpoint.resume:
         payload = load_checkpoint(checkpoint.path, checkpoint.signature, parameter.device)
         if payload is not None:
@@ -294,6 +328,7 @@ def train(
                 obj.load_state_dict(payload["stateful"][name])
             history = TrainingHistory(**payload["history"])
             best_state, step = payload["best_state"], payload["step"]
+            best_terms = payload.get("best_terms")
 
     def save() -> None:
         if not distributed.is_main():
@@ -311,24 +346,33 @@ def train(
                 "stateful": {k: v.state_dict() for k, v in checkpoint.stateful.items()},
                 "history": asdict(history),
                 "best_state": best_state,
+                "best_terms": best_terms,
                 "extra": checkpoint.extra(),
             },
             checkpoint.path,
         )
 
     def validate() -> None:
-        nonlocal best_state
+        nonlocal best_state, best_terms
         model.eval()
         with torch.no_grad():
             metrics = validation.metrics()
         model.train()
+        terms = metrics[validation.score]
+        if not isinstance(terms, tuple):
+            terms = (torch.tensor([float(terms)]),)
         history.val_step.append(step)
-        history.val_loss.append(metrics[validation.score])
         for name, value in metrics.items():
-            history.val_metrics.setdefault(name, []).append(value)
-        if history.val_loss[-1] == history.best_val_loss:
+            if isinstance(value, tuple):
+                value = sum(float(term.mean()) for term in value)
+            history.val_metrics.setdefault(name, []).append(float(value))
+        history.val_loss.append(history.val_metrics[validation.score][-1])
+        best = history.val_loss[-1] == history.best_val_loss
+        if best or (best_terms is not None and not_worse(terms, best_terms)):
             history.best_step = step
             best_state = copy.deepcopy(model.state_dict())
+        if best:
+            best_terms = tuple(term.detach().cpu() for term in terms)
 
     def stalled() -> bool:
         if validation is None or validation.patience is None or history.best_step is None:

@@ -150,6 +150,27 @@ def test_icgn_closed_form_potential(tol):
         torch.testing.assert_close(net.potential(x), numeric, rtol=1e3 * tol, atol=1e3 * tol)
 
 
+@pytest.mark.parametrize("shape", [(7,), (2, 3)])
+def test_qicnn_hand_written_gradient_is_the_potentials_autograd_gradient(shape):
+    """QuadraticICNN's backward pass by hand gives ∇φ, φ and their parameter gradients as
+    autograd through its potential does (float64, weights far from their initialisation)."""
+    torch.manual_seed(0)
+    net = QuadraticICNN(3, 8, num_layers=3, quadratic_rank=2).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.randn(*shape, 3, dtype=torch.float64)
+    phi, G = net.potential_and_gradient(x)
+    expected = torch.func.grad(lambda x: net.potential(x).sum())(x)
+    torch.testing.assert_close(G, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(phi, net.potential(x), rtol=1e-12, atol=1e-12)
+    weights = torch.randn(*shape, 3, dtype=torch.float64)
+    by_hand = torch.autograd.grad((net.gradient(x) * weights).sum(), list(net.parameters()))
+    auto = torch.autograd.grad((expected * weights).sum(), list(net.parameters()))
+    for a, b in zip(by_hand, auto, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "make",
     [

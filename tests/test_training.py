@@ -51,6 +51,43 @@ def test_best_validation_weights_are_restored():
     assert nll(flow, X[:128]) == pytest.approx(history.val_metrics["nll"][best], rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    "shift, kept",
+    [(0.01, 4), (1.0, 1)],  # within the held-out noise: the latest; far above it: the best
+)
+def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
+    """With per-sample terms, validation keeps the latest weights whose score is not
+    significantly worse than the best (paired over samples), else the best ones."""
+    from otflows.trainer import Validation, WithReplacement, train
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.ParameterList([w])
+    generator = torch.Generator().manual_seed(0)
+    calls = []
+
+    def metrics():
+        calls.append(w.item())
+        # the score at steps 0, 1, 2, 3, 4: 3, 1 (the best), then `shift` above it, each
+        # checkpoint's per-sample terms off by noise of mean 0 (standard error of a
+        # paired difference ≈ 0.1)
+        offset = [3.0, 1.0, 1.0 + shift, 1.0 + shift, 1.0 + shift][len(calls) - 1]
+        noise = torch.randn(200, generator=generator)
+        return {"score": (noise - noise.mean() + offset,), "value": offset}
+
+    history = train(
+        model,
+        lambda i: (w - 1.0).square().sum(),
+        WithReplacement((10,), (2,), torch.Generator()),
+        4,
+        lr=0.1,
+        validation=Validation(metrics, "score", every=1),
+        progress=False,
+    )
+    assert history.best_step == kept
+    assert history.val_metrics["score"] == pytest.approx(history.val_metrics["value"])
+    assert w.item() == calls[kept]
+
+
 def test_cosine_schedule_and_clipping():
     X = np.random.default_rng(0).normal(size=(256, 2))
     flow = BrenierFlow(2, "cmgn", hidden_features=4)

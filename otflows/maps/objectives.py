@@ -60,6 +60,15 @@ class Objective(ABC):
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
         r"""The loss (a 0-dim tensor) on ``xs [B, D]`` and ``xt = Xt[index_t] [B', D]``."""
 
+    def terms(
+        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+    ) -> tuple[Tensor, ...]:
+        r"""The loss as per-sample terms whose means add up to it (e.g. ``[B]`` and ``[B']``),
+        so that a fit's validation can tell two checkpoints apart from the noise of its
+        held-out samples (:func:`otflows.trainer.not_worse`); by default the loss alone, a
+        single term ``[1]`` that carries no such noise."""
+        return (self.loss(T, xs, xt, index_t).reshape(1),)
+
     @property
     def config(self) -> dict[str, Any]:
         r"""The JSON-serialisable arguments that rebuild the objective (a custom target
@@ -115,8 +124,14 @@ class TargetLikelihood(Objective):
             self.density = self.target
 
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
+        return self.terms(T, xs, xt, index_t)[0].mean()
+
+    def terms(
+        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+    ) -> tuple[Tensor, ...]:
+        r"""``(-log q(T(x)) - log det J_T(x) [B],)``."""
         y, logdet = T(xs)
-        return -(self.density.log_prob(y) + logdet).mean()
+        return (-(self.density.log_prob(y) + logdet),)
 
 
 class SinkhornDivergence(Objective):
@@ -241,11 +256,18 @@ class SemiDual(Objective):
         self.unconverged = 0
 
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
+        phi, conjugate = self.terms(T, xs, xt, index_t)
+        return phi.mean() + conjugate.mean()
+
+    def terms(
+        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+    ) -> tuple[Tensor, ...]:
+        r"""``(φ(x) [B], φ*(y) [B'])``."""
         result = T.solve(xt, self.x_star[index_t], self.rtol, self.solver)
         self.x_star[index_t] = result.x
         self.unconverged = int((~result.converged).sum())
         conjugate = (result.x * xt).sum(-1) - T.potential(result.x)
-        return T.potential(xs).mean() + conjugate.mean()
+        return T.potential(xs), conjugate
 
     @property
     def config(self) -> dict[str, Any]:
