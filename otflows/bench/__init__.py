@@ -21,6 +21,7 @@ BENCHMARKS = {
     "density": "otflows.bench.density",
     "logdet": "otflows.bench.logdet",
     "ot-maps": "otflows.bench.ot_maps",
+    "peers": "otflows.bench.peers",
 }
 
 
@@ -29,7 +30,8 @@ def run(name: str, argv: Sequence[str] = ()) -> dict:
 
     Example:
         >>> sorted(BENCHMARKS)
-        ['defaults', 'density', 'fit-defaults', 'gaussian', 'gradient-field', 'logdet', 'ot-maps']
+        ['defaults', 'density', 'fit-defaults', 'gaussian', 'gradient-field', 'logdet', 'ot-maps',
+         'peers']
     """
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}; got {name!r}")

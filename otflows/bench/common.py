@@ -128,18 +128,11 @@ def set_threads(threads: int | None) -> None:
 
 
 def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
-    r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each, ``--out``
-    (:func:`add_out_option`) and ``--render PAGE``, which re-renders a page's tables from the
-    study's JSON instead of running."""
+    r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each and
+    ``--out`` (:func:`add_out_option`)."""
     parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
     add_out_option(parser, filename)
-    parser.add_argument(
-        "--render",
-        metavar="PAGE",
-        help="instead of running, re-render a markdown page's tables from the study JSON each "
-        "block names (<!-- tables: PATH --> … <!-- end of tables -->)",
-    )
 
 
 def in_parallel(
@@ -299,21 +292,3 @@ def report(
     write_json(args.out, payload, smoke=getattr(args, "quick", False))
     print(f"wrote {args.out}" + ("" if figure is None else f" and {args.out.with_suffix('.png')}"))
     return payload
-
-
-def render(
-    page: str | Path, tables: Callable[[dict], str], base: str | Path | None = None
-) -> None:
-    r"""Re-renders, in the markdown ``page``, every block between a line
-    ``<!-- tables: PATH -->`` and the next ``<!-- end of tables -->`` as ``tables(payload)`` of
-    the JSON at ``PATH`` (relative to ``base``, by default the page's folder): a published
-    table is what its JSON renders, never typed by hand."""
-    page = Path(page)
-    base = page.parent if base is None else Path(base)
-
-    def block(match: re.Match) -> str:
-        payload = json.loads((base / match[1]).read_text())
-        return f"<!-- tables: {match[1]} -->\n{tables(payload)}\n<!-- end of tables -->"
-
-    pattern = r"<!-- tables: (\S+) -->.*?<!-- end of tables -->"
-    page.write_text(re.sub(pattern, block, page.read_text(), flags=re.DOTALL))

@@ -42,7 +42,6 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
-    render,
     write_json,
 )
 from otflows.datasets import (
@@ -322,9 +321,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_study_options(parser, "defaults_study.json")
     args = parser.parse_args(argv)
-    if args.render:
-        render(args.render, rendered)
-        return {}
     if args.quick:
         args.w2_dims, args.gaussian_dims, args.max_iter = [2], [2], 20
         args.samples, args.colour, args.candidates = 1000, False, args.candidates[:2]

@@ -38,7 +38,6 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
-    render,
     write_json,
 )
 from otflows.datasets import TOYS
@@ -254,9 +253,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_study_options(parser, "fit_defaults_study.json")
     args = parser.parse_args(argv)
-    if args.render:
-        render(args.render, rendered)
-        return {}
     if args.quick:
         args.data, args.candidates = ["iris", "two_moons"], args.candidates[-2:]
         args.seeds, args.max_iter, args.hidden_features = 1, 20, 8

@@ -123,6 +123,15 @@ def plot(best: dict[str, dict]) -> Figure:
     return fig
 
 
+COLUMNS = [
+    ("method", "method"),
+    ("db", "MSE (dB)"),
+    ("best_db", "best trial (dB)"),
+    ("parameters", "parameters"),
+    ("seconds", "train s"),
+]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
@@ -160,17 +169,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
         best[name] = min(group, key=lambda r: r["db"])
     rows += PUBLISHED
-    columns = [
-        ("method", "method"),
-        ("db", "MSE (dB)"),
-        ("best_db", "best trial (dB)"),
-        ("parameters", "parameters"),
-        ("seconds", "train s"),
-    ]
     figure = plot(best)
     for r in runs:
         del r["error_map"]
-    return report(args, rows, columns, runs, figure)
+    return report(args, rows, COLUMNS, runs, figure)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,396 @@
+r"""OT-map accuracy against CPU time on the continuous :math:`W_2` benchmark: otflows beside
+the peers a user would run instead.
+
+    otflows bench peers --w2bench PATH/TO/w2bench --dims 8 16 --budget 300 --jobs 2
+
+Every method fits the benchmark's Mix3 → Mix10 pair at each ``d`` (Korotin et al. 2021, the
+benchmark's own input mixture) from the same ``--samples`` training samples per side, in its
+own process on one CPU thread. Its clock is the process's CPU time (``time.process_time``,
+all of its threads), scoring excluded; at checkpoints on a 1–2–5 grid of CPU seconds, and at
+the end, the map is scored on 4096 fresh source points against the known map (L2-UVP and
+cosine, :mod:`otflows.metrics`). A run stops at ``--budget`` CPU seconds or at the end of its
+own schedule, whichever comes first. A method that fails or diverges is reported with its
+error, never dropped.
+
+Methods (``--methods``), each with its authors' recommended settings:
+
+- ``otflows``: :class:`otflows.BrenierMap` as released (QuadraticICNN, semi-dual with exact
+  conjugates, 2000 steps; the defaults study chose them); ``otflows-long``: the same with
+  ``--long-steps`` steps, for larger budgets.
+- ``ott-enot``: OTT-JAX's ``ExpectileNeuralDual`` (Buzun et al. 2024) with the library's
+  defaults (MLP potentials 4 × 128, ELU; Adam 3e-4, β₂ = 0.9; expectile 0.99, weight 1).
+- ``ott-w2nd-icnn``: OTT-JAX's ``W2NeuralDual`` (Amos 2023) with the library's defaults
+  (ICNN potentials 4 × 64 with positive weights; Adam 1e-4, β₁ = 0.5, β₂ = 0.9; L-BFGS
+  conjugates amortised by regression).
+- ``ott-w2nd-mlp``: ``W2NeuralDual`` with non-convex ``PotentialMLP`` potentials 4 × 64 and
+  the optimiser of OTT-JAX's neural-dual tutorial (AdamW, cosine from 5e-4 over 20 001
+  steps).
+
+The peers draw minibatches of ``--batch-size`` (1024, the benchmark's protocol) with
+replacement from the training samples. They install with ``pip install "otflows[peers]"``;
+a peer that is not installed is skipped with a message. POT's ``NearestBrenierPotential``
+is not run: it solves a quadratically constrained program with one constraint per pair of
+samples (cvxpy), 4·10⁸ at 20 000 samples per side. Beside every ``d`` stands the best
+published L2-UVP (Korotin et al. 2021: GPU runs of 20 000–250 000 iterations, hours per pair).
+Writes JSON and a figure of L2-UVP against CPU seconds, one panel per ``d``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otflows.bench.common import (
+    add_out_option,
+    description,
+    in_parallel,
+    markdown_table,
+    write_json,
+)
+
+__all__ = ["METHODS", "PUBLISHED_BEST", "main"]
+
+# Best published L2-UVP (%) per d on Mix3 → Mix10 (Korotin et al. 2021, over all their solvers).
+PUBLISHED_BEST = {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.4, 32: 2.8, 64: 3.2, 128: 2.0, 256: 2.6}
+METHODS = ("otflows", "otflows-long", "ott-enot", "ott-w2nd-icnn", "ott-w2nd-mlp")
+IMPORTS = {
+    "otflows": ("ot", "otflows.maps"),
+    "ott": (
+        "jax",
+        "optax",
+        "ott.neural.methods.neuraldual",
+        "ott.neural.methods.expectile_neural_dual",
+    ),
+}
+REPORT_AT = (60, 300, 900, 3600)  # CPU seconds at which the table compares the methods
+
+
+class OutOfBudget(Exception):
+    r"""Raised from a training callback once the run's CPU budget is spent."""
+
+
+class CpuClock:
+    r"""A run's CPU seconds (``time.process_time``: every thread of the process), with the
+    scoring at checkpoints left out. ``points`` holds ``(cpu_seconds, step, l2_uvp, cos)``.
+
+    Arguments:
+        budget: CPU seconds the run may spend.
+        score: Scores a map given as a function ``[N, D] -> [N, D]`` on NumPy arrays:
+            ``(l2_uvp, cos)``.
+
+    Example:
+        >>> clock = CpuClock(10.0, lambda T: (1.0, 0.9))
+        >>> clock.checkpoint(0, lambda x: x)
+        >>> clock.points[0][1:]
+        (0, 1.0, 0.9)
+    """
+
+    GRID = tuple(m * 10.0**e for e in range(-1, 5) for m in (1, 2, 5))
+
+    def __init__(
+        self, budget: float, score: Callable[[Callable[[np.ndarray], np.ndarray]], tuple]
+    ):
+        self.budget, self.score = budget, score
+        self.points: list[tuple[float, int, float, float]] = []
+        self._start, self._paused = time.process_time(), 0.0
+        self._next = 0
+
+    @property
+    def seconds(self) -> float:
+        r"""CPU seconds spent training so far."""
+        return time.process_time() - self._start - self._paused
+
+    def due(self) -> bool:
+        r"""Whether a checkpoint of the grid (or the budget) has been passed since the last."""
+        return self._next < len(self.GRID) and self.seconds >= min(
+            self.GRID[self._next], self.budget
+        )
+
+    def checkpoint(self, step: int, transport: Callable[[np.ndarray], np.ndarray]) -> None:
+        r"""Scores ``transport`` now (its time not counted); raises :class:`OutOfBudget`
+        once the budget is spent."""
+        seconds = self.seconds
+        paused_at = time.process_time()
+        uvp, cos = self.score(transport)
+        self.points.append((seconds, step, uvp, cos))
+        while self._next < len(self.GRID) and self.GRID[self._next] <= seconds:
+            self._next += 1
+        self._paused += time.process_time() - paused_at
+        if seconds >= self.budget or not math.isfinite(uvp):
+            raise OutOfBudget
+
+
+def _data(d: int, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    r"""Training samples ``Xs``, ``Xt`` and scoring points ``X`` with their true image ``Y``:
+    of the W2 benchmark's pair, or of a Gaussian pair in a smoke run."""
+    from otflows.datasets import GaussianCoupling, W2BenchmarkPair
+
+    if args.quick:
+        gaussian = GaussianCoupling.random_pair(d, seed=0)
+        source, target, true_map = gaussian.sample, gaussian.sample_target, gaussian.brenier_map
+    else:
+        pair = W2BenchmarkPair(args.w2bench, d)
+        source, target, true_map = pair.sample_source, pair.sample_target, pair.brenier_map
+    X = source(args.test_samples, seed=3)
+    return {
+        "Xs": source(args.samples, seed=1),
+        "Xt": target(args.samples, seed=2),
+        "X": X,
+        "Y": true_map(X),
+    }
+
+
+def _scorer(data: dict[str, np.ndarray]) -> Callable:
+    from otflows.metrics import l2_uvp, map_cosine
+
+    def score(transport: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+        pred = np.asarray(transport(data["X"]), dtype=np.float64)
+        if not np.isfinite(pred).all():
+            return math.nan, math.nan
+        return l2_uvp(pred, data["Y"]), map_cosine(data["X"], pred, data["Y"])
+
+    return score
+
+
+def _otflows(data: dict, clock: CpuClock, steps: int, seed: int) -> dict[str, Any]:
+    from otflows.maps import BrenierMap
+
+    def callback(phase: str, step: int, otmap: BrenierMap) -> None:
+        offset = 0 if phase == "Bures start" else otmap.init_iter
+        clock.checkpoint(offset + step, otmap.transform)
+
+    otmap = BrenierMap(max_iter=steps, random_state=seed, progress=False, device="cpu")
+    try:
+        otmap.fit(Xs=data["Xs"], Xt=data["Xt"], callback=callback)
+    except OutOfBudget:
+        return {"stopped": "budget"}
+    # the kept weights (the best by validation) after the last step
+    clock.points.pop()
+    clock.checkpoint(otmap.init_iter + steps, otmap.transform)
+    return {"stopped": "schedule"}
+
+
+def _ott(method: str, data: dict, clock: CpuClock, batch_size: int, seed: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from ott.neural.methods import expectile_neural_dual, neuraldual
+    from ott.neural.networks import potentials
+
+    d = data["Xs"].shape[1]
+    rng = jax.random.PRNGKey(seed)
+    iterations = 10**8  # the CPU budget stops the run
+    if method == "ott-enot":
+        solver: Any = expectile_neural_dual.ExpectileNeuralDual(
+            d, num_train_iters=iterations, rng=rng
+        )
+    elif method == "ott-w2nd-icnn":
+        solver = neuraldual.W2NeuralDual(d, num_train_iters=iterations, rng=rng)
+    else:
+        schedule = optax.cosine_decay_schedule(5e-4, 20_001, alpha=1e-2)
+        optimizer = optax.adamw(learning_rate=schedule)
+        mlp = potentials.PotentialMLP(dim_hidden=[64, 64, 64, 64])
+        solver = neuraldual.W2NeuralDual(
+            d,
+            mlp,
+            potentials.PotentialMLP(dim_hidden=[64, 64, 64, 64]),
+            optimizer,
+            optimizer,
+            num_train_iters=iterations,
+            rng=rng,
+            pos_weights=False,
+        )
+    generator = np.random.default_rng(seed)
+
+    def batches(X: np.ndarray):
+        X = X.astype(np.float32)
+        while True:
+            yield X[generator.integers(len(X), size=batch_size)]
+
+    def callback(step: int, learned: Any) -> None:
+        if clock.due():
+            clock.checkpoint(step, lambda x: learned.transport(jnp.asarray(x, jnp.float32)))
+
+    try:
+        solver(
+            batches(data["Xs"]),
+            batches(data["Xt"]),
+            batches(data["Xs"]),
+            batches(data["Xt"]),
+            callback=callback,
+        )
+    except OutOfBudget:
+        return {"stopped": "budget"}
+    return {"stopped": "schedule"}
+
+
+def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
+    r"""One method's run on the pair at ``d``, in this (fresh, one-thread) process: its
+    checkpoints ``points`` (CPU seconds, step, L2-UVP, cos) and how it stopped."""
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    import torch
+
+    torch.set_num_threads(1)
+    row: dict[str, Any] = {"d": d, "method": method}
+    try:
+        data = _data(d, args)
+        # the imports are not the method's training time
+        for module in IMPORTS["otflows" if method.startswith("otflows") else "ott"]:
+            importlib.import_module(module)
+        clock = CpuClock(args.budget, _scorer(data))
+        if method.startswith("otflows"):
+            steps = args.long_steps if method == "otflows-long" else args.steps
+            row |= _otflows(data, clock, steps, args.seed)
+        else:
+            row |= _ott(method, data, clock, args.batch_size, args.seed)
+    except Exception as error:  # reported in the table, never dropped
+        row["error"] = f"{type(error).__name__}: {error}"
+    row["points"] = clock.points if "clock" in locals() else []
+    if row["points"] and not math.isfinite(row["points"][-1][2]):
+        row["error"] = f"diverged (non-finite map) after {row['points'][-1][0]:.0f} CPU s"
+    return row
+
+
+def at(points: list, seconds: float) -> float | None:
+    r"""The L2-UVP of the last checkpoint at or before ``seconds`` CPU seconds (``None``
+    before the first).
+
+    Example:
+        >>> at([(1.0, 10, 5.0, 0.9), (4.0, 40, 2.0, 0.99)], 3.0)
+        5.0
+    """
+    before = [p for p in points if p[0] <= seconds]
+    return before[-1][2] if before else None
+
+
+def rows(runs: list[dict], budget: float) -> list[dict]:
+    r"""The table: per ``d`` the published best, then each method's L2-UVP at the
+    :data:`REPORT_AT` CPU seconds within the budget, at its end, and its error if any."""
+    table = []
+    for d in sorted({r["d"] for r in runs}):
+        if d in PUBLISHED_BEST:
+            table.append(
+                {
+                    "d": d,
+                    "method": "published best (GPU, hours)",
+                    "final": PUBLISHED_BEST[d],
+                }
+            )
+        for run in sorted(
+            (r for r in runs if r["d"] == d), key=lambda r: METHODS.index(r["method"])
+        ):
+            row = {"d": d, "method": run["method"], "error": run.get("error")}
+            for seconds in REPORT_AT:
+                if seconds <= budget:
+                    row[f"at_{seconds}"] = at(run["points"], seconds)
+            if run["points"]:
+                seconds, step, uvp, cos = run["points"][-1]
+                row |= {"final": uvp, "cos": cos, "steps": step, "cpu_s": seconds}
+            table.append(row)
+    return table
+
+
+def columns(budget: float) -> list[tuple[str, str]]:
+    r"""The table's columns for a run of ``budget`` CPU seconds."""
+    return [
+        ("d", "d"),
+        ("method", "method"),
+        *((f"at_{s}", f"L2-UVP (%) at {s} CPU s") for s in REPORT_AT if s <= budget),
+        ("final", "L2-UVP (%) at the end"),
+        ("cos", "cos"),
+        ("steps", "steps"),
+        ("cpu_s", "CPU s"),
+        ("error", "error"),
+    ]
+
+
+def rendered(payload: dict) -> str:
+    r"""The table of the benchmark's JSON ``payload``."""
+    return markdown_table(payload["rows"], columns(float(payload["args"]["budget"])))
+
+
+def figure(runs: list[dict]):
+    r"""L2-UVP against CPU seconds (log axes), one panel per ``d``, the published best as a
+    dashed line."""
+    import matplotlib.pyplot as plt
+
+    dims = sorted({r["d"] for r in runs})
+    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.6), squeeze=False)
+    for ax, d in zip(axes[0], dims, strict=True):
+        for run in (r for r in runs if r["d"] == d and r["points"]):
+            seconds, _, uvp, _ = zip(*run["points"], strict=True)
+            ax.plot(seconds, uvp, marker=".", label=run["method"])
+        if d in PUBLISHED_BEST:
+            ax.axhline(PUBLISHED_BEST[d], color="k", ls="--", lw=1, label="published best")
+        ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="CPU seconds")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("L2-UVP (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    parser = argparse.ArgumentParser(prog="otflows bench peers", description=description(__doc__))
+    parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds per run")
+    parser.add_argument("--samples", type=int, default=20_000, help="training samples per side")
+    parser.add_argument("--test-samples", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=1024, help="the peers' minibatch")
+    parser.add_argument("--steps", type=int, default=2000, help="otflows' steps (its default)")
+    parser.add_argument("--long-steps", type=int, default=8000, help="otflows-long's steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (a d = 2 Gaussian pair, 5 CPU s): its numbers mean nothing",
+    )
+    add_out_option(parser, "peers.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.dims, args.budget, args.samples, args.test_samples = [2], 5.0, 2000, 512
+        args.steps = args.long_steps = 20
+    if not args.quick and (args.w2bench is None or not args.w2bench.is_dir()):
+        print(f"skipped: no W2 benchmark folder {args.w2bench} (give --w2bench PATH)")
+        return {}
+    methods = []
+    for method in args.methods:
+        if method.startswith("ott") and importlib.util.find_spec("ott") is None:
+            print(f"{method} skipped: OTT-JAX is not installed (pip install 'otflows[peers]')")
+        else:
+            methods.append(method)
+
+    def describe(run: dict) -> str:
+        last = run["points"][-1] if run["points"] else None
+        score = "no checkpoint" if last is None else f"{last[2]:.3g} % after {last[0]:.0f} CPU s"
+        return f"d = {run['d']} {run['method']}: {run.get('error') or score}"
+
+    tasks = [(d, method) for d in args.dims for method in methods]
+    runs = in_parallel(fit_one, tasks, args, args.jobs, describe)
+    payload = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "rows": rows(runs, args.budget),
+        "runs": runs,
+    }
+    print(rendered(payload))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure(runs).savefig(args.out.with_suffix(".png"), dpi=120)
+    write_json(args.out, payload, smoke=args.quick)
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
