@@ -239,13 +239,14 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    row: dict[str, Any] = {"d": d, "method": method}
+    row: dict[str, Any] = {"d": d, "method": method, "points": []}
     try:
         data = _data(d, args)
         # the imports are not the method's training time
         for module in IMPORTS["otflows" if method.startswith("otflows") else "ott"]:
             importlib.import_module(module)
         clock = CpuClock(args.budget, _scorer(data))
+        row["points"] = clock.points  # filled as the run goes, kept if it fails
         if method.startswith("otflows"):
             steps = args.long_steps if method == "otflows-long" else args.steps
             row |= _otflows(data, clock, steps, args.seed)
@@ -253,7 +254,6 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
             row |= _ott(method, data, clock, args.batch_size, args.seed)
     except Exception as error:  # reported in the table, never dropped
         row["error"] = f"{type(error).__name__}: {error}"
-    row["points"] = clock.points if "clock" in locals() else []
     if row["points"] and not math.isfinite(row["points"][-1][2]):
         row["error"] = f"diverged (non-finite map) after {row['points'][-1][0]:.0f} CPU s"
     return row
