@@ -105,6 +105,7 @@ def fit(args: argparse.Namespace) -> None:
         lr=args.lr,
         validation_fraction=args.validation_fraction,
         patience=args.patience,
+        max_time=args.max_time,
         gaussian_start={"auto": "auto", "gaussian": True, "random": False}[args.start],
         seed=args.seed,
         progress=not args.no_progress,
@@ -142,6 +143,7 @@ def _estimator(args: argparse.Namespace) -> BrenierMap:
         refine_iter=args.refine_iter,
         validation_fraction=args.validation_fraction,
         patience=args.patience,
+        max_time=args.max_time,
         progress=not args.no_progress,
     )
 
@@ -241,6 +243,13 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         default=_default("patience"),
         help="stop after this many validations without a better map (default: never stop)",
     )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="wall-clock seconds for the fit: it stops when they are spent (or after "
+        "--max-iter steps), with the learning rate annealed over whichever is further along",
+    )
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -326,6 +335,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=_default("patience", fit_flow),
         help="stop after this many validations without a better NLL",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="wall-clock seconds for training: it stops when they are spent, with the learning "
+        "rate annealed over whichever is further along, steps or time",
     )
     p.add_argument(
         "--start",

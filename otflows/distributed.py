@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 __all__ = [
     "average",
     "broadcast_seed",
+    "from_main",
     "gather",
     "init_from_environment",
     "is_main",
@@ -103,6 +104,23 @@ def broadcast_seed(seed: int | None) -> int:
         value = value.to(backend_device)
         dist.broadcast(value, src=0)
     return int(value.item())
+
+
+def from_main(value: float) -> float:
+    r"""Rank 0's ``value`` on every process (``value`` itself without a process group), e.g.
+    its clock, so that decisions taken from it agree.
+
+    Example:
+        >>> from_main(1.5)
+        1.5
+    """
+    if world()[1] == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def shard(batch: Tensor) -> Tensor:

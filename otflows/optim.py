@@ -3,7 +3,7 @@ r"""The optimisation step that :func:`otflows.fit_flow` and :class:`otflows.Bren
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -21,10 +21,15 @@ def adam(
     total: int,
     schedule: str | None = "cosine",
     weight_decay: float = 0.0,
+    elapsed: Callable[[], float] | None = None,
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LRScheduler | None]:
     r"""Adam and its learning-rate schedule over ``total`` steps: ``"cosine"`` anneals it to 0;
     ``"warmup_cosine"`` first raises it linearly over the first 10 % of the steps (so a good
     starting point is not thrown away by Adam's first, sign-like steps); ``None`` keeps it.
+
+    With ``elapsed`` (the share of a time budget spent, from 0 to 1), the schedule runs on
+    whichever share is further along, of the steps or of the time: a run stopped at its time
+    budget ends with the learning rate annealed, as one that ran all its steps does.
 
     Example:
         >>> optimizer, scheduler = adam([nn.Parameter(torch.ones(2))], lr=0.1, total=10)
@@ -38,14 +43,13 @@ def adam(
     optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     if schedule is None:
         return optimizer, None
-    if schedule == "cosine":
-        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    warmup = max(1, total // 10)
+    warmup = 0 if schedule == "cosine" else max(1, total // 10) / total
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        done = min(1.0, max(step / total, 0.0 if elapsed is None else elapsed()))
+        if done < warmup:
+            return (done + 1 / total) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (done - warmup) / max(1 / total, 1 - warmup)))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

@@ -52,6 +52,7 @@ class TrainingHistory:
         val_metrics: Every validation metric by name, one value per entry of ``val_step``.
         best_step: The step whose weights were kept, if validated (:class:`Validation`).
         stopped_early: Whether training stopped for lack of progress (``patience``).
+        out_of_time: Whether training stopped at its time budget (``max_time``).
         seconds: The wall time of the training loop (without the callback's).
     """
 
@@ -62,6 +63,7 @@ class TrainingHistory:
     val_metrics: dict[str, list[float]] = field(default_factory=dict)
     best_step: int | None = None
     stopped_early: bool = False
+    out_of_time: bool = False
     seconds: float = 0.0
 
     @property
@@ -263,6 +265,7 @@ def train(
     schedule: str | None = "cosine",
     clip_grad: float | None = None,
     weight_decay: float = 0.0,
+    max_time: float | None = None,
     validation: Validation | None = None,
     checkpoint: Checkpoint | None = None,
     callback: Callable[[int], None] | None = None,
@@ -271,7 +274,8 @@ def train(
     description: str = "training",
 ) -> TrainingHistory:
     r"""Minimises ``loss(*sampler.draw())`` over ``model``'s parameters for ``steps`` steps of
-    Adam (:func:`otflows.optim.adam`'s schedule over ``steps``; :func:`otflows.optim.descend`).
+    Adam (:func:`otflows.optim.adam`'s schedule over ``steps``; :func:`otflows.optim.descend`),
+    or for ``max_time`` seconds if they run out first (the schedule then anneals over the time).
 
     With ``validation``, the model is scored before the first step, every
     ``validation.every`` steps and after the last; the weights it keeps (the best-scoring
@@ -291,6 +295,10 @@ def train(
         schedule: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.optim.adam`).
         clip_grad: The gradient-norm clip (``None``: none).
         weight_decay: Adam's weight decay.
+        max_time: A budget of wall-clock seconds for the loop (``None``: none); the schedule
+            follows whichever share is further along, of the steps or of the time, and the
+            model is also validated, called back and saved each time another twentieth of
+            the budget has passed (not only every so many steps).
         validation: How to validate (:class:`Validation`); ``None``: never.
         checkpoint: Where to save and whence to resume (:class:`Checkpoint`).
         callback: Called as ``callback(step)`` every ``callback_every`` steps and at the end;
@@ -313,9 +321,23 @@ def train(
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"the number of steps must be a positive integer; got {steps!r}")
+    if max_time is not None and not max_time > 0:
+        raise ValueError(f"max_time must be a positive number of seconds; got {max_time!r}")
     parameter = next(model.parameters())
-    optimizer, scheduler = adam(model.parameters(), lr, steps, schedule, weight_decay)
     history, best_state, best_terms, step = TrainingHistory(), None, None, 0
+    spent = 0.0  # seconds of the time budget spent, as rank 0 measures them
+
+    def elapsed() -> float:  # the share of the time budget spent, the same on every process
+        return spent / max_time
+
+    optimizer, scheduler = adam(
+        model.parameters(),
+        lr,
+        steps,
+        schedule,
+        weight_decay,
+        None if max_time is None else elapsed,
+    )
     if checkpoint is not None and checkpoint.resume:
         payload = load_checkpoint(checkpoint.path, checkpoint.signature, parameter.device)
         if payload is not None:
@@ -382,6 +404,8 @@ def train(
 
     shard_loss = distributed.parallel(model, loss)
     every = callback_every or (validation.every if validation is not None else 100)
+    spent = history.seconds
+    twentieths = 0 if max_time is None else math.floor(20 * elapsed())
     start = time.perf_counter() - history.seconds
     model.train()
     if validation is not None and not history.val_step:
@@ -393,26 +417,34 @@ def train(
         desc=description,
         unit="step",
     )
-    while step < steps and not history.stopped_early:
+    while step < steps and not history.stopped_early and not history.out_of_time:
         history.lr.append(optimizer.param_groups[0]["lr"])
         value = descend(shard_loss(*sampler.draw()), optimizer, scheduler, clip_grad, step)
         history.loss.append(value)
         step += 1
         bar.update()
         postfix = {"loss": f"{value:.4g}"}
-        if validation is not None and (step % validation.every == 0 or step == steps):
+        history.seconds = time.perf_counter() - start
+        timed = False  # another twentieth of the time budget has passed
+        if max_time is not None:
+            spent = distributed.from_main(history.seconds)
+            history.out_of_time = spent >= max_time
+            timed = math.floor(20 * elapsed()) > twentieths
+            twentieths = max(twentieths, math.floor(20 * elapsed()))
+        last = step == steps or history.out_of_time
+        if validation is not None and (step % validation.every == 0 or last or timed):
             validate()
             postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
-            history.stopped_early = stalled() and step < steps
+            history.stopped_early = stalled() and not last
         if step % 10 == 0 or len(postfix) > 1:
             bar.set_postfix(postfix)
         history.seconds = time.perf_counter() - start
-        last = step == steps or history.stopped_early
-        if callback is not None and (step % every == 0 or last):
+        last = last or history.stopped_early
+        if callback is not None and (step % every == 0 or last or timed):
             callback(step)
             model.train()
             start = time.perf_counter() - history.seconds
-        if checkpoint is not None and (step % checkpoint.every == 0 or last):
+        if checkpoint is not None and (step % checkpoint.every == 0 or last or timed):
             save()
     bar.close()
     if best_state is not None:

@@ -61,6 +61,7 @@ def fit_flow(
     weight_decay: float = 0.0,
     eval_every: int | None = None,
     patience: int | None = 5,
+    max_time: float | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -116,6 +117,9 @@ def fit_flow(
         weight_decay: Adam's weight decay.
         eval_every: Steps between validations (default: once per epoch, at most 20 times).
         patience: Stop after this many validations without a better NLL (``None``: never).
+        max_time: A budget of wall-clock seconds (``None``: none): training stops when it is
+            spent, with the learning-rate schedule annealed over whichever is further along,
+            the steps or the time (:func:`otflows.trainer.train`).
         checkpoint: A path where the whole training state (weights, optimizer, schedule,
             shuffling, history, best weights) is saved atomically every ``checkpoint_every``
             steps and at the end.
@@ -210,6 +214,7 @@ def fit_flow(
         schedule=schedule,
         clip_grad=clip_grad,
         weight_decay=weight_decay,
+        max_time=max_time,
         validation=None if metrics is None else Validation(metrics, "nll", eval_every, patience),
         checkpoint=None
         if checkpoint is None

@@ -104,7 +104,7 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
     args += ["--out", str(tmp_path / "ta.npy"), "--save", str(tmp_path / "map.pt")]
     args += ["--max-iter", "5", "--hidden-features", "4", "--no-progress"]
-    args += ["--refine-rounds", "1", "--refine-iter", "3"]
+    args += ["--refine-rounds", "1", "--refine-iter", "3", "--max-time", "600"]
     assert main(args) == 0
     mapped = np.load(tmp_path / "ta.npy")
     assert mapped.shape == (300, 2) and np.isfinite(mapped).all()
@@ -113,7 +113,7 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
 
     loaded = BrenierMap.load(tmp_path / "map.pt")
     np.testing.assert_allclose(loaded.transform(np.load(tmp_path / "a.npy")), mapped)
-    assert (loaded.refine_rounds, loaded.refine_iter) == (1, 3)
+    assert (loaded.refine_rounds, loaded.refine_iter, loaded.max_time) == (1, 3, 600)
     assert [len(r["inner"]["fit"]["loss"]) for r in loaded.log_["refine"]] == [3]
 
 

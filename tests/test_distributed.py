@@ -38,7 +38,7 @@ def _assert_close(a, b, rtol):
 
 def test_processes_hold_identical_weights(runs):
     _, (rank0, rank1) = runs
-    for key in ("flow", "semidual", "sinkhorn", "likelihood"):
+    for key in ("flow", "timed", "semidual", "sinkhorn", "likelihood"):
         _assert_close(rank0[key], rank1[key], rtol=0)
 
 

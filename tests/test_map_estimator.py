@@ -2,13 +2,14 @@
 map, and checkpoints that resume a killed fit exactly."""
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from otflows import BrenierMap
+from otflows import BrenierMap, trainer
 from otflows.datasets import GaussianCoupling
 from otflows.metrics import wasserstein2_squared
 
@@ -131,6 +132,22 @@ def test_early_stopping_stops_after_patience_validations(pair):
     assert len(history["val_step"]) - 1 - history["val_step"].index(history["best_step"]) == 2
 
 
+def test_a_time_budget_stops_the_fit_annealed(pair, monkeypatch):
+    """With ``max_time`` (on a clock that advances 1 s per reading) the fit stops when the
+    budget left after the Bures start is spent, far short of ``max_iter``, and its learning
+    rate ends annealed, as after a full schedule."""
+    _, Xs, Xt = pair
+    clock = iter(range(10**6))
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    otmap = BrenierMap(**(SMALL | {"max_iter": 10**5, "init_iter": 5, "max_time": 45}))
+    otmap.fit(Xs=Xs, Xt=Xt)
+    fit = otmap.log_["fit"]
+    # two readings per step: the Bures start's 5 steps take 10 s, leaving 35 to training
+    assert otmap.log_["init"]["seconds"] == 10 and not otmap.log_["init"]["out_of_time"]
+    assert fit["out_of_time"] and 35 <= fit["seconds"] < 37 and len(fit["loss"]) == 18
+    assert fit["lr"][-1] < 0.05 * max(fit["lr"]) and fit["val_step"][-1] == len(fit["loss"])
+
+
 @pytest.mark.parametrize(
     ("fit_args", "params", "error", "match"),
     [
@@ -142,6 +159,8 @@ def test_early_stopping_stops_after_patience_validations(pair):
         ({}, {"validation_score": "l2"}, ValueError, "validation_score must be one of"),
         ({}, {"patience": 0}, ValueError, "patience must be a positive integer"),
         ({}, {"validation_interval": 0}, ValueError, "validation_interval must be a positive"),
+        ({}, {"max_time": 0}, ValueError, "max_time must be a positive number of seconds"),
+        ({}, {"max_time": float("nan")}, ValueError, "max_time must be a positive number"),
     ],
 )
 def test_validation_input_is_checked(pair, fit_args, params, error, match):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -126,7 +127,8 @@ class BrenierMap(BaseTransport):
             ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
             :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
             among them) and can stop early.
-        validation_interval: Steps between validations (``None``: ``max_iter // 20``).
+        validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
+            ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
             value on the held-out samples, or ``"w2"``, the exact :math:`W_2^2` between the
             held-out :math:`T_\#\mu` and :math:`\nu` samples
@@ -141,6 +143,13 @@ class BrenierMap(BaseTransport):
             L2-UVP order on the :math:`W_2` benchmark pairs.
         patience: Validations that keep no new weights before training stops (``None``: it
             runs ``max_iter`` steps).
+        max_time: A budget of wall-clock seconds for the fit's training loops, the Bures
+            start's and training's (``None``: none). Training stops after ``max_iter`` steps
+            or when the budget is spent, whichever comes first, and its learning-rate
+            schedule anneals over whichever is further along, so a fit cut by its budget
+            ends annealed. Give a generous ``max_iter`` to fit for a time instead of a
+            number of steps. Refinement rounds are not counted (each runs its own
+            ``refine_iter`` steps).
         progress: Whether to show a progress bar.
 
     Attributes:
@@ -186,6 +195,7 @@ class BrenierMap(BaseTransport):
         validation_interval: int | None = None,
         validation_score: str = "objective",
         patience: int | None = None,
+        max_time: float | None = None,
         progress: bool = True,
     ):
         self.net = net
@@ -208,6 +218,7 @@ class BrenierMap(BaseTransport):
         self.validation_interval = validation_interval
         self.validation_score = validation_score
         self.patience = patience
+        self.max_time = max_time
         self.progress = progress
 
     def __repr__(self) -> str:
@@ -381,6 +392,7 @@ class BrenierMap(BaseTransport):
                 "fit",
                 objective_loss,
                 schedule="warmup_cosine",
+                max_time=self._time_left(),
                 validation=validation,
                 stateful={"objective": objective} | stateful,
             )
@@ -476,10 +488,19 @@ class BrenierMap(BaseTransport):
 
         seed = int(torch.randint(2**62, (), generator=generator))
         settings = {"max_iter": self.refine_iter, "refine_rounds": 0, "random_state": seed}
+        settings["max_time"] = None
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
         inner.fit(push(Xs), Xt=Xt, Xs_val=push(Xs_val), Xt_val=Xt_val)
         return before, inner.transform_.requires_grad_(False), inner.log_
+
+    def _time_left(self) -> float | None:
+        r"""The seconds of ``max_time`` left to training after the Bures start (its logged
+        time, so that a resumed fit counts it too); at least one step's worth is run."""
+        if self.max_time is None:
+            return None
+        spent = self.log_["init"]["seconds"] if "init" in self.log_ else 0.0
+        return max(self.max_time - spent, 1e-9)
 
     def _transform_from(self, state: dict[str, Tensor]) -> BrenierTransform:
         r"""A frozen :class:`BrenierTransform` of this estimator's network holding ``state``."""
@@ -511,6 +532,14 @@ class BrenierMap(BaseTransport):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+        if self.max_time is not None and not (
+            isinstance(self.max_time, (int, float))
+            and not isinstance(self.max_time, bool)
+            and 0 < self.max_time < math.inf
+        ):
+            raise ValueError(
+                f"max_time must be a positive number of seconds; got {self.max_time!r}"
+            )
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}"
