@@ -29,9 +29,10 @@ def _gaussian(X: Tensor, reg: float) -> tuple[np.ndarray, np.ndarray]:
 def _affine(A: np.ndarray, b: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor]:
     r"""``A`` symmetrised and ``b`` as tensors of ``like``'s dtype and device."""
     A = 0.5 * (A + A.T)
-    return tuple(
+    A_t, b_t = (
         torch.as_tensor(a, dtype=like.dtype, device=like.device) for a in (A, b.reshape(-1))
     )
+    return A_t, b_t
 
 
 def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor]:
@@ -53,7 +54,8 @@ def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor
     import ot
 
     (ms, Cs), (mt, Ct) = _gaussian(Xs, reg), _gaussian(Xt, reg)
-    return _affine(*ot.gaussian.bures_wasserstein_mapping(ms, mt, Cs, Ct), Xs)
+    A, b = ot.gaussian.bures_wasserstein_mapping(ms, mt, Cs, Ct)
+    return _affine(A, b, Xs)
 
 
 def whitening_map(X: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor]:
@@ -126,4 +128,4 @@ def start_affine(
         T.initialize(X)
     T.net.shrink_(shrink)
     set_affine(T, A, b)
-    T.net.quadratic.a -= (T.transport(X) - (X @ A + b)).mean(0)
+    T.net.quadratic.a.sub_((T.transport(X) - (X @ A + b)).mean(0))

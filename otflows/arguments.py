@@ -31,7 +31,7 @@ class RecordsArguments:
         except TypeError:  # a copy or an unpickling, whose state is restored afterwards
             return self
         bound.apply_defaults()
-        arguments = {}
+        arguments: dict[str, Any] = {}
         for name, value in list(bound.arguments.items())[1:]:
             if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
                 arguments |= value

@@ -30,6 +30,7 @@ from otflows.validation import MappedSamples, as_samples
 __all__ = ["main"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+STARTS: dict[str, bool | str] = {"auto": "auto", "gaussian": True, "random": False}  # --start
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -88,10 +89,14 @@ def fit(args: argparse.Namespace) -> None:
     data-parallel, rank 0 saves)."""
     device = init_from_environment(args.device)
     dtype = _DTYPES[args.dtype]
-    X = load_array(args.data, mmap=args.mmap)
+    array = load_array(args.data, mmap=args.mmap)
     name = f"--data {args.data}"
     # errors name the flag and the file; a memmap's rows are checked as they are read
-    X = MappedSamples(X, name) if args.mmap else as_samples(X, name, dtype=dtype, device=device)
+    X = (
+        MappedSamples(array, name)
+        if args.mmap
+        else as_samples(array, name, dtype=dtype, device=device)
+    )
     torch.manual_seed(args.seed)
     flow = BrenierFlow(
         X.shape[1], args.net, num_blocks=args.num_blocks, hidden_features=args.hidden_features
@@ -106,7 +111,7 @@ def fit(args: argparse.Namespace) -> None:
         validation_fraction=args.validation_fraction,
         patience=args.patience,
         max_time=args.max_time,
-        gaussian_start={"auto": "auto", "gaussian": True, "random": False}[args.start],
+        gaussian_start=STARTS[args.start],
         seed=args.seed,
         progress=not args.no_progress,
     )
@@ -260,7 +265,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         hidden = action.default is None or action.default is False
         if hidden or action.default == argparse.SUPPRESS or "default" in (action.help or ""):
             return action.help or ""
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -345,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--start",
-        choices=["auto", "gaussian", "random"],
+        choices=list(STARTS),
         default="auto",
         help=f"train from the Gaussian fitted to the rows (BrenierFlow.start_from_gaussian) or "
         f"from random weights; auto: the Gaussian with fewer than {ROWS_PER_DIMENSION} "

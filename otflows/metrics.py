@@ -164,10 +164,10 @@ def gaussian_w2_squared(m1: Array, C1: Array, m2: Array, C2: Array) -> float:
     """
     import ot
 
-    (m1, C1), (m2, C2) = _gaussian(m1, C1, "1"), _gaussian(m2, C2, "2")
-    if C1.shape != C2.shape:
-        raise ValueError(f"C1 and C2 must have the same shape; got {C1.shape}, {C2.shape}")
-    return float(ot.gaussian.bures_wasserstein_distance(m1, m2, C1, C2)) ** 2
+    (mean1, cov1), (mean2, cov2) = _gaussian(m1, C1, "1"), _gaussian(m2, C2, "2")
+    if cov1.shape != cov2.shape:
+        raise ValueError(f"C1 and C2 must have the same shape; got {cov1.shape}, {cov2.shape}")
+    return float(ot.gaussian.bures_wasserstein_distance(mean1, mean2, cov1, cov2)) ** 2
 
 
 def gaussian_entropy(C: Array) -> float:

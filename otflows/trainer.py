@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -183,7 +183,7 @@ class Validation:
             never).
     """
 
-    metrics: Callable[[], dict[str, float | tuple[Tensor, ...]]]
+    metrics: Callable[[], Mapping[str, float | tuple[Tensor, ...]]]
     score: str
     every: int
     patience: int | None = None
@@ -325,10 +325,10 @@ def train(
         raise ValueError(f"max_time must be a positive number of seconds; got {max_time!r}")
     parameter = next(model.parameters())
     history, best_state, best_terms, step = TrainingHistory(), None, None, 0
-    spent = 0.0  # seconds of the time budget spent, as rank 0 measures them
+    spent, budget = 0.0, math.inf if max_time is None else max_time  # as rank 0 measures
 
     def elapsed() -> float:  # the share of the time budget spent, the same on every process
-        return spent / max_time
+        return spent / budget
 
     optimizer, scheduler = adam(
         model.parameters(),
@@ -352,7 +352,7 @@ def train(
             best_state, step = payload["best_state"], payload["step"]
             best_terms = payload.get("best_terms")
 
-    def save() -> None:
+    def save(checkpoint: Checkpoint) -> None:
         if not distributed.is_main():
             return
         atomic_save(
@@ -374,7 +374,7 @@ def train(
             checkpoint.path,
         )
 
-    def validate() -> None:
+    def validate(validation: Validation) -> None:
         nonlocal best_state, best_terms
         model.eval()
         with torch.no_grad():
@@ -409,7 +409,7 @@ def train(
     start = time.perf_counter() - history.seconds
     model.train()
     if validation is not None and not history.val_step:
-        validate()
+        validate(validation)
     bar = tqdm(
         total=steps,
         initial=step,
@@ -433,7 +433,7 @@ def train(
             twentieths = max(twentieths, math.floor(20 * elapsed()))
         last = step == steps or history.out_of_time
         if validation is not None and (step % validation.every == 0 or last or timed):
-            validate()
+            validate(validation)
             postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
             history.stopped_early = stalled() and not last
         if step % 10 == 0 or len(postfix) > 1:
@@ -445,7 +445,7 @@ def train(
             model.train()
             start = time.perf_counter() - history.seconds
         if checkpoint is not None and (step % checkpoint.every == 0 or last or timed):
-            save()
+            save(checkpoint)
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

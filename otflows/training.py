@@ -231,7 +231,7 @@ def fit_flow(
         description="fit_flow",
     )
     history = FlowHistory(**vars(history))
-    if initial is not None:
+    if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
         trained = copy.deepcopy(flow.state_dict())
         flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
         flow.start_from_gaussian(all_of_X())

@@ -3,6 +3,7 @@ r"""The Brenier transform :math:`T(x) = G(x) + \gamma x`: an invertible flow ste
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +138,7 @@ class BrenierTransform(Transform):
             else:
                 logdet = "exact" if net.features <= DENSE_MAX_FEATURES else "stochastic"
         self.method = logdet
-        self.stochastic_options = {
+        self.stochastic_options: dict[str, Any] = {
             "probes": probes,
             "lanczos_steps": lanczos_steps,
             "cg_rtol": cg_rtol,

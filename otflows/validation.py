@@ -128,7 +128,7 @@ class MappedSamples:
 
     def __init__(
         self,
-        X: np.memmap,
+        X: np.ndarray,
         name: str = "X",
         *,
         features: int | None = None,

@@ -9,6 +9,7 @@ it scores a :class:`otflows.BrenierFlow`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from nflows.distributions import StandardNormal
@@ -62,6 +63,8 @@ class CPFlow(nn.Module):
         torch.Size([5])
     """
 
+    layers: Any  # cpflows' untyped blocks and ActNorms, in an nn.ModuleList
+
     def __init__(self, features: int, num_blocks: int = 1, bruteforce: bool = True) -> None:
         super().__init__()
         try:
@@ -73,7 +76,7 @@ class CPFlow(nn.Module):
             ) from error
         if not hasattr(torch, "symeig") or torch.symeig.__module__.startswith("torch"):
             # removed from torch (a stub that raises); cpflows' eval-mode Lanczos still calls it
-            torch.symeig = lambda A, eigenvectors=True: torch.linalg.eigh(A)
+            torch.symeig = lambda A, eigenvectors=True: torch.linalg.eigh(A)  # type: ignore
         layers: list[nn.Module] = []
         for _ in range(num_blocks):
             if num_blocks > 1:
@@ -103,7 +106,7 @@ class CPFlow(nn.Module):
             x = layer(x) if hasattr(layer, "get_potential") else layer.forward_transform(x)[0]
         return x.detach()
 
-    def _convex(self, block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _convex(self, block: Any, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.training and not self.bruteforce:
             return block.forward_transform_stochastic(x, torch.zeros(len(x)).to(x))
         with torch.enable_grad():
@@ -153,6 +156,9 @@ class Whitening(nn.Module):
         >>> bool(torch.allclose(torch.cov(z.T), torch.eye(2, dtype=torch.float64), atol=1e-10))
         True
     """
+
+    m: Tensor  # the mean [D] and the Cholesky factor [D, D] of the covariance, as buffers
+    L: Tensor
 
     def __init__(self, X: Tensor) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ot
@@ -80,6 +80,9 @@ def problem_data(name: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""The training samples ``Xs``, ``Xt``, fresh test samples ``Xs_test``, ``Xt_test``,
     ``Xt_test2`` (for the sampling floor) and, where known, ``X_uvp`` with ``true_map``."""
     n, m = args.samples, TEST_POINTS
+    pair: Any  # a W2BenchmarkPair or a GaussianCoupling
+    source: Any  # their samplers and true maps, or a toy pair's samplers
+    target: Any
     match = re.fullmatch(r"(W2|Gaussian) d=(\d+)", name)
     if match:
         d = int(match[2])
@@ -201,7 +204,9 @@ def baselines(problem: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _task(kind: str, problem: str, candidate: str | None, args: argparse.Namespace) -> dict:
     try:
-        return fit_one(problem, candidate, args) if kind == "fit" else baselines(problem, args)
+        if kind == "fit":
+            return fit_one(problem, cast(str, candidate), args)
+        return baselines(problem, args)
     except Exception as error:  # reported in the table, not fatal to the study
         return {
             "problem": problem,
@@ -227,7 +232,8 @@ def summarise(fits: list[dict], base: dict[str, dict]) -> tuple[list[dict], list
     r"""The per-problem rows (each candidate's L2-UVP or :math:`W_2^2` over the floor) and one
     row per candidate: the geometric mean, over problems, of its score over the best
     candidate's, its wins, its worst such ratio and its total seconds."""
-    rows, ratios = [], {c: [] for c in CANDIDATES}
+    rows: list[dict] = []
+    ratios: dict[str, list[float]] = {c: [] for c in CANDIDATES}
     by_problem: dict[str, list[dict]] = {}
     for fit in fits:
         by_problem.setdefault(fit["problem"], []).append(fit)

@@ -29,6 +29,7 @@ import statistics
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,10 +105,11 @@ def data(name: str, seed: int, scaling: str, root: Path | None, small: bool = Fa
     return load_tabular(name, root)
 
 
-def build(method: str, d: int, X: torch.Tensor, size: str, start: str) -> torch.nn.Module:
+def build(method: str, d: int, X: torch.Tensor, size: str, start: str) -> Any:
     """The model of ``method`` at dimension ``d``, initialised on ``X``; ``size`` is "toy" or
     "large"; ``start`` is the Brenier flow's (see :data:`STARTS`)."""
     toy = size == "toy"
+    flow: Any  # a BrenierFlow, a CPFlow or an nflows Flow
     if method == "brenier":
         flow = BrenierFlow(
             d, "mmgn", num_blocks=8 if toy else 3, hidden_features=32, num_modules=8 if toy else 4
@@ -204,7 +206,7 @@ def summarise(
         for method in methods:
             group = [r for r in runs if r["data"] == name and r["method"] == method]
             done = [r for r in group if "error" not in r]
-            row = {"data": name, "method": method}
+            row: dict[str, Any] = {"data": name, "method": method}
             if done:
                 row |= aggregate(
                     done, [k for k in ("nll", "bits_per_dim", "seconds") if k in done[0]]

@@ -171,7 +171,8 @@ def analyse(payload: dict) -> dict:
     r"""The tables' rows from every fit of the study JSON ``payload``: per data set, each
     candidate's mean test NLL over seeds beside the Gaussian's; per candidate, its gaps."""
     fits, candidates = with_default(payload["fits"], payload["args"]["candidates"])
-    rows, gaps = [], {c: [] for c in candidates}
+    rows: list[dict] = []
+    gaps: dict[str, list[float]] = {c: [] for c in candidates}
     for data in payload["data"]:
         runs = [f for f in fits if f["data"] == data]
         gaussian = {f["seed"]: f["nll"] for f in runs if f["candidate"] == "gaussian"}

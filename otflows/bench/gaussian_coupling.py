@@ -66,14 +66,16 @@ PUBLISHED = {
     | {"cmgn": (22.67, 212.66), "mmgn": (22.61, 211.84)},
 }
 METHODS = ("whitening", "iaf", "cpflow", "cmgn", "mmgn", "icgn", "icnn")
-OURS = {  # network sizes of our flows
+OURS: dict[str, dict[str, Any]] = {  # network sizes of our flows
     "cmgn": dict(hidden_features=32, num_layers=2),
     "mmgn": dict(hidden_features=16, num_modules=4),
     "icgn": dict(hidden_features=32),
     "icnn": dict(hidden_features=32, num_layers=2, logdet="exact"),
 }
-CPFLOW_PROTOCOL = dict(batch_size=128, lr=0.05)  # train_ot.py: 782 steps (2 epochs)
-OURS_PROTOCOL = dict(batch_size=512, lr=0.01)
+CPFLOW_PROTOCOL: dict[str, Any] = dict(
+    batch_size=128, lr=0.05
+)  # train_ot.py: 782 steps (2 epochs)
+OURS_PROTOCOL: dict[str, Any] = dict(batch_size=512, lr=0.01)
 
 
 def iaf_protocol(d: int) -> dict:
@@ -87,7 +89,7 @@ def problem(d: int) -> GaussianCoupling:
     return GaussianCoupling.mgn_2d() if d == 2 else GaussianCoupling.random(d, seed=0)
 
 
-def build(method: str, d: int, X: torch.Tensor) -> torch.nn.Module:
+def build(method: str, d: int, X: torch.Tensor) -> Any:
     """The flow of ``method`` (data → noise) for dimension ``d``."""
     if method == "whitening":
         return Whitening(X)
@@ -98,7 +100,7 @@ def build(method: str, d: int, X: torch.Tensor) -> torch.nn.Module:
     return BrenierFlow(d, method, **OURS[method])
 
 
-def transport(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+def transport(model: Any, X: torch.Tensor) -> torch.Tensor:
     """``T(X)`` in chunks, without gradients kept."""
     return torch.cat([model.transport(x).detach() for x in X.split(2048)])
 
@@ -147,9 +149,9 @@ def run(
         ).seconds
     Xt = torch.as_tensor(X_test, dtype=torch.float32)
     model.eval()
-    TX = transport(model, Xt).double()
-    prior = -standard_normal_log_prob(TX).mean()
-    TX = TX.numpy()
+    TX_t = transport(model, Xt).double()
+    prior = -standard_normal_log_prob(TX_t).mean()
+    TX = TX_t.numpy()
     log_p = log_prob(model, X_test).double().numpy()  # once: exact log-dets are the cost here
     true = task.brenier_map(X_test)
     return {

@@ -23,6 +23,7 @@ import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ def semidual_uvp(problem, X: np.ndarray, T: BrenierTransform) -> float | None:
 
 
 def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> list[dict]:
-    sample_source = getattr(problem, "sample_source", getattr(problem, "sample", None))
+    sample_source: Any = getattr(problem, "sample_source", getattr(problem, "sample", None))
     Xs = sample_source(args.samples, seed=1)
     Xt = problem.sample_target(args.samples, seed=2)
     X = sample_source(args.test_samples, seed=3)

@@ -169,7 +169,9 @@ def _otflows(data: dict, clock: CpuClock, steps: int, timed: bool, seed: int) ->
         offset = 0 if phase == "Bures start" else otmap.init_iter
         clock.checkpoint(offset + step, otmap.transform)
 
-    budget = {"max_iter": 10**6, "max_time": clock.budget - clock.seconds} if timed else {}
+    budget: dict[str, Any] = (
+        {"max_iter": 10**6, "max_time": clock.budget - clock.seconds} if timed else {}
+    )
     otmap = BrenierMap(
         **({"max_iter": steps} | budget), random_state=seed, progress=False, device="cpu"
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # POT (which loads scikit-learn) and scipy.stats are imported where used: `import otflows`
 # stays light
+from typing import overload
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -123,6 +125,12 @@ class GaussianCoupling:
         import scipy.stats
 
         return scipy.stats.multivariate_normal(self.mean, self.cov).logpdf(x).reshape(-1)
+
+    @overload
+    def brenier_map(self, x: np.ndarray) -> np.ndarray: ...
+
+    @overload
+    def brenier_map(self, x: Tensor) -> Tensor: ...
 
     def brenier_map(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:
         r"""The optimal map :math:`T^*(x) = A x + b` ``[n, D]`` from :math:`\mu` onto

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -51,6 +52,10 @@ class DenseQuadraticICNN(nn.Module):
         >>> DenseQuadraticICNN(arrays).gradient(torch.zeros(3, D, dtype=torch.float64)).shape
         torch.Size([3, 2])
     """
+
+    C0: Tensor  # the convex layers' weights and the output weights, as buffers
+    C1: Tensor
+    w: Tensor
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         super().__init__()
@@ -160,7 +165,7 @@ class W2BenchmarkPair:
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"W2 benchmark weights not found: {path}")
-        self.potentials = []
+        self.potentials: list[DenseQuadraticICNN] = []
         for path in paths:
             with np.load(path, allow_pickle=False) as arrays:
                 self.potentials.append(DenseQuadraticICNN(dict(arrays)))
@@ -173,7 +178,7 @@ class W2BenchmarkPair:
     @staticmethod
     def available(folder: str | Path) -> list[int]:
         r"""The dimensions whose two potentials are present in ``folder`` (sorted)."""
-        found = {}
+        found: dict[int, set[str]] = {}
         for path in Path(folder).glob("mix3tomix10_d*_v*.npz"):
             match = re.fullmatch(r"mix3tomix10_d(\d+)_v([12])\.npz", path.name)
             if match:
@@ -181,7 +186,13 @@ class W2BenchmarkPair:
         return sorted(d for d, versions in found.items() if versions == {"1", "2"})
 
     def _gradient_sum(self, x: Tensor) -> Tensor:
-        return sum(psi.gradient(x) for psi in self.potentials)
+        return torch.stack([psi.gradient(x) for psi in self.potentials]).sum(0)
+
+    @overload
+    def brenier_map(self, x: np.ndarray) -> np.ndarray: ...
+
+    @overload
+    def brenier_map(self, x: Tensor) -> Tensor: ...
 
     def brenier_map(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:
         r"""The true map :math:`T^*(x)`, ``[n, D]`` (NumPy in, NumPy out; torch in, torch
@@ -199,4 +210,4 @@ class W2BenchmarkPair:
     def sample_target(self, n: int, seed: int | None = None) -> np.ndarray:
         r"""``n`` samples of :math:`Q = T^*_\# P`, ``[n, D]`` (independent of
         :meth:`sample_source` draws with other seeds)."""
-        return self.brenier_map(self.source.sample(n, seed))
+        return np.asarray(self.brenier_map(self.source.sample(n, seed)))

@@ -63,7 +63,8 @@ def lanczos(
     limit = steps if rtol is None else min(max_steps or D, D)
     norm = v.norm(dim=-1)
     Q = [v / norm[:, None]]
-    alpha, beta = [], []
+    alpha: list[Tensor] = []
+    beta: list[Tensor] = []
     for j in range(limit):
         w = A(Q[-1])
         # rows whose Krylov space is exhausted (q = 0) get a decoupled identity block: it has

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
 import torch
@@ -301,7 +301,7 @@ class BrenierMap(BaseTransport):
         (Xs, Xs_val), (Xt, Xt_val) = self._validation_split(Xs, Xt, Xs_val, Xt_val, generator)
         objective = build_objective(self.objective)
         signature = self._signature(Xs, Xt, Xs_val)
-        saved = None
+        saved: dict[str, Any] | None = None
         if checkpoint is not None and resume:
             saved = load_checkpoint(checkpoint, signature, device)
         saved_phase = -1 if saved is None else saved["extra"]["phase"]
@@ -309,7 +309,7 @@ class BrenierMap(BaseTransport):
         start = time.perf_counter()
         self.n_features_in_ = Xs.shape[1]
         self.transform_ = T
-        self.log_ = {"objective": objective.config, "refine": []}
+        self.log_: dict[str, Any] = {"objective": objective.config, "refine": []}
         if saved is not None:
             self.log_ = json.loads(saved["extra"]["log"])
         T.train()
@@ -324,10 +324,11 @@ class BrenierMap(BaseTransport):
         )
         interval = self.validation_interval or max(1, self.max_iter // 20)
         validation = None
-        if Xs_val is not None:
-            val_objective = copy.deepcopy(objective)
+        val_objective = objective if Xs_val is None else copy.deepcopy(objective)
+        if Xs_val is not None and Xt_val is not None:
+            held_out = (Xs_val, Xt_val)
             validation = Validation(
-                lambda: self._validate(val_objective, Xs_val, Xt_val),
+                lambda: self._validate(val_objective, *held_out),
                 self.validation_score,
                 interval,
                 self.patience,
@@ -383,7 +384,7 @@ class BrenierMap(BaseTransport):
             )
         objective.setup(T, Xs, Xt)
         stateful = {}  # the validation's conjugates are warm-started too
-        if validation is not None:
+        if Xs_val is not None and Xt_val is not None:
             val_objective.setup(T, Xs_val, Xt_val)
             stateful["val_objective"] = val_objective
         if saved_phase <= 1:
@@ -400,7 +401,7 @@ class BrenierMap(BaseTransport):
             index = 2 + r
             if index < saved_phase:
                 continue
-            if index == saved_phase:
+            if saved is not None and index == saved_phase:
                 before, S = (self._transform_from(saved["extra"][k]) for k in ("before", "S"))
             else:
                 before, S, inner_log = self._residual_map(Xs, Xt, Xs_val, Xt_val, generator)
@@ -448,8 +449,8 @@ class BrenierMap(BaseTransport):
         ``validation_fraction`` of each side (at most :data:`VALIDATION_ROWS` rows), or none."""
         if (Xs_val is None) != (Xt_val is None):
             raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
-        spec = {"features": Xs.shape[1], "dtype": Xs.dtype, "device": Xs.device}
-        if Xs_val is not None:
+        spec: dict[str, Any] = {"features": Xs.shape[1], "dtype": Xs.dtype, "device": Xs.device}
+        if Xs_val is not None and Xt_val is not None:
             Xs_val = as_samples(Xs_val, "Xs_val", **spec)
             return (Xs, Xs_val), (Xt, as_samples(Xt_val, "Xt_val", **spec))
         if self.validation_fraction == 0:
@@ -487,7 +488,11 @@ class BrenierMap(BaseTransport):
             return None if X is None else torch.cat([before.transport(x) for x in X.split(CHUNK)])
 
         seed = int(torch.randint(2**62, (), generator=generator))
-        settings = {"max_iter": self.refine_iter, "refine_rounds": 0, "random_state": seed}
+        settings: dict[str, Any] = {
+            "max_iter": self.refine_iter,
+            "refine_rounds": 0,
+            "random_state": seed,
+        }
         settings["max_time"] = None
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
@@ -514,7 +519,7 @@ class BrenierMap(BaseTransport):
         sizes."""
         config = self._config()
         config.pop("progress")
-        shapes = {"Xs": list(Xs.shape), "Xt": list(Xt.shape)}
+        shapes: dict[str, Any] = {"Xs": list(Xs.shape), "Xt": list(Xt.shape)}
         shapes["validation rows"] = None if Xs_val is None else len(Xs_val)
         return {"kind": "BrenierMap.fit", **config, **shapes}
 
@@ -569,8 +574,8 @@ class BrenierMap(BaseTransport):
 
     def _spec(self, X: Any = None) -> tuple[torch.dtype, torch.device]:
         r"""The dtype, and the device: ``device``, else that of a tensor ``X``, else the CPU."""
-        dtype = DTYPES.get(self.dtype, self.dtype) if isinstance(self.dtype, str) else self.dtype
-        if dtype not in DTYPES.values():
+        dtype = DTYPES.get(self.dtype) if isinstance(self.dtype, str) else self.dtype
+        if not isinstance(dtype, torch.dtype) or dtype not in DTYPES.values():
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {self.dtype!r}")
         device = self.device
         if device is None:
@@ -589,6 +594,16 @@ class BrenierMap(BaseTransport):
         return config
 
     # -- using the fitted map ----------------------------------------------------------------
+    @overload
+    def transform(
+        self, Xs: np.ndarray, ys: Any = ..., Xt: Any = ..., yt: Any = ..., batch_size: int = ...
+    ) -> np.ndarray: ...
+
+    @overload
+    def transform(
+        self, Xs: Tensor, ys: Any = ..., Xt: Any = ..., yt: Any = ..., batch_size: int = ...
+    ) -> Tensor: ...
+
     def transform(
         self,
         Xs: Tensor | np.ndarray | None = None,
@@ -600,6 +615,16 @@ class BrenierMap(BaseTransport):
         r"""The optimal map :math:`T(x)` of source samples ``Xs [N, D]`` → ``[N, D]``, in
         chunks of ``batch_size`` rows (the other arguments: POT's signature, not used)."""
         return self._apply(Xs, "Xs", lambda x: self.transform_.transport(x), batch_size)
+
+    @overload
+    def inverse_transform(
+        self, Xs: Any = ..., ys: Any = ..., *, Xt: np.ndarray, yt: Any = ..., batch_size: int = ...
+    ) -> np.ndarray: ...
+
+    @overload
+    def inverse_transform(
+        self, Xs: Any = ..., ys: Any = ..., *, Xt: Tensor, yt: Any = ..., batch_size: int = ...
+    ) -> Tensor: ...
 
     def inverse_transform(
         self,
@@ -629,7 +654,7 @@ class BrenierMap(BaseTransport):
         **fit_params: Any,
     ) -> Any:
         r"""``fit(Xs, ys, Xt, yt, **fit_params).transform(Xs)``."""
-        return self.fit(Xs, ys, Xt, yt, **fit_params).transform(Xs)
+        return self.fit(Xs, ys, Xt, yt, **fit_params).transform(cast(Any, Xs))
 
     def transform_labels(self, ys: Any = None) -> Any:
         r"""Not defined: a Brenier map has no coupling to carry labels along."""

@@ -183,7 +183,7 @@ class SinkhornDivergence(Objective):
 
     def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
         y = distributed.gather(T.transport(xs))  # the whole batch under data parallelism
-        return debiased_sinkhorn(y, xt, self.epsilon, self.max_iter, self.tol)
+        return torch.as_tensor(debiased_sinkhorn(y, xt, self.epsilon, self.max_iter, self.tol))
 
     @property
     def config(self) -> dict[str, Any]:

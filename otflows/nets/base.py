@@ -92,6 +92,7 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
 
     name: str = ""
     potential_nodes: int = 64
+    quadratic: QuadraticPotential
 
     def __init__(self, features: int, rank: int | None):
         super().__init__()
@@ -106,7 +107,7 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
 
     @property
     @abstractmethod
-    def input_weights(self) -> list[nn.Parameter]:
+    def input_weights(self) -> list[Tensor]:
         r"""The weights through which the input reaches the non-quadratic terms of :math:`G`:
         scaled by :math:`\epsilon`, they make those terms a constant plus
         :math:`O(\epsilon^2)` (:meth:`shrink_`)."""

@@ -54,6 +54,10 @@ class CMGN(MonotoneGradientNet):
         torch.Size([5, 3])
     """
 
+    alpha: Tensor  # the scalings, before softplus: parameters, or buffers if not scaled
+    beta: Tensor
+    omega: Tensor
+
     name = "cmgn"
 
     def __init__(
@@ -83,7 +87,7 @@ class CMGN(MonotoneGradientNet):
                 self.register_buffer(key, value)
 
     @property
-    def input_weights(self) -> list[nn.Parameter]:
+    def input_weights(self) -> list[Tensor]:
         return [self.W]
 
     @property
@@ -95,7 +99,7 @@ class CMGN(MonotoneGradientNet):
         curvature :math:`\omega \odot \sigma'(z_{L-1}) \odot c` of each ridge."""
         alpha, beta, omega = F.softplus(self.alpha), F.softplus(self.beta), F.softplus(self.omega)
         z = alpha[0] * u + self.b[0]
-        c = alpha[0] if curvature else None
+        c = alpha[0]  # ∂z/∂u, carried only if asked
         for layer in range(1, alpha.shape[0]):
             if curvature:
                 c = alpha[layer] + beta[layer - 1] * self.dsigma(z) * c
@@ -109,6 +113,7 @@ class CMGN(MonotoneGradientNet):
 
     def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
         f, d = self._cascade(x @ self.W.T, curvature=True)
+        assert d is not None
         return f @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)
 
     def potential(self, x: Tensor) -> Tensor:

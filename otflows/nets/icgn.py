@@ -116,7 +116,7 @@ class ICGN(MonotoneGradientNet):
         return u * (integrand @ w)
 
     @property
-    def input_weights(self) -> list[nn.Parameter]:
+    def input_weights(self) -> list[Tensor]:
         return [self.W]
 
     @property

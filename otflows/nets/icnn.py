@@ -2,6 +2,9 @@ r"""Input convex neural network (ICNN) whose gradient is the map, as in CP-Flow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,7 +14,10 @@ from otflows.nets.functional import gaussian_softplus, inverse_softplus
 
 __all__ = ["ICNN", "convex_path"]
 
-_CONVEX_ACTIVATIONS = {"softplus": F.softplus, "gaussian_softplus": gaussian_softplus}
+_CONVEX_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "softplus": F.softplus,
+    "gaussian_softplus": gaussian_softplus,
+}
 
 
 def convex_path(hidden_features: int, num_layers: int) -> tuple[nn.ParameterList, nn.Parameter]:
@@ -83,8 +89,8 @@ class ICNN(ConvexPotentialNet):
         self.Wz, self.w = convex_path(hidden_features, num_layers)
 
     @property
-    def input_weights(self) -> list[nn.Parameter]:
-        return [A.weight for A in self.A]
+    def input_weights(self) -> list[Tensor]:
+        return [cast(nn.Linear, A).weight for A in self.A]
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""

@@ -3,6 +3,7 @@ r"""Modular monotone gradient network (M-MGN)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from otflows.nets.functional import dsigmoid, dtanh, logcosh
 __all__ = ["MMGN"]
 
 # s (convex, non-negative, summed over a module's units), σ = s' and σ'.
-_MODULE_FUNCTIONS = {
+_MODULE_FUNCTIONS: dict[str, tuple[Callable[[Tensor], Tensor], ...]] = {
     "logcosh": (logcosh, torch.tanh, dtanh),
     "softplus": (F.softplus, torch.sigmoid, dsigmoid),
 }
@@ -76,7 +77,7 @@ class MMGN(MonotoneGradientNet):
         return torch.einsum("khd,...d->...kh", self.W, x) + self.b
 
     @property
-    def input_weights(self) -> list[nn.Parameter]:
+    def input_weights(self) -> list[Tensor]:
         return [self.W]
 
     @property

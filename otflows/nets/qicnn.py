@@ -2,6 +2,8 @@ r"""Dense input convex neural network with convex quadratic input layers (Koroti
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,19 +91,24 @@ class QuadraticICNN(ConvexPotentialNet):
 
     def potential(self, x: Tensor) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
-        quadratics = [(A, W.weight, W.bias) for A, W in zip(self.A, self.W, strict=True)]
+        quadratics = [(A, W.weight, W.bias) for A, W in zip(self.A, self._linears, strict=True)]
         convex = [F.softplus(C) for C in self.C]
         z = quadratic_icnn(x, quadratics, convex, F.softplus(self.w), F.celu)
         return z + self.quadratic.potential(x)
 
     @property
-    def input_weights(self) -> list[nn.Parameter]:
-        return [*self.A, *(W.weight for W in self.W)]
+    def input_weights(self) -> list[Tensor]:
+        return [*self.A, *(W.weight for W in self._linears)]
 
     @property
     def ridge_rank(self) -> int:
         L, R, H = len(self.A), self.A[0].shape[1], self.A[0].shape[2]
         return (L * R + L - 1) * H
+
+    @property
+    def _linears(self) -> list[nn.Linear]:
+        r"""The layers' affine maps :math:`W_i x + b_i`."""
+        return cast(list[nn.Linear], list(self.W))
 
     def gradient(self, x: Tensor) -> Tensor:
         return self._pass(x, factors=False)[1]
@@ -112,6 +119,7 @@ class QuadraticICNN(ConvexPotentialNet):
 
     def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
         _, G, factors = self._pass(x, factors=True)
+        assert factors is not None
         return G, factors
 
     def _pass(self, x: Tensor, factors: bool) -> tuple[Tensor, Tensor, RidgeFactors | None]:
@@ -123,8 +131,9 @@ class QuadraticICNN(ConvexPotentialNet):
         # their total Jacobians ∇u_j [B, D, H] (fused multiply-adds: these passes are the cost)
         s = [torch.einsum("...d,drh->...rh", x, A) for A in self.A]
         C = [F.softplus(C) for C in self.C]
-        u, du = [], []
-        for i, (A, W) in enumerate(zip(self.A, self.W, strict=True)):
+        u: list[Tensor] = []
+        du: list[Tensor] = []
+        for i, (A, W) in enumerate(zip(self.A, self._linears, strict=True)):
             u_i = s[i].square().sum(-2) + W(x)
             if factors:
                 du_i = W.weight.T.expand(x.shape[0], -1, -1)  # ∇q_i = 2 A_i diag(s_i) + W_iᵀ
@@ -160,11 +169,13 @@ class QuadraticICNN(ConvexPotentialNet):
             dz_out = delta[j] @ C[j - 1]
         delta[0] = dz_out
         # G = Σ_i ∇q_i δ_i = Σ_i 2 A_i (s_i ⊙ δ_i) + W_iᵀ δ_i, without the [B, D, H] ∇q_i
-        G = sum(
-            torch.einsum("...rh,drh->...d", 2 * s_i * d_i[..., None, :], A) + d_i @ W.weight
-            for s_i, d_i, A, W in zip(s, delta, self.A, self.W, strict=True)
-        )
-        G = G + self.quadratic.gradient(x)
+        G = self.quadratic.gradient(x)
+        for s_i, d_i, A, W in zip(s, delta, self.A, self._linears, strict=True):
+            G = (
+                G
+                + torch.einsum("...rh,drh->...d", 2 * s_i * d_i[..., None, :], A)
+                + d_i @ W.weight
+            )
         if not factors:
             return phi, G, None
         # the quadratics' Hessians 2 A_{i,:,r,h} A_{i,:,r,h}ᵀ are shared ridges U (rows ordered
