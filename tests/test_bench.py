@@ -211,6 +211,20 @@ def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     assert set(payload) <= set(written)
 
 
+def test_peers_update_reruns_only_the_named_runs(tmp_path):
+    out = tmp_path / "peers.json"
+    run("peers", ["--quick", "--methods", "otflows", "otflows-timed", "--out", str(out)])
+    first = json.loads(out.read_text())["runs"]
+    run("peers", ["--quick", "--update", "--methods", "otflows-timed", "--out", str(out)])
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["method"] for r in runs] == ["otflows", "otflows-timed"]
+    assert runs[0] == first[0] and runs[1]["date"] >= first[1]["date"]
+    assert {"command", "commit", "date"} <= set(runs[1])
+    out.write_text(json.dumps({"args": {"budget": "300.0"}, "runs": []}))
+    with pytest.raises(ValueError, match="whose budget is 300.0 CPU s; this run's is 5.0"):
+        run("peers", ["--quick", "--update", "--methods", "otflows", "--out", str(out)])
+
+
 def test_ot_maps_refines_every_method_but_the_supervised_reference(tmp_path):
     args = ["--gaussian-dims", "2", "--methods", "mmgn:semidual", "mmgn:known-map"]
     args += ["--samples", "500", "--batch-size", "64", "--hidden", "4", "--max-iter", "5"]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import time
@@ -55,6 +56,7 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
+    provenance,
     write_json,
 )
 
@@ -356,6 +358,21 @@ def figure(runs: list[dict]):
     return fig
 
 
+def _kept_runs(path: Path, tasks: list[tuple[int, str]], budget: float) -> list[dict]:
+    r"""The runs of the JSON at ``path`` that ``tasks`` do not redo, each with its own
+    provenance (the file's, where the run has none)."""
+    if not path.is_file():
+        return []
+    payload = json.loads(path.read_text())
+    if float(payload["args"]["budget"]) != budget:
+        raise ValueError(
+            f"--update keeps the runs of {path}, whose budget is {payload['args']['budget']} "
+            f"CPU s; this run's is {budget}"
+        )
+    origin = {key: payload.get(key) for key in ("command", "commit", "date")}
+    return [origin | run for run in payload["runs"] if (run["d"], run["method"]) not in tasks]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(prog="otflows bench peers", description=description(__doc__))
@@ -373,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--quick",
         action="store_true",
         help="a smoke run (a d = 2 Gaussian pair, 5 CPU s): its numbers mean nothing",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun only these (d, method) runs: the other runs of --out's JSON are kept "
+        "(same --budget), each run with its own command, commit and date",
     )
     add_out_option(parser, "peers.json")
     args = parser.parse_args(argv)
@@ -395,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return f"d = {run['d']} {run['method']}: {run.get('error') or score}"
 
     tasks = [(d, method) for d in args.dims for method in methods]
-    runs = in_parallel(fit_one, tasks, args, args.jobs, describe)
+    kept = _kept_runs(args.out, tasks, args.budget) if args.update else []
+    runs = [run | provenance() for run in in_parallel(fit_one, tasks, args, args.jobs, describe)]
+    runs = sorted(kept + runs, key=lambda r: (r["d"], METHODS.index(r["method"])))
     payload = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "rows": rows(runs, args.budget),
