@@ -221,7 +221,7 @@ def test_peers_update_reruns_only_the_named_runs(tmp_path):
     assert runs[0] == first[0] and runs[1]["date"] >= first[1]["date"]
     assert {"command", "commit", "date"} <= set(runs[1])
     out.write_text(json.dumps({"args": {"budget": "300.0"}, "runs": []}))
-    with pytest.raises(ValueError, match="whose budget is 300.0 CPU s; this run's is 5.0"):
+    with pytest.raises(ValueError, match=r"whose budget is 300\.0 CPU s; this run.s is 5\.0"):
         run("peers", ["--quick", "--update", "--methods", "otflows", "--out", str(out)])
 
 

@@ -280,14 +280,16 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def at(points: list, seconds: float) -> float | None:
-    r"""The L2-UVP of the last checkpoint at or before ``seconds`` CPU seconds (``None``
-    before the first).
+    r"""The L2-UVP of the last checkpoint at or before ``seconds`` CPU seconds, within 1 %
+    (a run stops at its first checkpoint past its budget); ``None`` before the first.
 
     Example:
         >>> at([(1.0, 10, 5.0, 0.9), (4.0, 40, 2.0, 0.99)], 3.0)
         5.0
+        >>> at([(1.0, 10, 5.0, 0.9), (300.2, 40, 2.0, 0.99)], 300)
+        2.0
     """
-    before = [p for p in points if p[0] <= seconds]
+    before = [p for p in points if p[0] <= 1.01 * seconds]
     return before[-1][2] if before else None
 
 
@@ -333,8 +335,9 @@ def columns(budget: float) -> list[tuple[str, str]]:
 
 
 def rendered(payload: dict) -> str:
-    r"""The table of the benchmark's JSON ``payload``."""
-    return markdown_table(payload["rows"], columns(float(payload["args"]["budget"])))
+    r"""The table of the benchmark's JSON ``payload``, from its runs' checkpoints."""
+    budget = float(payload["args"]["budget"])
+    return markdown_table(rows(payload["runs"], budget), columns(budget))
 
 
 def figure(runs: list[dict]):
