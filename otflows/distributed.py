@@ -99,11 +99,7 @@ def broadcast_seed(seed: int | None) -> int:
     if seed is not None:
         return seed
     value = torch.randint(2**62, (1,))
-    if world()[1] > 1:
-        backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        value = value.to(backend_device)
-        dist.broadcast(value, src=0)
-    return int(value.item())
+    return int((_from_rank0(value) if world()[1] > 1 else value).item())
 
 
 def from_main(value: float) -> float:
@@ -116,11 +112,14 @@ def from_main(value: float) -> float:
     """
     if world()[1] == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        tensor = tensor.cuda()
+    return float(_from_rank0(torch.tensor([value], dtype=torch.float64)).item())
+
+
+def _from_rank0(tensor: Tensor) -> Tensor:
+    r"""``tensor`` as rank 0 holds it, on every process (on the backend's device)."""
+    tensor = tensor.to("cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.broadcast(tensor, src=0)
-    return float(tensor.item())
+    return tensor
 
 
 def shard(batch: Tensor) -> Tensor:

@@ -405,7 +405,7 @@ def train(
     shard_loss = distributed.parallel(model, loss)
     every = callback_every or (validation.every if validation is not None else 100)
     spent = history.seconds
-    twentieths = 0 if max_time is None else math.floor(20 * elapsed())
+    twentieths = math.floor(20 * elapsed())  # of the time budget passed (0 without one)
     start = time.perf_counter() - history.seconds
     model.train()
     if validation is not None and not history.val_step:
@@ -429,8 +429,8 @@ def train(
         if max_time is not None:
             spent = distributed.from_main(history.seconds)
             history.out_of_time = spent >= max_time
-            timed = math.floor(20 * elapsed()) > twentieths
-            twentieths = max(twentieths, math.floor(20 * elapsed()))
+            passed = math.floor(20 * elapsed())
+            timed, twentieths = passed > twentieths, max(passed, twentieths)
         last = step == steps or history.out_of_time
         if validation is not None and (step % validation.every == 0 or last or timed):
             validate(validation)

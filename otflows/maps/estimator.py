@@ -324,9 +324,8 @@ class BrenierMap(BaseTransport):
         )
         interval = self.validation_interval or max(1, self.max_iter // 20)
         validation = None
-        val_objective = objective if Xs_val is None else copy.deepcopy(objective)
         if Xs_val is not None and Xt_val is not None:
-            held_out = (Xs_val, Xt_val)
+            val_objective, held_out = copy.deepcopy(objective), (Xs_val, Xt_val)
             validation = Validation(
                 lambda: self._validate(val_objective, *held_out),
                 self.validation_score,
@@ -384,8 +383,8 @@ class BrenierMap(BaseTransport):
             )
         objective.setup(T, Xs, Xt)
         stateful = {}  # the validation's conjugates are warm-started too
-        if Xs_val is not None and Xt_val is not None:
-            val_objective.setup(T, Xs_val, Xt_val)
+        if validation is not None:
+            val_objective.setup(T, *held_out)
             stateful["val_objective"] = val_objective
         if saved_phase <= 1:
             self.log_["fit"] = phase(
@@ -490,10 +489,10 @@ class BrenierMap(BaseTransport):
         seed = int(torch.randint(2**62, (), generator=generator))
         settings: dict[str, Any] = {
             "max_iter": self.refine_iter,
+            "max_time": None,
             "refine_rounds": 0,
             "random_state": seed,
         }
-        settings["max_time"] = None
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
         inner.fit(push(Xs), Xt=Xt, Xs_val=push(Xs_val), Xt_val=Xt_val)
