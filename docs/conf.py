@@ -8,13 +8,14 @@ copyright = "2026, The otflows authors"
 release = version = otflows.__version__
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # markdown pages (MyST) and the notebooks, shown with their committed outputs
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
 ]
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+# the notebooks run in the tests (tests/test_notebooks.py); the docs show their saved outputs
+nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 exclude_patterns = ["_build"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ import torch
 from otflows.bench import BENCHMARKS
 from otflows.bench import run as run_benchmark
 from otflows.color import color_transfer, read_image, write_image
-from otflows.datasets import GaussianCoupling, load_array
+from otflows.datasets import load_array
+from otflows.demo import rendered as demo_rendered
+from otflows.demo import run as demo_run
 from otflows.distributed import init_from_environment, is_main
 from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import OBJECTIVES, BrenierMap
-from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
-from otflows.nets import NETS
+from otflows.nets import UNCONDITIONAL_NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.training import FIT_FLOW, LR, MIN_STEPS, ROWS_PER_DIMENSION, VALIDATION_ROWS, fit_flow
 from otflows.validation import MappedSamples, as_samples
@@ -34,54 +34,24 @@ STARTS: dict[str, bool | str] = {"auto": "auto", "gaussian": True, "random": Fal
 
 
 def demo(args: argparse.Namespace) -> None:
-    r"""Fits an M-MGN flow to the MGN paper's d = 2 Gaussian and scores it against closed forms."""
-    torch.manual_seed(args.seed)
-    problem = GaussianCoupling.mgn_2d()
-    X = problem.sample(args.samples, seed=args.seed)
-    X_val = problem.sample(5_000, seed=args.seed + 1)
-    X_test = problem.sample(10_000, seed=args.seed + 2)
-    flow = BrenierFlow(2, "mmgn", hidden_features=16, num_modules=4).to(_DTYPES[args.dtype])
+    r"""Fits an M-MGN flow to the MGN paper's d = 2 Gaussian and scores it against closed forms
+    (:mod:`otflows.demo`)."""
     print(
         f"M-MGN flow, N(m, C) -> N(0, I) in d = 2 (MGN paper): {args.samples} training samples, "
         f"{args.steps} steps of batch 128, {args.dtype}"
     )
-    start = time.perf_counter()
-    fit_flow(
-        flow,
-        X,
-        max_iter=args.steps,
-        batch_size=128,
-        lr=0.05,
-        X_val=X_val,
-        gaussian_start=False,  # the MGN paper's protocol: a random start, every step
-        patience=None,
-        keep_gaussian=False,
-        seed=args.seed,
-        progress=not args.no_progress,
+    payload, X_test, TX = demo_run(
+        args.samples, args.steps, _DTYPES[args.dtype], args.seed, not args.no_progress
     )
-    seconds = time.perf_counter() - start
-    flow.eval()
-    with torch.no_grad():
-        TX = flow.transport(torch.as_tensor(X_test, dtype=_DTYPES[args.dtype])).double().numpy()
-    rows = [
-        ("NLL (nats, exact log-det)", nll(flow, X_test), f"entropy {problem.entropy:.4f}"),
-        ("KL = E[log mu - log p] (nats)", kl_divergence(flow, X_test, problem.log_prob), "0"),
-        (
-            "cost E|x - T(x)|^2",
-            transport_cost(flow.transport, X_test),
-            f"W2^2 {problem.w2_squared:.4f}; true map on these points "
-            f"{transport_cost(problem.brenier_map, X_test):.4f}",
-        ),
-        ("L2-UVP vs Brenier map (%)", l2_uvp(TX, problem.brenier_map(X_test)), "0"),
-    ]
-    print(f"\n| {'metric (10 000 test samples)':<30} | {'M-MGN':>8} | closed form |")
-    print(f"|{'-' * 32}|{'-' * 10}|-------------|")
-    for name, value, reference in rows:
-        print(f"| {name:<30} | {value:8.4f} | {reference} |")
-    print(f"\ntraining time: {seconds:.1f} s")
+    print("\n" + demo_rendered(payload))
     fig = plot_coupling(X_test[:3000], TX[:3000], ("data x ~ N(m, C)", "T(x) (M-MGN)"))
     fig.savefig(args.out, dpi=120)
     print(f"coupling figure: {args.out}")
+    if args.json:
+        from otflows.bench.common import write_json
+
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
 
 
 def fit(args: argparse.Namespace) -> None:
@@ -201,7 +171,7 @@ def _default(name: str, of: Callable = BrenierMap) -> Any:
 def _map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--net",
-        choices=sorted(NETS),
+        choices=sorted(UNCONDITIONAL_NETS),
         default=_default("net"),
         help="the monotone gradient network",
     )
@@ -287,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", "fit an M-MGN flow to the d = 2 Gaussian coupling and score it")
     p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--samples", type=int, default=50_000, help="training samples")
+    p.add_argument("--json", help="also write the scores as JSON, with the machine and command")
     _common_options(p, out="otflows_demo.png", out_help="the coupling figure (.png)")
     p.set_defaults(run=demo)
 
@@ -295,7 +266,10 @@ def _parser() -> argparse.ArgumentParser:
         "--data", required=True, help="samples [N, D] (.npy, or .csv with one row each)"
     )
     p.add_argument(
-        "--net", choices=sorted(NETS), default=FIT_FLOW["net"], help="the network of a block"
+        "--net",
+        choices=sorted(UNCONDITIONAL_NETS),
+        default=FIT_FLOW["net"],
+        help="the network of a block",
     )
     p.add_argument(
         "--num-blocks",
@@ -420,7 +394,7 @@ def _common_options(
 def _check_outputs(args: argparse.Namespace) -> None:
     r"""A one-line error naming the flag, before any work, when an output's folder is
     missing."""
-    for flag in ("out", "save", "figure"):
+    for flag in ("out", "save", "figure", "json"):
         path = getattr(args, flag, None)
         if path is not None and not Path(path).resolve().parent.is_dir():
             name = "out" if flag == "out" and args.command == "color-transfer" else f"--{flag}"

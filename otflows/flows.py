@@ -17,7 +17,7 @@ from torch import Tensor
 from otflows.affine import start_affine, whitening_map
 from otflows.arguments import RecordsArguments
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
-from otflows.nets import build_net
+from otflows.nets import CONDITIONAL_NETS, build_net
 from otflows.transforms import BrenierTransform
 from otflows.validation import MappedSamples, as_samples
 
@@ -38,14 +38,19 @@ class BrenierFlow(RecordsArguments, Flow):
     Arguments:
         features: The dimension ``D``.
         net: The monotone gradient network of each block: ``"cmgn"``, ``"mmgn"``, ``"icgn"``,
-            ``"icnn"`` or ``"qicnn"``.
+            ``"icnn"`` or ``"qicnn"``; for a conditional flow ``"mmgn"`` or ``"picnn"``.
         num_blocks: The number of Brenier blocks.
         actnorm: Whether each block is preceded by an ``ActNorm`` (default: when
             ``num_blocks > 1``).
         gamma: The strong-monotonicity floor of each block.
         learn_gamma: Whether each block learns :math:`\gamma` above its floor.
         logdet: The log-det method of each block (see :class:`BrenierTransform`).
-        transforms: Instead of the above, the transforms to chain (data → noise).
+        context_features: The context's dimension ``C`` of a conditional flow
+            :math:`p(x \mid c)`: every block's network is conditional
+            (:math:`T(\cdot\,; c)` a Brenier map for each ``c``), and :meth:`log_prob` and
+            :meth:`sample` take a ``context``, as nflows' conditional flows do.
+        transforms: Instead of the above, the transforms to chain (data → noise); they may
+            mix conditional Brenier blocks with nflows' own conditional transforms.
         net_kwargs: Sizes and options of the network (e.g. ``hidden_features``).
 
     Example:
@@ -54,6 +59,11 @@ class BrenierFlow(RecordsArguments, Flow):
         torch.Size([5])
         >>> flow.sample(3).shape
         torch.Size([3, 2])
+        >>> conditional = BrenierFlow(2, "mmgn", context_features=1, hidden_features=8)
+        >>> conditional.log_prob(torch.randn(5, 2), context=torch.randn(5, 1)).shape
+        torch.Size([5])
+        >>> conditional.sample(3, context=torch.randn(4, 1)).shape
+        torch.Size([4, 3, 2])
     """
 
     def __init__(
@@ -66,12 +76,20 @@ class BrenierFlow(RecordsArguments, Flow):
         gamma: float = 1e-2,
         learn_gamma: bool = False,
         logdet: str = "auto",
+        context_features: int | None = None,
         transforms: Sequence[Transform] | None = None,
         **net_kwargs: Any,
     ):
         if transforms is None:
             if num_blocks < 1:
                 raise ValueError(f"num_blocks must be >= 1; got {num_blocks}")
+            if context_features is not None:
+                if net not in CONDITIONAL_NETS:
+                    raise ValueError(
+                        f"net must be one of {CONDITIONAL_NETS} for a conditional flow "
+                        f"(context_features={context_features}); got {net!r}"
+                    )
+                net_kwargs["context_features"] = context_features
             actnorm = num_blocks > 1 if actnorm is None else actnorm
             transforms = []
             for _ in range(num_blocks):
@@ -92,6 +110,7 @@ class BrenierFlow(RecordsArguments, Flow):
         transform = transforms[0] if len(transforms) == 1 else CompositeTransform(transforms)
         super().__init__(transform, StandardNormal([features]))
         self.features = features
+        self.context_features = context_features
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -108,12 +127,16 @@ class BrenierFlow(RecordsArguments, Flow):
         )
 
     def log_prob(self, inputs: Tensor | np.ndarray, context: Tensor | None = None) -> Tensor:
-        r"""The log-density :math:`\log p(x)` ``[B]`` of samples ``[B, D]`` (validated: shape,
-        dtype, device, finite values; arrays are cast to the flow's dtype).
+        r"""The log-density :math:`\log p(x)` (:math:`\log p(x \mid c)` given ``context``
+        ``[..., C]``) ``[...]`` of samples ``[..., D]`` (validated: shape, dtype, device, finite
+        values; arrays are cast to the flow's dtype).
 
         The first call in training mode initialises each ``ActNorm`` from its batch's mean and
         standard deviation (as nflows does), so that batch must vary in every feature."""
-        x = self._samples(inputs, "inputs")
+        batch = tuple(inputs.shape[:-1])
+        x = self._samples(_rows_of(inputs, self.features), "inputs")
+        if context is not None:
+            context = context.reshape(-1, context.shape[-1]) if context.dim() > 1 else context
         if self.training and any(
             isinstance(t, ActNorm) and not t.initialized for t in self._transform.modules()
         ):
@@ -124,10 +147,11 @@ class BrenierFlow(RecordsArguments, Flow):
                     "their standard deviation, which must not be 0 in any feature: pass a "
                     "batch of varied rows, or call flow.eval() to evaluate an untrained flow"
                 )
-        return super().log_prob(x, context)
+        return super().log_prob(x, context).reshape(batch)
 
     def sample(self, num_samples: int, context: Tensor | None = None) -> Tensor:
-        r"""``num_samples`` samples ``[num_samples, D]`` by the Newton inverse of each block;
+        r"""``num_samples`` samples ``[num_samples, D]`` (given ``context`` ``[K, C]``,
+        ``num_samples`` for each: ``[K, num_samples, D]``) by the Newton inverse of each block;
         differentiable (implicit-function gradients)."""
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
@@ -191,8 +215,9 @@ class BrenierFlow(RecordsArguments, Flow):
         r"""The Brenier transforms of the flow, in data → noise order."""
         return [t for t in self._transform.modules() if isinstance(t, BrenierTransform)]
 
-    def transport(self, x: Tensor | np.ndarray) -> Tensor:
-        r"""The optimal transport map :math:`T(x)`, ``[B, D] -> [B, D]``; single block only.
+    def transport(self, x: Tensor | np.ndarray, context: Tensor | None = None) -> Tensor:
+        r"""The optimal transport map :math:`T(x)` (:math:`T(x; c)` given ``context``
+        ``[B, C]``), ``[B, D] -> [B, D]``; single block only.
 
         Raises:
             ValueError: When the flow is not a single :class:`BrenierTransform`, whose
@@ -204,14 +229,21 @@ class BrenierFlow(RecordsArguments, Flow):
                 "composition of Brenier maps (or with ActNorm) is not the gradient of a convex "
                 "function, hence not an optimal transport map"
             )
-        return self._transform.transport(self._samples(x, "x"))
+        return self._transform.transport(self._samples(x, "x"), context)
 
     def _sample(self, num_samples: int, context: Tensor | None) -> Tensor:
         parameter = next(self.parameters())
+        contexts = 1 if context is None else len(context)
         noise = torch.randn(
-            num_samples, self.features, dtype=parameter.dtype, device=parameter.device
+            contexts * num_samples, self.features, dtype=parameter.dtype, device=parameter.device
         )
-        return self._transform.inverse(noise, context=context)[0]
+        if context is None:
+            return self._transform.inverse(noise)[0]
+        if context.dim() != 2:
+            raise ValueError(f"context must have shape [K, C]; got {tuple(context.shape)}")
+        repeated = context.repeat_interleave(num_samples, dim=0)  # [K·n, C]
+        x = self._transform.inverse(noise, context=repeated)[0]
+        return x.reshape(len(context), num_samples, self.features)
 
 
 def _check_contractible(A: Tensor, gamma: Tensor) -> None:
@@ -269,3 +301,9 @@ def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> Bre
     flow = BrenierFlow(**json.loads(payload["config"])).to(next(iter(state.values())).dtype)
     flow.load_state_dict(state)
     return flow
+
+
+def _rows_of(x: Tensor | np.ndarray, features: int) -> Tensor | np.ndarray:
+    r"""``x`` ``[..., F]`` as rows ``[B, F]``; any other shape is left for validation to
+    reject."""
+    return x if np.ndim(x) < 2 or x.shape[-1] != features else x.reshape(-1, features)

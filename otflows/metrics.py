@@ -57,7 +57,7 @@ def _model_spec(model: torch.nn.Module) -> dict:
     return {"dtype": tensor.dtype, "device": tensor.device}
 
 
-def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
+def log_prob(flow: Flow, X: Array, batch_size: int = 4096, context: Array | None = None) -> Tensor:
     r"""The flow's log-density at each sample, in eval mode without gradients, ``[N]``.
 
     Exact unless a block uses ``logdet="stochastic"``: then it warns that the values are
@@ -67,6 +67,7 @@ def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
         flow: A flow (its log-determinants are exact in eval mode).
         X: Samples ``[N, D]``.
         batch_size: Samples per forward pass.
+        context: The samples' contexts ``[N, C]``, for a conditional flow.
 
     Example:
         >>> from otflows import BrenierFlow
@@ -74,6 +75,14 @@ def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
         torch.Size([3])
     """
     X = as_samples(X, "X", **_model_spec(flow))
+    contexts: list[Tensor | None] = [None] * len(X.split(batch_size))
+    if context is not None:
+        context = as_samples(context, "context", **_model_spec(flow))
+        if len(context) != len(X):
+            raise ValueError(
+                f"context must have one row per sample ({len(X)}); got {len(context)}"
+            )
+        contexts = list(context.split(batch_size))
     stochastic = [m for m in flow.modules() if getattr(m, "method", None) == "stochastic"]
     if stochastic:
         options = stochastic[0].stochastic_options
@@ -87,20 +96,28 @@ def log_prob(flow: Flow, X: Array, batch_size: int = 4096) -> Tensor:
     flow.eval()
     try:
         with torch.no_grad():
-            return torch.cat([flow.log_prob(batch) for batch in X.split(batch_size)])
+            batches = zip(X.split(batch_size), contexts, strict=True)
+            return torch.cat([_log_prob(flow, x, c) for x, c in batches])
     finally:
         flow.train(mode)
 
 
-def nll(flow: Flow, X: Array, batch_size: int = 4096) -> float:
-    r"""The negative log-likelihood :math:`-\frac1N\sum_n \log p(x_n)` in nats per sample.
+def _log_prob(flow: Flow, x: Tensor, context: Tensor | None) -> Tensor:
+    r"""``flow.log_prob(x)``, with ``context=`` only when there is one (so that models without
+    a context argument, like the baselines, are called as they expect)."""
+    return flow.log_prob(x) if context is None else flow.log_prob(x, context=context)
+
+
+def nll(flow: Flow, X: Array, batch_size: int = 4096, context: Array | None = None) -> float:
+    r"""The negative log-likelihood :math:`-\frac1N\sum_n \log p(x_n)` (given ``context``
+    ``[N, C]``, :math:`-\frac1N\sum_n \log p(x_n \mid c_n)`) in nats per sample.
 
     Example:
         >>> from otflows import BrenierFlow
         >>> bool(np.isfinite(nll(BrenierFlow(2, hidden_features=4), np.zeros((3, 2)))))
         True
     """
-    return float(-log_prob(flow, X, batch_size).mean())
+    return float(-log_prob(flow, X, batch_size, context).mean())
 
 
 def kl_divergence(

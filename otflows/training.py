@@ -15,7 +15,7 @@ from torch import Tensor, cat
 
 from otflows import distributed
 from otflows.flows import BrenierFlow
-from otflows.metrics import nll
+from otflows.metrics import _log_prob, nll
 from otflows.trainer import Checkpoint, Shuffled, TrainingHistory, Validation, train
 from otflows.validation import MappedSamples, as_samples, held_out_rows, hold_out
 
@@ -66,10 +66,13 @@ def fit_flow(
     checkpoint_every: int | None = None,
     resume: bool = False,
     callback: Callable[[int, Flow], None] | None = None,
+    context: Tensor | np.ndarray | None = None,
+    context_val: Tensor | np.ndarray | None = None,
 ) -> FlowHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
-    Minimises :math:`-\frac1B\sum_b \log p(x_b)` over shuffled minibatches
+    Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`-\frac1B\sum_b \log p(x_b \mid
+    c_b)` for a conditional flow given ``context``) over shuffled minibatches
     (:func:`otflows.trainer.train`). The exact NLL of held-out samples (``X_val``, or a random
     ``validation_fraction`` of ``X``) is measured before the first step, every ``eval_every``
     steps and at the end; training stops after ``patience`` validations without a better one,
@@ -128,6 +131,10 @@ def fit_flow(
             uninterrupted one with the same arguments would.
         callback: Called as ``callback(step, flow)`` every ``eval_every`` steps and at the end
             (e.g. to log a metric); its time is not counted in ``history.seconds``.
+        context: For a conditional flow (e.g. ``BrenierFlow(..., context_features=C)``), each
+            training sample's context ``[N, C]``; the held-out rows keep theirs. A conditional
+            flow trains from its own weights, with no Gaussian start or candidate.
+        context_val: The contexts ``[M, C]`` of ``X_val``.
 
     Returns:
         The :class:`FlowHistory`: the training history, and whether the Gaussian was kept.
@@ -152,23 +159,35 @@ def fit_flow(
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
     seed = distributed.broadcast_seed(seed)
     given = X_val is not None
-    X, X_val = _split(X, X_val, validation_fraction, seed, spec)
+    if context is None:
+        if context_val is not None:
+            raise ValueError("context_val needs context (the training rows' contexts)")
+        X, X_val = _split(X, X_val, validation_fraction, seed, spec)
+    else:
+        X, X_val, context, context_val = _split_with_context(
+            X, X_val, context, context_val, validation_fraction, seed, spec
+        )
 
     def all_of_X() -> Tensor | MappedSamples:
         # the Gaussian of all of X, its held-out rows included, is the plain Gaussian a user
         # would compare with (a memmap: its first rows); copied only when it is fitted
         return X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
 
+    conditional = context is not None  # the Gaussian of X is not one of p(x | c)
     if gaussian_start == "auto":
-        gaussian_start = isinstance(flow, BrenierFlow) and starts_at_gaussian(*X.shape)
+        gaussian_start = (
+            isinstance(flow, BrenierFlow) and not conditional and starts_at_gaussian(*X.shape)
+        )
     elif not isinstance(gaussian_start, bool):
         raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
+    elif gaussian_start and conditional:
+        raise ValueError("gaussian_start: a conditional flow starts from its own weights")
     if gaussian_start:
         flow.start_from_gaussian(all_of_X())
     if lr is None:
         lr = LR["gaussian start" if gaussian_start else "random start"]
     # the Gaussian of X is a candidate too, set from the initial weights after training
-    candidate = keep_gaussian and not gaussian_start and X_val is not None
+    candidate = keep_gaussian and not gaussian_start and X_val is not None and not conditional
     initial = (
         _Weights(copy.deepcopy(flow.state_dict()))
         if candidate and isinstance(flow, BrenierFlow)
@@ -195,15 +214,18 @@ def fit_flow(
     if size > 1 and not (resume and checkpoint is not None and Path(checkpoint).exists()):
         # data-dependent initialisations (ActNorm…) on the whole first batch, as one process
         with torch.no_grad():
-            flow.train().log_prob(X[sampler.order[:batch_size].to(parameter.device)])
+            first = sampler.order[:batch_size].to(parameter.device)
+            _log_prob(flow.train(), X[first], None if context is None else context[first])
 
-    metrics = None if X_val is None else (lambda: {"nll": nll(flow, X_val)})
+    def metrics() -> dict[str, float]:
+        assert X_val is not None  # validation runs only with held-out rows
+        return {"nll": nll(flow, X_val, context=context_val)}
 
     def loss(rows: Tensor) -> Tensor:
         # the minibatch's NLL: each process's shard contributes its share of the sum
-        return -flow.log_prob(X[distributed.shard(rows).to(parameter.device)]).sum() * (
-            size / len(rows)
-        )
+        shard = distributed.shard(rows).to(parameter.device)
+        c = None if context is None else context[shard]
+        return -_log_prob(flow, X[shard], c).sum() * (size / len(rows))
 
     history = train(
         flow,
@@ -215,7 +237,7 @@ def fit_flow(
         clip_grad=clip_grad,
         weight_decay=weight_decay,
         max_time=max_time,
-        validation=None if metrics is None else Validation(metrics, "nll", eval_every, patience),
+        validation=None if X_val is None else Validation(metrics, "nll", eval_every, patience),
         checkpoint=None
         if checkpoint is None
         else Checkpoint(
@@ -235,7 +257,7 @@ def fit_flow(
         trained = copy.deepcopy(flow.state_dict())
         flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
         flow.start_from_gaussian(all_of_X())
-        history.gaussian_nll = nll(flow, X_val)
+        history.gaussian_nll = nll(flow, X_val, context=context_val)
         if history.gaussian_nll < history.best_metrics.get("nll", math.inf):
             history.kept_gaussian = True
         else:
@@ -283,6 +305,45 @@ def starts_at_gaussian(rows: int, features: int) -> bool:
         (True, False)
     """
     return rows < ROWS_PER_DIMENSION * features
+
+
+def _split_with_context(
+    X: Tensor | np.ndarray | MappedSamples,
+    X_val: Tensor | np.ndarray | None,
+    context: Tensor | np.ndarray,
+    context_val: Tensor | np.ndarray | None,
+    fraction: float,
+    seed: int,
+    spec: dict,
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+    r""":func:`_split` for samples with contexts: the training rows ``[N, D]`` and their
+    contexts ``[N, C]``, and the validation rows and contexts (``X_val`` and ``context_val``,
+    or the same random ``fraction`` of both)."""
+    if isinstance(X, np.memmap | MappedSamples):
+        raise ValueError("context: fit_flow takes contexts with X in memory, not a memmap")
+    X = as_samples(X, "X", **spec)
+    context_spec = spec | {"features": None}
+    context = as_samples(context, "context", **context_spec)
+    if len(context) != len(X):
+        raise ValueError(f"context must have one row per row of X ({len(X)}); got {len(context)}")
+    if X_val is not None:
+        if context_val is None:
+            raise ValueError("context_val must be given with X_val (their contexts)")
+        X_val = as_samples(X_val, "X_val", **spec)
+        context_val = as_samples(context_val, "context_val", **context_spec)
+        if len(context_val) != len(X_val):
+            raise ValueError(
+                f"context_val must have one row per row of X_val ({len(X_val)}); "
+                f"got {len(context_val)}"
+            )
+        return X, X_val, context, context_val
+    if fraction == 0:
+        return X, None, context, None
+    joint = torch.cat([X, context], dim=1)  # one split keeps each row with its context
+    generator = torch.Generator().manual_seed(seed)
+    train, held = hold_out(joint, "X", fraction, generator, max_rows=VALIDATION_ROWS)
+    D = X.shape[1]
+    return train[:, :D], held[:, :D], train[:, D:], held[:, D:]
 
 
 def _split(

@@ -71,6 +71,13 @@ class BrenierTransform(Transform):
     implicit-function gradient :math:`\partial x/\partial(\theta, y)` through one Newton step
     on the graph, so samples can be differentiated.
 
+    With a conditional network (``net.context_features = C``: ``MMGN(...,
+    context_features=C)``, :class:`otflows.nets.PICNN`), :math:`T(x; c) = G(x; c) + \gamma x`
+    is such a map for every context ``c``, and ``forward``, ``inverse``, :meth:`transport`,
+    :meth:`potential`, :meth:`jacobian` and :meth:`solve` take the rows' ``context``
+    ``[..., C]``, as nflows' conditional transforms do. ``forward`` and ``inverse`` accept any
+    batch shape ``[..., D]`` and return log-determinants ``[...]``.
+
     Arguments:
         net: The monotone gradient network :math:`G`.
         gamma: The strong-monotonicity floor :math:`\gamma > 0`.
@@ -94,6 +101,10 @@ class BrenierTransform(Transform):
         >>> x, _ = T.inverse(y)
         >>> y.shape, logabsdet.shape
         (torch.Size([4, 2]), torch.Size([4]))
+        >>> T_c = BrenierTransform(MMGN(2, 8, context_features=3), gamma=0.1)
+        >>> y, logabsdet = T_c(torch.randn(5, 4, 2), context=torch.randn(5, 4, 3))
+        >>> y.shape, logabsdet.shape
+        (torch.Size([5, 4, 2]), torch.Size([5, 4]))
     """
 
     def __init__(
@@ -174,19 +185,22 @@ class BrenierTransform(Transform):
     def _normalize(self, x: Tensor) -> Tensor:
         return (x - self.shift) / self.scale
 
-    def transport(self, x: Tensor) -> Tensor:
-        r"""The map :math:`T(x) = G((x - \mu)/s) + \gamma x`, ``[..., D] -> [..., D]``."""
-        return self._field(self.net.gradient(self._normalize(x)), x)
+    def transport(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The map :math:`T(x) = G((x - \mu)/s) + \gamma x` (:math:`T(x; c)` given a
+        ``context`` ``[..., C]``), ``[..., D] -> [..., D]``."""
+        return self._field(self.net.gradient(self._normalize(x), context), x)
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The strongly convex potential :math:`s\,\varphi((x - \mu)/s) +
         \frac\gamma2\|x\|^2`, ``[...]``, whose gradient is :meth:`transport`."""
-        return self._potential(self.net.potential(self._normalize(x)), x)
+        return self._potential(self.net.potential(self._normalize(x), context), x)
 
-    def potential_and_transport(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def potential_and_transport(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r""":meth:`potential` ``[B]`` and :meth:`transport` ``[B, D]`` together, in one pass
         where the network allows it."""
-        phi, G = self.net.potential_and_gradient(self._normalize(x))
+        phi, G = self.net.potential_and_gradient(self._normalize(x), context)
         return self._potential(phi, x), self._field(G, x)
 
     def _potential(self, phi: Tensor, x: Tensor) -> Tensor:
@@ -198,22 +212,24 @@ class BrenierTransform(Transform):
         r""":math:`G + \gamma x` from the network's :math:`G` at :math:`(x - \mu)/s`."""
         return G + self.gamma * x
 
-    def jacobian(self, x: Tensor) -> Tensor:
-        r"""The dense Jacobians :math:`J_T(x)`, ``[B, D] -> [B, D, D]``, symmetric ⪰ γI."""
-        return batched_jacobian(self.transport, x)[0]
+    def jacobian(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The dense Jacobians :math:`J_T(x)` (in ``x``, given ``context`` ``[B, C]``),
+        ``[B, D] -> [B, D, D]``, symmetric ⪰ γI."""
+        return batched_jacobian(self.transport, x, *_rows(context))[0]
 
     def linearize(
-        self, x: Tensor
+        self, x: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, DenseCholesky | LowRankUpdate | JacobianOperator]:
         r""":math:`T(x)` ``[B, D]`` and :math:`J_T(x)` factorised, or as an operator, with
-        ``logdet()`` and ``solve(r)``, by the transform's log-det :attr:`method`."""
+        ``logdet()`` and ``solve(r)``, by the transform's log-det :attr:`method` (given
+        ``context`` ``[B, C]``, of :math:`T(\cdot\,; c)` row by row)."""
         if self.method == "stochastic":
-            return self.transport(x), JacobianOperator(
-                self.transport, x, **self.stochastic_options
+            return self.transport(x, context), JacobianOperator(
+                lambda x: self.transport(x, context), x, **self.stochastic_options
             )
         if self.method == "structured":
             # J_T = VᵀV/s + (Uᵀ diag(d) U + E Eᵀ)/s + γI, the net's factors at x̃ = (x − μ)/s
-            G, f = self.net.gradient_and_factors(self._normalize(x))
+            G, f = self.net.gradient_and_factors(self._normalize(x), context)
             V = self.net.quadratic.V
             d = f.d / self.scale
             E = None if f.E is None else f.E / self.scale.sqrt()
@@ -225,17 +241,18 @@ class BrenierTransform(Transform):
                 eye = torch.eye(self.features, dtype=x.dtype, device=x.device)
                 U, A0 = f.U, V.T @ V / self.scale + self.gamma * eye
             return self._field(G, x), factorize(A0, RidgeFactors(U, d, E))
-        J, y = batched_jacobian(self.transport, x)
+        J, y = batched_jacobian(self.transport, x, *_rows(context))
         return y, DenseCholesky(J)
 
     def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        r"""``[B, D] -> (T(x) [B, D], log det J_T(x) [B])``; the first training call also
+        r"""``[..., D] -> (T(x) [..., D], log det J_T(x) [...])``, given ``context``
+        ``[..., C]`` for a conditional network; the first training call also
         :meth:`initialize`\ s the normalisation."""
-        self._check(inputs, context)
+        x, c, batch = self._flatten(inputs, context)
         if self.training and not self.initialized:
-            self.initialize(inputs)
-        y, factor = self.linearize(inputs)
-        return y, factor.logdet()
+            self.initialize(x)
+        y, factor = self.linearize(x, c)
+        return y.reshape(inputs.shape), factor.logdet().reshape(batch)
 
     def solve(
         self,
@@ -243,8 +260,10 @@ class BrenierTransform(Transform):
         x0: Tensor | None = None,
         rtol: float | None = None,
         method: str = "newton",
+        context: Tensor | None = None,
     ) -> InverseResult:
-        r"""Solves :math:`T(x) = y` row by row without raising; see :class:`InverseResult`.
+        r"""Solves :math:`T(x) = y` (:math:`T(x; c) = y`) row by row without raising; see
+        :class:`InverseResult`.
 
         Arguments:
             y: The right-hand sides ``[B, D]``.
@@ -264,6 +283,7 @@ class BrenierTransform(Transform):
                 the starts' mean: gradients only, no per-row factorisation; the cheaper one
                 while :math:`T` is nearly affine, slower once it bends, see
                 :class:`otflows.maps.objectives.SemiDual`).
+            context: The rows' contexts ``[B, C]`` for a conditional network.
 
         Example:
             >>> from otflows import MMGN
@@ -277,16 +297,18 @@ class BrenierTransform(Transform):
             raise ValueError(f"method must be one of {SOLVE_METHODS}; got {method!r}")
         rtol = INVERSE_RTOL[y.dtype] if rtol is None else rtol
         with torch.no_grad():
-            if x0 is None:
-                T0, J0 = self.linearize(y.new_zeros(1, self.features))
+            if x0 is None:  # per context, or once for all rows
+                zeros = y.new_zeros(1 if context is None else len(y), self.features)
+                T0, J0 = self.linearize(zeros, context)
                 x0 = J0.solve(y - T0)
             if method == "lbfgs":
-                return self._minimize_conjugate(y, x0, rtol)
+                return self._minimize_conjugate(y, x0, rtol, context)
             result = newton_solve(
                 self.transport,
-                lambda x, r: self.linearize(x)[1].solve(r),
+                lambda x, r, *c: self.linearize(x, *c)[1].solve(r),
                 y,
                 x0,
+                *_rows(context),
                 rtol=rtol,
                 max_iter=self.inverse_max_iter,
             )
@@ -295,22 +317,27 @@ class BrenierTransform(Transform):
             stalled = ~result.converged & (result.iterations < self.inverse_max_iter)
             failed = stalled.nonzero().squeeze(1)
             if len(failed):
-                retry = self._minimize_conjugate(y[failed], result.x[failed], rtol)
+                c = None if context is None else context[failed]
+                retry = self._minimize_conjugate(y[failed], result.x[failed], rtol, c)
                 result.x[failed], result.residual[failed] = retry.x, retry.residual
                 result.iterations[failed] += retry.iterations
                 result.converged[failed] = retry.converged
             return result
 
-    def _minimize_conjugate(self, y: Tensor, x0: Tensor, rtol: float) -> InverseResult:
+    def _minimize_conjugate(
+        self, y: Tensor, x0: Tensor, rtol: float, context: Tensor | None = None
+    ) -> InverseResult:
         r"""L-BFGS on the conjugate's convex objective :math:`\psi(x) - \langle x, y\rangle`
         from ``x0`` (:meth:`solve`'s ``"lbfgs"``)."""
 
         def value_and_grad(x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-            psi, Tx = self.potential_and_transport(x)
+            c = None if context is None else context[rows]
+            psi, Tx = self.potential_and_transport(x, c)
             return psi - (x * y[rows]).sum(-1), Tx - y[rows]
 
-        # the inverse Hessian's first guess: J_T⁻¹ at the starts' mean, shared
-        J_mean = DenseCholesky(self.jacobian(x0.mean(0, keepdim=True)))
+        # the inverse Hessian's first guess: J_T⁻¹ at the starts' (and contexts') mean, shared
+        c_mean = None if context is None else context.mean(0, keepdim=True)
+        J_mean = DenseCholesky(self.jacobian(x0.mean(0, keepdim=True), c_mean))
         return lbfgs_minimize(
             value_and_grad,
             x0,
@@ -322,9 +349,10 @@ class BrenierTransform(Transform):
     def inverse(
         self, inputs: Tensor, context: Tensor | None = None, x0: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        r"""``[B, D] -> (T⁻¹(y) [B, D], log det J_{T⁻¹}(y) [B])``; ``x0`` warm-starts Newton."""
-        self._check(inputs, context)
-        result = self.solve(inputs, x0)
+        r"""``[..., D] -> (T⁻¹(y) [..., D], log det J_{T⁻¹}(y) [...])``, given ``context``
+        ``[..., C]`` for a conditional network; ``x0`` ``[..., D]`` warm-starts Newton."""
+        y, c, batch = self._flatten(inputs, context)
+        result = self.solve(y, None if x0 is None else x0.reshape(y.shape), context=c)
         if not bool(result.converged.all()):
             if self.on_inverse_failure == "raise":
                 raise InverseError(result)
@@ -332,16 +360,44 @@ class BrenierTransform(Transform):
         x = result.x
         if torch.is_grad_enabled():
             # One Newton step on the graph: its derivative is the implicit-function gradient.
-            y, factor = self.linearize(x)
-            x = x - factor.solve(y - inputs)
-        return x, -self.linearize(x)[1].logdet()
+            Tx, factor = self.linearize(x, c)
+            x = x - factor.solve(Tx - y)
+        logdet = -self.linearize(x, c)[1].logdet()
+        return x.reshape(inputs.shape), logdet.reshape(batch)
 
-    def _check(self, inputs: Tensor, context: Tensor | None) -> None:
-        if context is not None:
-            raise ValueError("context must be None: Brenier transforms are unconditional")
-        if inputs.dim() != 2 or inputs.shape[1] != self.features:
-            raise ValueError(
-                f"inputs must have shape [B, {self.features}]; got {tuple(inputs.shape)}"
-            )
+    def _flatten(
+        self, inputs: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, torch.Size]:
+        r"""``inputs`` ``[..., D]`` as ``[B, D]``, ``context`` ``[..., C]`` as ``[B, C]``, and
+        the batch shape ``[...]``; a clear error for a wrong shape, dtype or context."""
+        D, C = self.features, self.net.context_features
+        if inputs.dim() < 1 or inputs.shape[-1] != D:
+            raise ValueError(f"inputs must have shape [..., {D}]; got {tuple(inputs.shape)}")
         if inputs.dtype not in INVERSE_RTOL:
             raise TypeError(f"inputs must be float32 or float64; got {inputs.dtype}")
+        batch = inputs.shape[:-1]
+        if C is None:
+            if context is not None:
+                raise ValueError(
+                    f"context must be None: this transform's {type(self.net).__name__} is "
+                    "unconditional (build the network with context_features)"
+                )
+            return inputs.reshape(-1, D), None, batch
+        if context is None or tuple(context.shape) != (*batch, C):
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(
+                f"context must have shape {(*batch, C)} (inputs' batch, C); got {got}"
+            )
+        if context.dtype != inputs.dtype:
+            raise TypeError(
+                f"context must have the inputs' dtype {inputs.dtype}; got {context.dtype}"
+            )
+        if not bool(torch.isfinite(context).all()):
+            raise ValueError("context must be finite; it holds NaN or Inf")
+        return inputs.reshape(-1, D), context.reshape(-1, C), batch
+
+
+def _rows(context: Tensor | None) -> tuple[Tensor, ...]:
+    r"""A per-row context as the extra arguments of :func:`otflows.linalg.batched_jacobian`
+    and :func:`otflows.linalg.newton_solve` (none without one)."""
+    return () if context is None else (context,)

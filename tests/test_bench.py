@@ -3,6 +3,7 @@
 import json
 import math
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,23 @@ def test_every_published_table_is_what_its_json_renders():
     assert {"defaults_study.md", "fit_defaults_study.md"} <= {p.name for p in found}
     stale = [str(page.relative_to(root)) for page in found if render(page, check=True)]
     assert stale == [], f"run python benchmarks/report.py: {stale} differ from their JSON"
+
+
+def test_no_table_of_numbers_is_typed_by_hand():
+    """Outside the rendered blocks, no table of README, the docs or the studies holds a cell
+    that is a number: every published number comes from a JSON."""
+    from otflows.bench.report import BLOCK
+
+    root = Path(__file__).resolve().parents[1]
+    number = re.compile(r"\|\s*\**[-+]?[\d.]+(?:e[-+]?\d+)?\s*%?\**\s*(?=\|)")
+    pages = [root / "README.md", *root.glob("benchmarks/*.md"), *root.glob("docs/**/*.md")]
+    typed = [
+        f"{page.relative_to(root)}: {line}"
+        for page in pages
+        for line in BLOCK.sub("", page.read_text()).splitlines()
+        if line.startswith("|") and number.search(line)
+    ]
+    assert typed == []
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))

@@ -1,5 +1,6 @@
 """The command line: the demo's numbers, fitting a user's file, one-line errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -14,11 +15,9 @@ from otflows.flows import load_flow
 
 
 def test_demo_prints_scores_and_saves_the_figure(tmp_path, capsys):
-    out = tmp_path / "coupling.png"
-    assert (
-        main(["demo", "--steps", "300", "--samples", "5000", "--out", str(out), "--no-progress"])
-        == 0
-    )
+    out, scores = tmp_path / "coupling.png", tmp_path / "demo.json"
+    argv = ["demo", "--steps", "300", "--samples", "5000", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--json", str(scores)]) == 0
     text = capsys.readouterr().out
     assert out.stat().st_size > 10_000
     rows = {
@@ -26,9 +25,12 @@ def test_demo_prints_scores_and_saves_the_figure(tmp_path, capsys):
         for line in text.splitlines()
         if line.startswith("| ") and "metric" not in line
     }
-    kl = float(rows["KL = E[log mu - log p] (nats)"])
+    kl = float(rows["KL = E[log μ − log p] (nats)"])
     uvp = float(rows["L2-UVP vs Brenier map (%)"])
     assert 0 <= kl < 0.05 and 0 <= uvp < 5  # a short run; `otflows demo` itself goes further
+    written = json.loads(scores.read_text())  # what the docs' table is rendered from
+    assert written["command"] and written["machine"]["torch"] == torch.__version__
+    assert [r["value"] for r in written["rows"]][1] == pytest.approx(kl, rel=1e-3)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])

@@ -4,6 +4,7 @@ Adding a family of networks means adding one entry to ``NETS``.
 """
 
 import io
+from functools import partial
 
 import pytest
 import torch
@@ -176,3 +177,103 @@ def test_potential_and_transport_in_one_pass(name, tol):
     potential, transported = T.potential_and_transport(x)
     torch.testing.assert_close(potential, T.potential(x), rtol=tol, atol=tol)
     torch.testing.assert_close(transported, T.transport(x), rtol=tol, atol=tol)
+
+
+# Conditional networks: for every context c, T(·; c) must keep the whole contract.
+CONDITIONAL = {
+    "mmgn": dict(hidden_features=6, num_modules=3, context_features=2),
+    "picnn": dict(hidden_features=12, num_layers=3, context_features=2),
+}
+CONDITIONAL_CASES = [("mmgn", "exact"), ("mmgn", "structured"), ("picnn", "exact")]
+CONDITIONAL_IDS = [f"{name}-{logdet}" for name, logdet in CONDITIONAL_CASES]
+
+
+def make_conditional(name, logdet="exact", seed=0):
+    """A conditional transform whose context network is randomised (it starts at a map that
+    ignores the context), with a non-trivial data normalisation."""
+    torch.manual_seed(seed)
+    net = build_net(name, 3, **CONDITIONAL[name])
+    with torch.no_grad():
+        for key, parameter in net.named_parameters():
+            if any(part in key for part in ("context", "gate", "shift")):
+                parameter.normal_(std=0.5)
+    T = BrenierTransform(net, gamma=GAMMA, logdet=logdet)
+    T.initialize(1.0 + 2.0 * torch.randn(64, 3))
+    return T
+
+
+def conditional_jacobian(T, x, c):
+    """Jacobians in x by reverse-mode autograd, row by row, each at its own context."""
+    return torch.stack(
+        [
+            torch.autograd.functional.jacobian(partial(T.transport, context=ci), row)
+            for row, ci in zip(x, c, strict=True)
+        ]
+    )
+
+
+@pytest.mark.parametrize("name, logdet", CONDITIONAL_CASES, ids=CONDITIONAL_IDS)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0))
+def test_conditional_jacobian_symmetric_and_at_least_gamma(name, logdet, seed, scale):
+    T = make_conditional(name, logdet, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = scale * torch.randn(6, 3, generator=generator)
+    c = 3 * torch.randn(6, 2, generator=generator)
+    J = conditional_jacobian(T, x, c)
+    assert torch.allclose(J, J.mT, atol=1e-10 * (1 + J.abs().max()))
+    assert torch.linalg.eigvalsh(0.5 * (J + J.mT)).min() >= GAMMA * (1 - 1e-8)
+
+
+@pytest.mark.parametrize("name, logdet", CONDITIONAL_CASES, ids=CONDITIONAL_IDS)
+def test_conditional_logdet_inverse_and_batch_shape(name, logdet, tol, dtype):
+    T = make_conditional(name, logdet)
+    x, c = 2 * torch.randn(4, 5, 3), torch.randn(4, 5, 2)
+    y, logabsdet = T(x, c)
+    assert y.shape == (4, 5, 3) and logabsdet.shape == (4, 5)
+    sign, expected = torch.linalg.slogdet(
+        conditional_jacobian(T, x.flatten(0, 1), c.flatten(0, 1))
+    )
+    assert (sign > 0).all()
+    torch.testing.assert_close(logabsdet.flatten(), expected, rtol=tol, atol=tol)
+    # the context changes the map: a Brenier map per context, not one map
+    assert (T(x, c.flip(0))[0] - y).abs().max() > 1e-3
+    with torch.no_grad():
+        x_back, inverse_logabsdet = T.inverse(y, c)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(x_back, x, rtol=0, atol=100 * rtol / GAMMA)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
+    result = T.solve(y.flatten(0, 1), method="lbfgs", context=c.flatten(0, 1))
+    assert result.converged.all()
+
+
+@pytest.mark.parametrize("name, logdet", CONDITIONAL_CASES, ids=CONDITIONAL_IDS)
+def test_conditional_potential_gradient_and_implicit_gradient(name, logdet, tol):
+    T = make_conditional(name, logdet)
+    x, c = torch.randn(6, 3, requires_grad=True), torch.randn(6, 2)
+    (grad,) = torch.autograd.grad(T.potential(x, c).sum(), x)
+    torch.testing.assert_close(grad, T.transport(x, c), rtol=1e3 * tol, atol=1e3 * tol)
+    y = torch.randn(4, 3, requires_grad=True)
+    x, _ = T.inverse(y, c[:4])
+    v = torch.randn(4, 3)
+    (grad_y,) = torch.autograd.grad((v * x).sum(), y)
+    J = conditional_jacobian(T, x.detach(), c[:4])
+    expected = torch.linalg.solve(J, v.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(grad_y, expected, rtol=1e3 * tol, atol=1e3 * tol)
+
+
+def test_a_bad_context_is_a_clear_error():
+    conditional, plain = make_conditional("mmgn"), make_transform("mmgn")
+    x = torch.randn(5, 3)
+    cases = [
+        (conditional, None, r"context must have shape \(5, 2\)"),
+        (conditional, torch.randn(5, 3), r"context must have shape \(5, 2\)"),
+        (conditional, torch.randn(4, 2), r"context must have shape \(5, 2\)"),
+        (conditional, torch.full((5, 2), float("nan")), "context must be finite"),
+        (plain, torch.randn(5, 2), "context must be None"),
+    ]
+    for T, c, message in cases:
+        with pytest.raises(ValueError, match=message):
+            T(x, c)
+    with pytest.raises(TypeError, match="context must have the inputs' dtype"):
+        conditional(x, torch.randn(5, 2, dtype=torch.float16))

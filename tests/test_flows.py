@@ -143,3 +143,59 @@ def test_a_stacked_flows_first_training_call_needs_varied_rows():
     assert torch.isfinite(flow.eval().log_prob(torch.randn(1, 3))).all()
     flow.train().log_prob(torch.randn(8, 3))  # initialised: one row is fine from now on
     assert torch.isfinite(flow.log_prob(torch.randn(1, 3))).all()
+
+
+def _randomised_context_heads(flow):
+    """The context networks start at maps that ignore the context: randomise them."""
+    with torch.no_grad():
+        for key, parameter in flow.named_parameters():
+            if any(part in key for part in ("context", "gate", "shift")):
+                parameter.normal_(std=0.5)
+    return flow
+
+
+@pytest.mark.parametrize("net", ["mmgn", "picnn"])
+def test_conditional_flow_is_the_change_of_variables_per_context(net, tmp_path):
+    torch.manual_seed(0)
+    flow = BrenierFlow(2, net, num_blocks=2, context_features=3, hidden_features=6).double()
+    x, c = torch.randn(4, 5, 2, dtype=torch.float64), torch.randn(4, 5, 3, dtype=torch.float64)
+    flow.log_prob(x, c)  # ActNorm initialisation
+    _randomised_context_heads(flow).eval()
+    log_p = flow.log_prob(x, c)
+    assert log_p.shape == (4, 5)
+    z, logabsdet = flow._transform(x.reshape(-1, 2), c.reshape(-1, 3))
+    expected = -0.5 * z.square().sum(-1) - torch.log(torch.tensor(2 * torch.pi)) + logabsdet
+    torch.testing.assert_close(log_p.flatten(), expected, rtol=1e-10, atol=1e-10)
+    assert (flow.log_prob(x, c.flip(0)) - log_p).abs().max() > 1e-3
+    # samples per context: [K, n, D], mapped back to the noise they came from
+    with torch.no_grad():
+        samples = flow.sample(7, context=c[0])
+    assert samples.shape == (5, 7, 2)
+    save_flow(flow, tmp_path / "conditional.pt")
+    loaded = load_flow(tmp_path / "conditional.pt").eval()
+    torch.testing.assert_close(loaded.log_prob(x, c), log_p, rtol=0, atol=0)
+
+
+def test_conditional_brenier_block_beside_an_nflows_conditional_transform():
+    from nflows.transforms import MaskedAffineAutoregressiveTransform
+
+    torch.manual_seed(0)
+    brenier = BrenierTransform(MMGN(3, 6, context_features=2), gamma=0.1)
+    maf = MaskedAffineAutoregressiveTransform(3, hidden_features=8, context_features=2)
+    flow = BrenierFlow(3, transforms=[brenier, maf])
+    x, c = torch.randn(9, 3), torch.randn(9, 2)
+    y, logdet_brenier = brenier(x, c)
+    z, logdet_maf = maf(y, c)
+    expected = -0.5 * z.square().sum(-1) - 1.5 * torch.log(torch.tensor(2 * torch.pi))
+    torch.testing.assert_close(flow.log_prob(x, c), expected + logdet_brenier + logdet_maf)
+    assert flow.sample(4, context=c[:2]).shape == (2, 4, 3)
+
+
+def test_conditional_flow_bad_arguments():
+    with pytest.raises(ValueError, match="net must be one of"):
+        BrenierFlow(2, "icnn", context_features=1)
+    flow = BrenierFlow(2, "mmgn", context_features=1, hidden_features=4)
+    with pytest.raises(ValueError, match=r"context must have shape \(5, 1\)"):
+        flow.log_prob(torch.randn(5, 2))
+    with pytest.raises(ValueError, match="context must be None"):
+        BrenierFlow(2, "mmgn", hidden_features=4).log_prob(torch.randn(5, 2), torch.randn(5, 1))

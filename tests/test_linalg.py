@@ -154,7 +154,7 @@ def test_transform_rejects_bad_arguments():
     with pytest.raises(ValueError, match="logdet must be"):
         BrenierTransform(net, logdet="lanczos")
     T = BrenierTransform(net)
-    with pytest.raises(ValueError, match=r"inputs must have shape \[B, 2\]"):
+    with pytest.raises(ValueError, match=r"inputs must have shape \[\.\.\., 2\]"):
         T(torch.randn(3, 5))
     with pytest.raises(ValueError, match="context must be None"):
         T(torch.randn(3, 2), context=torch.randn(3, 1))

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 __all__ = ["BENCHMARKS", "run"]
 
 BENCHMARKS = {
+    "color-transfer": "otflows.bench.color_transfer",
     "defaults": "otflows.bench.defaults",
     "fit-defaults": "otflows.bench.fit_defaults",
     "gaussian": "otflows.bench.gaussian_coupling",
     "gradient-field": "otflows.bench.gradient_field",
     "density": "otflows.bench.density",
+    "kl-race": "otflows.bench.kl_race",
     "logdet": "otflows.bench.logdet",
     "ot-maps": "otflows.bench.ot_maps",
     "peers": "otflows.bench.peers",
@@ -30,7 +32,7 @@ def run(name: str, argv: Sequence[str] = ()) -> dict:
 
     Example:
         >>> sorted(BENCHMARKS)[:4]
-        ['defaults', 'density', 'fit-defaults', 'gaussian']
+        ['color-transfer', 'defaults', 'density', 'fit-defaults']
     """
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}; got {name!r}")

@@ -70,7 +70,7 @@ def train_step(
     if method == "cpflows":
         model.initialize(data[0])
     model.train()
-    # CP-Flow's protocol for CP-Flow; our flows' learning rate (kl_race.py) for ours
+    # CP-Flow's protocol for CP-Flow; our flows' learning rate (otflows bench kl-race) for ours
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05 if method == "cpflows" else 0.01)
 
     def step(x):
@@ -200,49 +200,51 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
             print(inverses[-1], flush=True)
 
-    print(
-        f"\nTraining step (forward + backward of the NLL), batch {args.batch}, "
-        f"{args.threads} threads, float32\n"
-    )
-    print(
-        markdown_table(
-            rows,
-            [
-                ("d", "d"),
-                ("method", "method"),
-                ("seconds", "s / step (init)"),
-                ("speedup_vs_dense", "× dense"),
-                ("seconds_trained", "s / step (trained)"),
-                ("peak_mb", "peak MiB"),
-                ("logdet_rel_error", "log-det rel. error"),
-                ("parameters", "parameters"),
-                ("error", "error"),
-            ],
-        )
-    )
-    print(f"\nInverse of the structured M-MGN map (damped Newton), batch {args.batch}\n")
-    print(
-        markdown_table(
-            inverses,
-            [
-                ("d", "d"),
-                ("dtype", "dtype"),
-                ("seconds", "s"),
-                ("max_rel_residual", "max ‖T(x)−y‖/(1+‖y‖)"),
-                ("max_newton_steps", "max Newton steps"),
-                ("converged", "all converged"),
-            ],
-        )
-    )
     payload = {
         "batch": args.batch,
         "train_step": rows,
         "inverse": inverses,
         "sizes": {"mmgn": MMGN_SIZE, "icnn": ICNN_SIZE, "cpflows_icnn3": CPFLOW_ICNN},
     }
+    print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
     print(f"\nwrote {args.out}")
     return payload
+
+
+TRAIN_COLUMNS = [
+    ("d", "d"),
+    ("method", "method"),
+    ("seconds", "s / step (init)"),
+    ("speedup_vs_dense", "× dense"),
+    ("seconds_trained", "s / step (trained)"),
+    ("peak_mb", "peak MiB"),
+    ("logdet_rel_error", "log-det rel. error"),
+    ("parameters", "parameters"),
+    ("error", "error"),
+]
+INVERSE_COLUMNS = [
+    ("d", "d"),
+    ("dtype", "dtype"),
+    ("seconds", "s"),
+    ("max_rel_residual", "max ‖T(x)−y‖/(1+‖y‖)"),
+    ("max_newton_steps", "max Newton steps"),
+    ("converged", "all converged"),
+]
+
+
+def rendered(payload: dict) -> str:
+    r"""The two tables of a run's JSON: a training step per method and d, then the inverse."""
+    threads = payload.get("machine", {}).get("threads", "?")
+    return "\n\n".join(
+        [
+            f"Training step (forward + backward of the NLL), batch {payload['batch']}, "
+            f"{threads} threads, float32:",
+            markdown_table(payload["train_step"], TRAIN_COLUMNS),
+            f"Inverse of the structured M-MGN map (damped Newton), batch {payload['batch']}:",
+            markdown_table(payload["inverse"], INVERSE_COLUMNS),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ from otflows.bench.common import (
     set_threads,
     write_json,
 )
+from otflows.bench.peers import PUBLISHED_BEST
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap, Objective, bures_map, fenchel_young_gap
 from otflows.metrics import l2_uvp, map_cosine
 from otflows.transforms import BrenierTransform
 
+W2_PROBLEM = "W2 Mix3→Mix10"  # the W2 benchmark's rows: its pair at each d
 # The paper's linear-baseline row [L] (Korotin et al. 2021, Table, Mix3 → Mix10), by d.
 PUBLISHED_LINEAR = {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3, 64: 63.9, 128: 63.6}
 
@@ -118,7 +120,7 @@ def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> lis
     rows.append({"problem": name, "d": d, "method": "linear (Bures)", "seconds": 0.0})
     rows[-1] |= score(problem, X, X @ A.numpy() + b.numpy())
     print(markdown_table([rows[-1]], COLUMNS).splitlines()[-1], flush=True)
-    if name == "W2 Mix3→Mix10" and d in PUBLISHED_LINEAR:
+    if name == W2_PROBLEM and d in PUBLISHED_LINEAR:
         rows.append({"problem": name, "d": d, "method": "published [L]"})
         rows[-1]["l2_uvp"] = PUBLISHED_LINEAR[d]
     for net, objective in tqdm(methods, desc=f"{name}, d = {d}", unit="method"):
@@ -166,6 +168,84 @@ COLUMNS = [
     ("semidual_uvp", "semi-dual gap (%)"),
     ("seconds", "fit time (s)"),
 ]
+
+# the settings a row of rendered_together shows beside its scores: (option, header)
+SETTINGS = [
+    ("max_iter", "steps"),
+    ("lr", "lr"),
+    ("hidden", "width"),
+    ("samples", "samples per side"),
+    ("target_batch_size", "targets per step"),
+]
+
+
+def rendered(payload: dict) -> str:
+    r"""A run's table (its ``rows`` under :data:`COLUMNS`); a file of several runs (``runs``)
+    as :func:`rendered_together` shows them."""
+    if "runs" in payload:
+        return rendered_together(payload["runs"])
+    return markdown_table(payload["rows"], COLUMNS)
+
+
+def rendered_together(payloads: list[dict]) -> str:
+    r"""Runs of different settings side by side: a row per fitted method of each run (its
+    scores, settings, threads and command), with the linear (Bures) map, the published linear
+    row [L] and, on the W2 benchmark, the best published L2-UVP of any solver of Korotin et al.
+    (2021) beside it (:data:`otflows.bench.peers.PUBLISHED_BEST`).
+
+    Example:
+        >>> run = {"command": "otflows bench ot-maps", "machine": {"threads": 1},
+        ...        "args": {"max_iter": "800", "lr": "0.01", "refine_rounds": "0"},
+        ...        "rows": [{"d": 2, "method": "linear (Bures)", "l2_uvp": 13.88},
+        ...                 {"d": 2, "method": "icnn + semidual", "l2_uvp": 2.41,
+        ...                  "problem": "Gaussian"}]}
+        >>> print(rendered_together([run]))
+        | d | method | L2-UVP (%) | steps | lr | threads | linear (Bures) | command |
+        |---|---|---|---|---|---|---|---|
+        | 2 | icnn + semidual | 2.41 | 800 | 0.01 | 1 | 13.88 | `otflows bench ot-maps` |
+    """
+    table = []
+    for payload in payloads:
+        args = payload["args"]
+        reference = {
+            (row["d"], row["method"]): row["l2_uvp"]
+            for row in payload["rows"]
+            if row["method"] in ("linear (Bures)", "published [L]")
+        }
+        settings = {
+            header: args[key] for key, header in SETTINGS if args.get(key, "None") != "None"
+        }
+        if int(args.get("refine_rounds", 0)):
+            settings["refinement"] = f"{args['refine_rounds']} × {args['refine_iter']} steps"
+        command = payload["command"].replace(str(args.get("w2bench")), "PATH/TO/w2bench")
+        for row in payload["rows"]:
+            if (row["d"], row["method"]) in reference:
+                continue
+            beside = {
+                key: reference[row["d"], method]
+                for key, method in (("bures", "linear (Bures)"), ("published", "published [L]"))
+                if (row["d"], method) in reference
+            }
+            if row["problem"] == W2_PROBLEM and row["d"] in PUBLISHED_BEST:
+                beside["best"] = PUBLISHED_BEST[row["d"]]
+            threads = payload["machine"]["threads"]
+            table.append(row | settings | beside | {"threads": threads, "command": f"`{command}`"})
+    columns = [
+        ("d", "d"),
+        ("method", "method"),
+        ("l2_uvp", "L2-UVP (%)"),
+        ("cos", "cos"),
+        ("semidual_uvp", "semi-dual gap (%)"),
+        *((header, header) for _, header in SETTINGS),
+        ("refinement", "refinement"),
+        ("seconds", "fit time (s)"),
+        ("threads", "threads"),
+        ("bures", "linear (Bures)"),
+        ("published", "published [L]"),
+        ("best", "best published"),
+        ("command", "command"),
+    ]
+    return markdown_table(table, columns)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -246,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             if d not in available:
                 print(f"W2 benchmark d = {d} skipped: its weights are not in {args.w2bench}")
                 continue
-            rows += run(W2BenchmarkPair(args.w2bench, d), "W2 Mix3→Mix10", d, methods, args)
+            rows += run(W2BenchmarkPair(args.w2bench, d), W2_PROBLEM, d, methods, args)
     print(markdown_table(rows, COLUMNS))
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     write_json(args.out, payload, smoke=args.quick)

@@ -5,14 +5,16 @@ r"""Every published table rendered from its JSON: the report script.
 
 A table on a page is a block
 
-    <!-- tables: NAME PATH -->
+    <!-- tables: NAME PATH [PATH ...] -->
     ...
     <!-- end of tables -->
 
-that :func:`render` rewrites from the JSON at ``PATH`` (relative to the page's folder) by the
-benchmark module ``NAME`` (:data:`otflows.bench.BENCHMARKS`): its ``rendered(payload)``, or
-else the JSON's ``rows`` under the module's ``COLUMNS``. A published number is what its JSON
-renders, never typed by hand.
+that :func:`render` rewrites from the JSON at each ``PATH`` (relative to the page's folder) by
+the module ``NAME`` names (:data:`RENDERERS`: the benchmarks of :data:`otflows.bench.BENCHMARKS`
+and ``demo``). One JSON is rendered by the module's ``rendered(payload)``, or else as the
+JSON's ``rows`` under the module's ``COLUMNS``; several, one table of them side by side, by its
+``rendered_together(payloads)``. A published number is what its JSON renders, never typed by
+hand.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from pathlib import Path
 from otflows.bench import BENCHMARKS
 from otflows.bench.common import markdown_table
 
-__all__ = ["main", "pages", "render", "rendered_page"]
+__all__ = ["RENDERERS", "main", "pages", "render", "rendered_page"]
 
-BLOCK = re.compile(r"<!-- tables: (\S+) (\S+) -->\n.*?<!-- end of tables -->", re.DOTALL)
+RENDERERS = BENCHMARKS | {"demo": "otflows.demo"}  # a block's NAME → the module rendering it
+BLOCK = re.compile(r"<!-- tables: (\S+) ([^>]+?) -->\n.*?<!-- end of tables -->", re.DOTALL)
 
 
 def rendered_page(text: str, base: str | Path) -> str:
@@ -43,16 +46,18 @@ def rendered_page(text: str, base: str | Path) -> str:
     """
 
     def block(match: re.Match) -> str:
-        name, path = match[1], match[2]
-        if name not in BENCHMARKS:
-            raise ValueError(f"unknown benchmark {name!r} in <!-- tables: {name} {path} -->")
-        module = importlib.import_module(BENCHMARKS[name])
-        payload = json.loads((Path(base) / path).read_text())
-        if hasattr(module, "rendered"):
-            tables = module.rendered(payload)
+        name, paths = match[1], match[2].split()
+        if name not in RENDERERS:
+            raise ValueError(f"unknown renderer {name!r} in {match[0].splitlines()[0]}")
+        module = importlib.import_module(RENDERERS[name])
+        payloads = [json.loads((Path(base) / path).read_text()) for path in paths]
+        if len(payloads) > 1:
+            tables = module.rendered_together(payloads)
+        elif hasattr(module, "rendered"):
+            tables = module.rendered(payloads[0])
         else:  # a benchmark's table: its rows under its columns
-            tables = markdown_table(payload["rows"], module.COLUMNS)
-        return f"<!-- tables: {name} {path} -->\n{tables}\n<!-- end of tables -->"
+            tables = markdown_table(payloads[0]["rows"], module.COLUMNS)
+        return f"<!-- tables: {name} {match[2]} -->\n{tables}\n<!-- end of tables -->"
 
     return BLOCK.sub(block, text)
 

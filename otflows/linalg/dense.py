@@ -11,7 +11,7 @@ from torch.func import jacfwd, vmap
 __all__ = ["DenseCholesky", "batched_jacobian", "logdet_cholesky", "logdet_spd"]
 
 
-def batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+def batched_jacobian(f: Callable[..., Tensor], x: Tensor, *rows: Tensor) -> tuple[Tensor, Tensor]:
     r"""The Jacobians :math:`J_f(x_b)` of a map applied row by row, and the values :math:`f(x_b)`.
 
     ``f`` must map one point ``[D]`` to ``[D]``; it is vectorised with :func:`torch.func.vmap`
@@ -21,8 +21,9 @@ def batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, 
     ``D = 1024``), which bounds the memory of the ``D`` simultaneous forward passes.
 
     Arguments:
-        f: A map ``[D] -> [D]``.
+        f: A map ``[D] -> [D]``; ``f(x, *rows)`` with the rows' other arguments.
         x: Points ``[B, D]``.
+        rows: Other per-row arguments of ``f`` (e.g. contexts ``[B, C]``), not differentiated.
 
     Returns:
         The Jacobians ``[B, D, D]``, ``J[b, i, j] = ∂f_i / ∂x_j`` at ``x[b]``, and ``f(x)``
@@ -35,12 +36,12 @@ def batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, 
         (torch.Size([4, 2, 2]), tensor([3., 3.]))
     """
 
-    def value_twice(x: Tensor) -> tuple[Tensor, Tensor]:  # differentiated, and kept as aux
-        y = f(x)
+    def value_twice(x: Tensor, *rows: Tensor) -> tuple[Tensor, Tensor]:  # and kept as aux
+        y = f(x, *rows)
         return y, y
 
     chunk = max(1, 2**20 // x.shape[-1] ** 2)
-    return vmap(jacfwd(value_twice, has_aux=True), chunk_size=chunk)(x)
+    return vmap(jacfwd(value_twice, has_aux=True), chunk_size=chunk)(x, *rows)
 
 
 def logdet_cholesky(L: Tensor) -> Tensor:

@@ -57,11 +57,11 @@ class InverseError(RuntimeError):
 
 
 def newton_solve(
-    T: Callable[[Tensor], Tensor],
-    solve: Callable[[Tensor, Tensor], Tensor],
+    T: Callable[..., Tensor],
+    solve: Callable[..., Tensor],
     y: Tensor,
     x0: Tensor,
-    *,
+    *rows: Tensor,
     rtol: float,
     max_iter: int = 50,
     max_halvings: int = 30,
@@ -81,10 +81,13 @@ def newton_solve(
     the full step fails, :data:`LADDER` step lengths are tried per evaluation of :math:`T`.
 
     Arguments:
-        T: The map, ``[B, D] -> [B, D]``.
-        solve: ``solve(x, r)`` returns :math:`J_T(x)^{-1} r`, ``[B, D]``.
+        T: The map, ``[B, D] -> [B, D]``; ``T(x, *rows)`` given ``rows``.
+        solve: ``solve(x, r)`` (``solve(x, r, *rows)``) returns :math:`J_T(x)^{-1} r`,
+            ``[B, D]``.
         y: The right-hand sides ``[B, D]``.
         x0: The starting points ``[B, D]``.
+        rows: Other per-row arguments of ``T`` and ``solve`` (e.g. contexts ``[B, C]``),
+            passed along with the rows being solved.
         rtol: The relative residual tolerance.
         max_iter: The most Newton steps per row.
         max_halvings: The most step lengths tried per Newton step.
@@ -103,7 +106,7 @@ def newton_solve(
     """
     with torch.no_grad():
         x = x0.clone()
-        r = T(x) - y
+        r = T(x, *rows) - y
         residual = r.norm(dim=-1)
         tolerance = rtol * (1.0 + y.norm(dim=-1))
         iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
@@ -113,7 +116,8 @@ def newton_solve(
                 break
             idx = active.nonzero().squeeze(1)
             x_a, r_a, y_a = x[idx], r[idx], y[idx]
-            step = solve(x_a, r_a)
+            rows_a = [row[idx] for row in rows]
+            step = solve(x_a, r_a, *rows_a)
             merit = r_a.square().sum(-1)
             t = torch.ones_like(merit)  # each row's longest step length not yet tried
             accepted = torch.zeros_like(active[idx])
@@ -123,7 +127,8 @@ def newton_solve(
                 halvings = torch.arange(lengths, dtype=t.dtype, device=t.device)
                 ts = t[pending, None] * 0.5**halvings  # [n, k]
                 x_t = x_a[pending, None] - ts[..., None] * step[pending, None]  # [n, k, D]
-                r_t = T(x_t.flatten(0, 1)).view_as(x_t) - y_a[pending, None]
+                rows_t = [row[pending].repeat_interleave(len(halvings), 0) for row in rows_a]
+                r_t = T(x_t.flatten(0, 1), *rows_t).view_as(x_t) - y_a[pending, None]
                 ok = r_t.square().sum(-1) <= (1.0 - 2.0 * armijo * ts) * merit[pending, None]
                 found = ok.any(1)
                 longest = ok.int().argmax(1)[found]  # the first (longest) passing length

@@ -22,7 +22,7 @@ from otflows.affine import bures_map, set_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.objectives import Objective, build_objective
 from otflows.metrics import wasserstein2_squared
-from otflows.nets import build_net
+from otflows.nets import UNCONDITIONAL_NETS, build_net
 from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples, hold_out
@@ -93,7 +93,7 @@ class BrenierMap(BaseTransport):
             ``"qicnn"`` (:class:`otflows.QuadraticICNN`: the most accurate on the
             :math:`W_2` benchmark's non-Gaussian pairs; M-MGN suffices near-Gaussian ones).
         objective: ``"semidual"`` (exact conjugates, the default: best on every benchmark of
-            ``benchmarks/ot_maps.py``), ``"likelihood"`` (onto a Gaussian fitted to ``Xt``),
+            ``otflows bench ot-maps``), ``"likelihood"`` (onto a Gaussian fitted to ``Xt``),
             ``"sinkhorn"`` (debiased Sinkhorn divergence), or an
             :class:`otflows.maps.objectives.Objective` (e.g.
             ``TargetLikelihood(flow_fitted_to_Xt)``).
@@ -554,6 +554,8 @@ class BrenierMap(BaseTransport):
             )
         if not self.gamma > 0:
             raise ValueError(f"gamma must be > 0; got {self.gamma}")
+        if self.net not in UNCONDITIONAL_NETS:
+            raise ValueError(f"net must be one of {UNCONDITIONAL_NETS}; got {self.net!r}")
         size = distributed.world()[1]
         for name in ("batch_size", "target_batch_size"):
             if counts.get(name, 0) % size:

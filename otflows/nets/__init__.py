@@ -9,14 +9,18 @@ from otflows.nets.cmgn import CMGN
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
 from otflows.nets.mmgn import MMGN
+from otflows.nets.picnn import PICNN
 from otflows.nets.qicnn import QuadraticICNN
 
 __all__ = [
     "CMGN",
+    "CONDITIONAL_NETS",
     "ICGN",
     "ICNN",
     "MMGN",
     "NETS",
+    "PICNN",
+    "UNCONDITIONAL_NETS",
     "ConvexPotentialNet",
     "MonotoneGradientNet",
     "QuadraticICNN",
@@ -25,15 +29,19 @@ __all__ = [
 ]
 
 NETS: dict[str, type[MonotoneGradientNet]] = {
-    cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN, QuadraticICNN)
+    cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN, QuadraticICNN, PICNN)
 }
+# the networks that take a context (``context_features``), and those that need none
+CONDITIONAL_NETS = ("mmgn", "picnn")
+UNCONDITIONAL_NETS = tuple(name for name in NETS if name != PICNN.name)
 
 
 def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
     r"""Builds a monotone gradient network by name.
 
     Arguments:
-        name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``, ``"qicnn"``.
+        name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``, ``"qicnn"``, ``"picnn"``
+            (conditional: it needs ``context_features``; ``"mmgn"`` takes it too).
         features: The dimension ``D``.
         kwargs: The network's other arguments.
 

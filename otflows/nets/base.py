@@ -18,6 +18,7 @@ __all__ = [
     "ConvexPotentialNet",
     "MonotoneGradientNet",
     "QuadraticPotential",
+    "check_context",
     "choose",
     "require_positive",
 ]
@@ -35,6 +36,27 @@ def choose(options: dict[str, T], value: str, name: str) -> T:
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}; got {value!r}")
     return options[value]
+
+
+def check_context(net: MonotoneGradientNet, context: Tensor | None) -> Tensor:
+    r"""``context`` ``[..., C]`` as a conditional network ``net`` needs it; for an
+    unconditional one, ``context`` must be ``None`` (returned as is). Otherwise a
+    :class:`ValueError` naming ``context`` and what was expected.
+
+    Example:
+        >>> from otflows import MMGN
+        >>> check_context(MMGN(2), None) is None
+        True
+    """
+    C = net.context_features
+    if C is None:
+        if context is not None:
+            raise ValueError(f"context must be None: {type(net).__name__} is unconditional")
+        return context  # type: ignore[return-value]
+    if context is None or context.shape[-1:] != (C,):
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"context must have shape [..., {C}]; got {got}")
+    return context
 
 
 def require_positive(value: int, name: str) -> None:
@@ -83,8 +105,14 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     Their Jacobian :math:`J_G(x)` is symmetric positive semi-definite for every ``x`` and every
     parameter value; each subclass states its form.
 
+    A *conditional* network (:attr:`context_features` set) is a family :math:`G(\cdot\,; c) =
+    \nabla_x\varphi(\cdot\,; c)`, convex in ``x`` for every context ``c``: each method then
+    takes ``context`` ``[..., C]``, broadcast against ``x``'s leading dimensions. An
+    unconditional network takes ``context=None`` (:class:`otflows.BrenierTransform` checks).
+
     Attributes:
         features: The dimension ``D``.
+        context_features: The context's dimension ``C`` of a conditional network, else ``None``.
         arguments: The constructor's arguments, which rebuild the network (JSON-serialisable;
             :class:`otflows.arguments.RecordsArguments`).
         quadratic: The :class:`QuadraticPotential` term :math:`a + V^\top V x`.
@@ -93,6 +121,7 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     name: str = ""
     potential_nodes: int = 64
     quadratic: QuadraticPotential
+    context_features: int | None = None
 
     def __init__(self, features: int, rank: int | None):
         super().__init__()
@@ -102,8 +131,8 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
         self.quadratic = QuadraticPotential(features, rank)
 
     @abstractmethod
-    def gradient(self, x: Tensor) -> Tensor:
-        r"""The field :math:`G(x)`, ``[..., D] -> [..., D]``."""
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The field :math:`G(x)` (:math:`G(x; c)`), ``[..., D] -> [..., D]``."""
 
     @property
     @abstractmethod
@@ -127,22 +156,26 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
         gives it in factored form, else ``None`` (the Jacobian has no known structure)."""
         return None
 
-    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+    def gradient_and_factors(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, RidgeFactors]:
         r""":math:`G(x)` ``[B, D]`` and the factors of
         :math:`J_G(x) = V^\top V + U^\top \operatorname{diag}(d(x))\, U + E(x) E(x)^\top`
         (:class:`otflows.linalg.RidgeFactors`), for networks whose :attr:`ridge_rank` is set."""
         raise NotImplementedError(f"{type(self).__name__} has no factored Jacobian")
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""Same as :meth:`gradient`."""
-        return self.gradient(x)
+        return self.gradient(x, context)
 
-    def potential_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def potential_and_gradient(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r""":math:`\varphi(x)` ``[...]`` and :math:`G(x)` ``[..., D]`` together (one pass where
         the network allows it)."""
-        return self.potential(x), self.gradient(x)
+        return self.potential(x, context), self.gradient(x, context)
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The potential :math:`\varphi(x) - \varphi(0)`, ``[..., D] -> [...]``.
 
         Without a closed form it is the line integral
@@ -153,7 +186,8 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
         """
         s, w = gauss_legendre(self.potential_nodes, dtype=x.dtype, device=x.device)
         points = s.view(-1, *([1] * x.dim())) * x  # [n, ..., D]
-        return torch.einsum("n,n...->...", w, (self.gradient(points) * x).sum(-1))
+        G = self.gradient(points, context)  # a context [..., C] broadcasts over the nodes
+        return torch.einsum("n,n...->...", w, (G * x).sum(-1))
 
 
 class ConvexPotentialNet(MonotoneGradientNet):
@@ -161,15 +195,17 @@ class ConvexPotentialNet(MonotoneGradientNet):
     field :math:`G = \nabla\varphi` is its autodiff gradient (:func:`torch.func.grad`)."""
 
     @abstractmethod
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
 
-    def gradient(self, x: Tensor) -> Tensor:
-        return grad(lambda x: self.potential(x).sum())(x)
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return grad(lambda x: self.potential(x, context).sum())(x)
 
-    def potential_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def potential_and_gradient(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         def total(x: Tensor) -> tuple[Tensor, Tensor]:
-            value = self.potential(x)
+            value = self.potential(x, context)
             return value.sum(), value
 
         G, (_, value) = grad_and_value(total, has_aux=True)(x)

@@ -107,16 +107,18 @@ class CMGN(MonotoneGradientNet):
         d = omega * self.dsigma(z) * c if curvature else None
         return omega * self.sigma(z), d
 
-    def gradient(self, x: Tensor) -> Tensor:
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         f, _ = self._cascade(x @ self.W.T, curvature=False)
         return f @ self.W + self.quadratic.gradient(x)
 
-    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+    def gradient_and_factors(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, RidgeFactors]:
         f, d = self._cascade(x @ self.W.T, curvature=True)
         assert d is not None
         return f @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The potential :math:`\varphi(x) - \varphi(0) = a^\top x + \frac12\|Vx\|^2 +
         \sum_h \int_0^{u_h} f_h(t)\,dt`, :math:`u = Wx`, ``[..., D] -> [...]``.
 

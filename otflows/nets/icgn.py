@@ -124,17 +124,19 @@ class ICGN(MonotoneGradientNet):
         # With quadrature the ridge curvatures are not guaranteed non-negative: no structure.
         return self.W.shape[0] if self.quadrature_nodes is None else None
 
-    def gradient(self, x: Tensor) -> Tensor:
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return self._ridge(x @ self.W.T) @ self.W + self.quadratic.gradient(x)
 
-    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+    def gradient_and_factors(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, RidgeFactors]:
         if self.quadrature_nodes is not None:
             return super().gradient_and_factors(x)
         u = x @ self.W.T
         d = self.dsigma(u + self.b).square()
         return self._ridge(u) @ self.W + self.quadratic.gradient(x), RidgeFactors(self.W, d)
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if self.B is None or self.quadrature_nodes is not None:
             return super().potential(x)
         u = x @ self.W.T

@@ -92,7 +92,7 @@ class ICNN(ConvexPotentialNet):
     def input_weights(self) -> list[Tensor]:
         return [cast(nn.Linear, A).weight for A in self.A]
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
         z = self.g(self.A[0](x))
         for A, Wz in zip(self.A[1:], self.Wz, strict=True):

@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import MonotoneGradientNet, choose, require_positive
+from otflows.nets.base import MonotoneGradientNet, check_context, choose, require_positive
 from otflows.nets.functional import dsigmoid, dtanh, logcosh
 
 __all__ = ["MMGN"]
+
+_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # softplus⁻¹(1): each module's weight starts at 1
 
 # s (convex, non-negative, summed over a module's units), σ = s' and σ'.
 _MODULE_FUNCTIONS: dict[str, tuple[Callable[[Tensor], Tensor], ...]] = {
@@ -37,6 +39,22 @@ class MMGN(MonotoneGradientNet):
 
     symmetric positive semi-definite because :math:`s_k \ge 0` and :math:`\sigma' \ge 0`.
 
+    **Conditional** (``context_features=C``): a small network of the context ``c`` ``[..., C]``
+    (one tanh layer of ``context_hidden`` units) gives each module a bias shift
+    :math:`\beta_k(c)` and a weight :math:`\alpha_k(c) = \operatorname{softplus}(\cdot) > 0`,
+    and the linear term a shift :math:`a(c)`:
+
+    .. math::
+        G(x; c) = a + a(c) + V^\top V x + \sum_k \alpha_k(c)\, s_k(z_k)\, W_k^\top\sigma(z_k),
+        \quad z_k = W_k x + b_k + \beta_k(c),
+
+    the gradient in ``x`` of :math:`(a + a(c))^\top x + \frac12\|Vx\|^2 + \sum_k
+    \frac12\alpha_k(c) s_k(z_k)^2`, convex in ``x`` for every ``c``. The ridge directions
+    :math:`W_k` do not depend on ``c``, so the Jacobian keeps its factored form (curvatures
+    :math:`\alpha_k s_k \sigma'(z_k)`, low-rank columns :math:`\sqrt{\alpha_k}\,W_k^\top
+    \sigma(z_k)`): structured log-determinants and Newton inverses apply unchanged. The
+    context network's last layer starts at zero, so every context starts at the same map.
+
     References:
         | Learning Gradients of Convex Functions with Monotone Gradient Networks
         | Chaudhari, Pranav, Moura, ICASSP 2023 (https://arxiv.org/abs/2301.10862), eq. 9
@@ -48,11 +66,16 @@ class MMGN(MonotoneGradientNet):
         activation: ``"logcosh"`` (:math:`s = \log\cosh`, :math:`\sigma = \tanh`, the paper's)
             or ``"softplus"`` (:math:`s = \operatorname{softplus}`, :math:`\sigma` = sigmoid).
         rank: The number of rows of :math:`V` (default ``D``).
+        context_features: The context's dimension ``C`` of a conditional network.
+        context_hidden: The width of the context network.
 
     Example:
         >>> net = MMGN(3, 8, num_modules=2)
         >>> net.potential(torch.randn(5, 3)).shape
         torch.Size([5])
+        >>> conditional = MMGN(3, 8, num_modules=2, context_features=2)
+        >>> conditional.gradient(torch.randn(5, 3), torch.randn(5, 2)).shape
+        torch.Size([5, 3])
     """
 
     name = "mmgn"
@@ -64,6 +87,8 @@ class MMGN(MonotoneGradientNet):
         num_modules: int = 4,
         activation: str = "logcosh",
         rank: int | None = None,
+        context_features: int | None = None,
+        context_hidden: int = 64,
     ):
         super().__init__(features, rank)
         self.s, self.sigma, self.dsigma = choose(_MODULE_FUNCTIONS, activation, "activation")
@@ -71,10 +96,33 @@ class MMGN(MonotoneGradientNet):
         scale = 1.0 / math.sqrt(features * hidden_features)
         self.W = nn.Parameter(scale * torch.randn(num_modules, hidden_features, features))
         self.b = nn.Parameter(torch.empty(num_modules, hidden_features).uniform_(-1.0, 1.0))
+        self.context_net = None
+        if context_features is not None:
+            require_positive(context_features, "context_features")
+            self.context_features = context_features
+            out = nn.Linear(context_hidden, num_modules * (hidden_features + 1) + features)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.context_net = nn.Sequential(
+                nn.Linear(context_features, context_hidden), nn.Tanh(), out
+            )
 
-    def _preactivations(self, x: Tensor) -> Tensor:
-        r"""The pre-activations :math:`z_k`, ``[..., D] -> [..., K, H]``."""
-        return torch.einsum("khd,...d->...kh", self.W, x) + self.b
+    def _terms(
+        self, x: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        r"""The pre-activations :math:`z_k` ``[..., K, H]`` and, given a context, the modules'
+        weights :math:`\alpha_k(c)` ``[..., K, 1]`` and the linear term's shift :math:`a(c)`
+        ``[..., D]``."""
+        z = torch.einsum("khd,...d->...kh", self.W, x) + self.b
+        if self.context_net is None:
+            check_context(self, context)
+            return z, None, None
+        K, H = self.b.shape
+        beta, alpha, shift = self.context_net(check_context(self, context)).split(
+            [K * H, K, self.features], dim=-1
+        )
+        alpha = F.softplus(alpha + _SOFTPLUS_OF_ONE).unsqueeze(-1)
+        return z + beta.unflatten(-1, (K, H)), alpha, shift
 
     @property
     def input_weights(self) -> list[Tensor]:
@@ -84,22 +132,35 @@ class MMGN(MonotoneGradientNet):
     def ridge_rank(self) -> int:
         return self.W.shape[0] * (self.W.shape[1] + 1)
 
-    def gradient(self, x: Tensor) -> Tensor:
-        z = self._preactivations(x)
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        z, alpha, shift = self._terms(x, context)
         s = self.s(z).sum(-1, keepdim=True)  # [..., K, 1]
-        return torch.einsum("...kh,khd->...d", s * self.sigma(z), self.W) + (
-            self.quadratic.gradient(x)
+        if alpha is not None:
+            s = alpha * s
+        G = torch.einsum("...kh,khd->...d", s * self.sigma(z), self.W) + self.quadratic.gradient(x)
+        return G if shift is None else G + shift
+
+    def gradient_and_factors(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, RidgeFactors]:
+        z, alpha, shift = self._terms(x, context)  # [B, K, H]
+        s = self.s(z).sum(-1, keepdim=True)  # [B, K, 1]
+        if alpha is not None:
+            s = alpha * s  # αₖ sₖ
+        e = torch.einsum("bkh,khd->bdk", self.sigma(z), self.W)  # Wₖᵀσ(zₖ) [B, D, K]
+        G = torch.einsum("bdk,bk->bd", e, s.squeeze(-1)) + self.quadratic.gradient(x)
+        E = e if alpha is None else e * alpha.squeeze(-1).sqrt().unsqueeze(1)  # √αₖ Wₖᵀσ(zₖ)
+        U = self.W.reshape(-1, self.features)  # [K·H, D]
+        return G if shift is None else G + shift, RidgeFactors(
+            U, (s * self.dsigma(z)).flatten(1), E
         )
 
-    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
-        z = self._preactivations(x)  # [B, K, H]
-        s = self.s(z).sum(-1, keepdim=True)
-        E = torch.einsum("bkh,khd->bdk", self.sigma(z), self.W)  # Wₖᵀσ(zₖ) [B, D, K]
-        G = torch.einsum("bdk,bk->bd", E, s.squeeze(-1)) + self.quadratic.gradient(x)
-        U = self.W.reshape(-1, self.features)  # [K·H, D]
-        return G, RidgeFactors(U, (s * self.dsigma(z)).flatten(1), E)
-
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The closed-form potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
-        s = self.s(self._preactivations(x)).sum(-1)  # [..., K]
-        return 0.5 * s.square().sum(-1) + self.quadratic.potential(x)
+        z, alpha, shift = self._terms(x, context)
+        s = self.s(z).sum(-1)  # [..., K]
+        phi = 0.5 * s.square()
+        if alpha is not None:
+            phi = alpha.squeeze(-1) * phi
+        phi = phi.sum(-1) + self.quadratic.potential(x)
+        return phi if shift is None else phi + (shift * x).sum(-1)

@@ -89,7 +89,7 @@ class QuadraticICNN(ConvexPotentialNet):
         self.W = nn.ModuleList(nn.Linear(D, H) for _ in range(num_layers))
         self.C, self.w = convex_path(H, num_layers)
 
-    def potential(self, x: Tensor) -> Tensor:
+    def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
         quadratics = [(A, W.weight, W.bias) for A, W in zip(self.A, self._linears, strict=True)]
         convex = [F.softplus(C) for C in self.C]
@@ -110,14 +110,18 @@ class QuadraticICNN(ConvexPotentialNet):
         r"""The layers' affine maps :math:`W_i x + b_i`."""
         return cast(list[nn.Linear], list(self.W))
 
-    def gradient(self, x: Tensor) -> Tensor:
+    def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return self._pass(x, factors=False)[1]
 
-    def potential_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def potential_and_gradient(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         phi, G, _ = self._pass(x, factors=False)
         return phi, G
 
-    def gradient_and_factors(self, x: Tensor) -> tuple[Tensor, RidgeFactors]:
+    def gradient_and_factors(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, RidgeFactors]:
         _, G, factors = self._pass(x, factors=True)
         assert factors is not None
         return G, factors
