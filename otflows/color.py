@@ -65,6 +65,7 @@ def color_transfer(
     estimator: BrenierMap | None = None,
     pixels: int = 10_000,
     seed: int = 0,
+    score_pixels: int = 1000,
 ) -> tuple[np.ndarray, BrenierMap, dict[str, float]]:
     r"""Recolours ``source`` with ``target``'s colours by the optimal map of their RGB clouds.
 
@@ -80,6 +81,8 @@ def color_transfer(
             defaults, seeded with ``seed``.
         pixels: Pixels of each image used for fitting (and for the scores).
         seed: Seeds the pixel samples.
+        score_pixels: Fitting pixels of each image that the Sinkhorn divergence compares
+            (its cost grows with their number squared).
 
     Returns:
         The recoloured image ``[H, W, 3]`` (unclipped), the fitted estimator, and scores: the
@@ -105,7 +108,7 @@ def color_transfer(
     mapped = estimator.transform(source.reshape(-1, 3))
     scores = {
         "cost": float(np.square(mapped - source.reshape(-1, 3)).sum(-1).mean()),
-        "sinkhorn": sinkhorn_divergence(estimator.transform(Xs[:1000]), Xt[:1000]),
+        "sinkhorn": sinkhorn_divergence(estimator.transform(Xs[:score_pixels]), Xt[:score_pixels]),
         "seconds": estimator.log_["seconds"],
     }
     return mapped.reshape(source.shape), estimator, scores

@@ -196,12 +196,10 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     assert semidual_uvp(problem, X[:500], otmap.transform_) == pytest.approx(expected, rel=1e-2)
 
 
-# README's own command runs `otflows bench gaussian --quick` (tests/test_readme.py)
-@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"gaussian"}))
-def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
-    out = tmp_path / f"{name}.json"
-    payload = run(name, ["--quick", "--out", str(out)])
-    assert "(a smoke run, --quick: " in capsys.readouterr().out
+def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
+    """What every quick run writes: a JSON marked as a smoke run, with finite numbers and no
+    error; returns it."""
+    assert "(a smoke run, --quick: " in printed
     written = json.loads(out.read_text())
     assert written["smoke_run"] is True
     assert written["machine"]["torch"] == torch.__version__
@@ -210,17 +208,31 @@ def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     numbers = [v for r in rows for v in r.values() if isinstance(v, float)]
     assert numbers and all(math.isfinite(v) for v in numbers)
     assert set(payload) <= set(written)
+    return written
 
 
-def test_peers_update_reruns_only_the_named_runs(tmp_path):
+# README's own command runs `otflows bench gaussian --quick` (tests/test_readme.py), and the
+# peers' quick run is the first step of its --update test
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"gaussian", "peers"}))
+def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
+    out = tmp_path / f"{name}.json"
+    payload = run(name, ["--quick", "--out", str(out)])
+    _check_smoke_run(out, payload, capsys.readouterr().out)
+
+
+def test_quick_peers_run_and_its_update_of_one_method(tmp_path, capsys):
     out = tmp_path / "peers.json"
-    run("peers", ["--quick", "--methods", "otflows", "otflows-timed", "--out", str(out)])
-    first = json.loads(out.read_text())["runs"]
+    payload = run("peers", ["--quick", "--out", str(out)])
+    first = _check_smoke_run(out, payload, capsys.readouterr().out)["runs"]
     run("peers", ["--quick", "--update", "--methods", "otflows-timed", "--out", str(out)])
     runs = json.loads(out.read_text())["runs"]
-    assert [r["method"] for r in runs] == ["otflows", "otflows-timed"]
-    assert runs[0] == first[0] and runs[1]["date"] >= first[1]["date"]
-    assert {"command", "commit", "date"} <= set(runs[1])
+    assert [r["method"] for r in runs] == [r["method"] for r in first]
+    updated = [i for i, r in enumerate(runs) if r["method"] == "otflows-timed"]
+    assert [r for i, r in enumerate(runs) if i not in updated] == [
+        r for i, r in enumerate(first) if i not in updated
+    ]
+    assert len(updated) == 1 and runs[updated[0]]["date"] >= first[updated[0]]["date"]
+    assert {"command", "commit", "date"} <= set(runs[updated[0]])
     out.write_text(json.dumps({"args": {"budget": "300.0"}, "runs": []}))
     with pytest.raises(ValueError, match=r"whose budget is 300\.0 CPU s; this run.s is 5\.0"):
         run("peers", ["--quick", "--update", "--methods", "otflows", "--out", str(out)])

@@ -155,15 +155,30 @@ def in_parallel(
     return results
 
 
-def _child(queue, function, kwargs):
+def _guarded(function: Callable[..., dict], kwargs: dict) -> dict:
     try:
-        queue.put(function(**kwargs))
+        return function(**kwargs)
     except Exception as error:  # reported in the table, not fatal to the benchmark
-        queue.put({"error": f"{type(error).__name__}: {error}"})
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
-def isolated(function: Callable[..., dict], **kwargs: Any) -> dict:
-    """Runs ``function(**kwargs)`` in a fresh process, so its peak memory is its own."""
+def _child(queue, function, kwargs):
+    queue.put(_guarded(function, kwargs))
+
+
+def isolated(function: Callable[..., dict], fresh: bool = True, **kwargs: Any) -> dict:
+    """Runs ``function(**kwargs)`` in a fresh process, so its peak memory is its own, or
+    with ``fresh=False`` in this one (a smoke run's: it skips the processes' start-up, and
+    its numbers mean nothing anyway). An exception becomes ``{"error": "Type: message"}``."""
+    if not fresh:  # as a fresh process starts (float32 by default), leaving this one as it was
+        dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+        torch.set_default_dtype(torch.float32)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                return _guarded(function, kwargs)
+        finally:
+            torch.set_default_dtype(dtype)
+            torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue, function, kwargs))
@@ -269,10 +284,16 @@ def aggregate(runs: list[dict], keys: Sequence[str]) -> dict[str, float]:
     return summary
 
 
-def run_isolated(function: Callable[..., dict], plan: list[dict], desc: str) -> list[dict]:
-    """Runs ``function(**kwargs)`` in a fresh process for each ``kwargs`` of ``plan`` (with a
-    progress bar); each result is merged into its ``kwargs``."""
-    return [{**kwargs, **isolated(function, **kwargs)} for kwargs in tqdm(plan, desc, unit="run")]
+def run_isolated(
+    function: Callable[..., dict], plan: list[dict], desc: str, fresh: bool = True
+) -> list[dict]:
+    """Runs ``function(**kwargs)`` for each ``kwargs`` of ``plan`` (with a progress bar), each
+    in a fresh process unless ``fresh`` is false (:func:`isolated`); each result is merged
+    into its ``kwargs``."""
+    return [
+        {**kwargs, **isolated(function, fresh, **kwargs)}
+        for kwargs in tqdm(plan, desc, unit="run")
+    ]
 
 
 def report(

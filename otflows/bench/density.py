@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for method in args.methods
         for seed in range(args.seeds)
     ]
-    runs = run_isolated(run, plan, "density")
+    runs = run_isolated(run, plan, "density", fresh=not args.quick)
     for r in runs:
         r["data"] = r.pop("dataset")
     rows = summarise(runs, args.data, args.methods, args.seeds)

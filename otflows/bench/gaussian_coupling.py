@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for seed in range(args.seeds)
         for method in args.methods
     ]
-    runs = run_isolated(run, plan, "gaussian coupling")
+    runs = run_isolated(run, plan, "gaussian coupling", fresh=not args.quick)
     return report(args, summarise(runs), COLUMNS, runs, plot(runs))
 
 

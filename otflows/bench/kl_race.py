@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             steps, checkpoints = plans[method]
             result = isolated(
                 race,
+                fresh=not args.quick,
                 method=method,
                 d=d,
                 steps=steps,

@@ -4,7 +4,8 @@ our stochastic estimator and the `cpflows` package's, side by side in one run.
     otflows bench logdet            # full run: d = 16, 64, 256, 1024
     otflows bench logdet --quick    # smoke run: d = 16
 
-Each (method, d) runs in a fresh process (peak memory is its own). Prints markdown tables and
+Each (method, d) runs in a fresh process (peak memory is its own; --quick runs them in this
+one). Prints markdown tables and
 writes JSON (default otflows-results/logdet_scaling.json).
 """
 
@@ -169,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             row.update(
                 isolated(
                     train_step,
+                    fresh=not args.quick,
                     method=method,
                     d=d,
                     batch=args.batch,
@@ -179,7 +181,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
             if method == "structured" or (method != "dense" and d <= 256):
                 row.update(
-                    isolated(logdet_error, method=method, d=d, batch=8, threads=args.threads)
+                    isolated(
+                        logdet_error,
+                        fresh=not args.quick,
+                        method=method,
+                        d=d,
+                        batch=8,
+                        threads=args.threads,
+                    )
                 )
             rows.append(row)
             print(row, flush=True)
@@ -195,7 +204,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 {
                     "d": d,
                     "dtype": dtype,
-                    **isolated(inverse, d=d, batch=args.batch, dtype=dtype, threads=args.threads),
+                    **isolated(
+                        inverse,
+                        fresh=not args.quick,
+                        d=d,
+                        batch=args.batch,
+                        dtype=dtype,
+                        threads=args.threads,
+                    ),
                 }
             )
             print(inverses[-1], flush=True)
