@@ -118,6 +118,7 @@ def start_affine(
 
     Example:
         >>> from otflows import MMGN
+        >>> _ = torch.manual_seed(0)
         >>> T = BrenierTransform(MMGN(2, 8), gamma=0.1)
         >>> start_affine(T, 2 * torch.eye(2), torch.ones(2), torch.randn(256, 2))
         >>> far = 100 * torch.randn(5, 2)

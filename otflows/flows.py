@@ -38,7 +38,8 @@ class BrenierFlow(RecordsArguments, Flow):
     Arguments:
         features: The dimension ``D``.
         net: The monotone gradient network of each block: ``"cmgn"``, ``"mmgn"``, ``"icgn"``,
-            ``"icnn"`` or ``"qicnn"``; for a conditional flow ``"mmgn"`` or ``"picnn"``.
+            ``"icnn"`` or ``"qicnn"``; for a conditional flow ``"mmgn"``, ``"qicnn"`` or
+            ``"picnn"``.
         num_blocks: The number of Brenier blocks.
         actnorm: Whether each block is preceded by an ``ActNorm`` (default: when
             ``num_blocks > 1``).

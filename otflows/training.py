@@ -17,7 +17,14 @@ from otflows import distributed
 from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, nll
 from otflows.trainer import Checkpoint, Shuffled, TrainingHistory, Validation, train
-from otflows.validation import MappedSamples, as_samples, held_out_rows, hold_out
+from otflows.validation import (
+    MappedSamples,
+    as_samples,
+    held_out_rows,
+    hold_out,
+    hold_out_with_context,
+    with_context,
+)
 
 __all__ = [
     "FIT_FLOW",
@@ -321,29 +328,19 @@ def _split_with_context(
     or the same random ``fraction`` of both)."""
     if isinstance(X, np.memmap | MappedSamples):
         raise ValueError("context: fit_flow takes contexts with X in memory, not a memmap")
-    X = as_samples(X, "X", **spec)
-    context_spec = spec | {"features": None}
-    context = as_samples(context, "context", **context_spec)
-    if len(context) != len(X):
-        raise ValueError(f"context must have one row per row of X ({len(X)}); got {len(context)}")
+    X, context = with_context(X, context, "X", "context", **spec)
     if X_val is not None:
         if context_val is None:
             raise ValueError("context_val must be given with X_val (their contexts)")
-        X_val = as_samples(X_val, "X_val", **spec)
-        context_val = as_samples(context_val, "context_val", **context_spec)
-        if len(context_val) != len(X_val):
-            raise ValueError(
-                f"context_val must have one row per row of X_val ({len(X_val)}); "
-                f"got {len(context_val)}"
-            )
+        X_val, context_val = with_context(X_val, context_val, "X_val", "context_val", **spec)
         return X, X_val, context, context_val
     if fraction == 0:
         return X, None, context, None
-    joint = torch.cat([X, context], dim=1)  # one split keeps each row with its context
     generator = torch.Generator().manual_seed(seed)
-    train, held = hold_out(joint, "X", fraction, generator, max_rows=VALIDATION_ROWS)
-    D = X.shape[1]
-    return train[:, :D], held[:, :D], train[:, D:], held[:, D:]
+    X, X_val, context, context_val = hold_out_with_context(
+        X, context, "X", fraction, generator, max_rows=VALIDATION_ROWS
+    )
+    return X, X_val, context, context_val
 
 
 def _split(

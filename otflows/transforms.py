@@ -162,14 +162,18 @@ class BrenierTransform(Transform):
         self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
-    def initialize(self, x: Tensor) -> None:
+    def initialize(self, x: Tensor, context: Tensor | None = None) -> None:
         r"""Data-dependent normalisation: the network sees :math:`(x - \mu)/s` with :math:`\mu`
-        the mean of ``x`` ``[B, D]`` and :math:`s` its root mean per-coordinate variance.
+        the mean of ``x`` ``[B, D]`` and :math:`s` its root mean per-coordinate variance (and
+        standardised contexts, :meth:`MonotoneGradientNet.initialize_context`, given
+        ``context`` ``[B, C]``).
 
         A shift and an *isotropic* scale keep :math:`T` the gradient of a convex function; the
         first training batch calls this (as ``ActNorm`` does), so a flow meets data of any
         location and scale with its networks' pre-activations of order one.
         """
+        if context is not None:
+            self.net.initialize_context(context)
         self.shift.copy_(x.mean(0))
         scale = x.var(0, unbiased=False).mean().sqrt()
         self.scale.copy_(scale if scale > 0 else torch.ones_like(scale))
@@ -250,7 +254,7 @@ class BrenierTransform(Transform):
         :meth:`initialize`\ s the normalisation."""
         x, c, batch = self._flatten(inputs, context)
         if self.training and not self.initialized:
-            self.initialize(x)
+            self.initialize(x, c)
         y, factor = self.linearize(x, c)
         return y.reshape(inputs.shape), factor.logdet().reshape(batch)
 

@@ -2,6 +2,8 @@ r"""Checks at the public edge: samples are validated and cast once, then trusted
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -200,3 +202,54 @@ def hold_out(
     n = held_out_rows(len(X), name, fraction, max_rows=max_rows, advice=advice)
     order = torch.randperm(len(X), generator=generator).to(X.device)
     return X[order[n:]], X[order[:n]]
+
+
+def with_context(
+    X: Tensor | np.ndarray,
+    context: Tensor | np.ndarray,
+    name: str,
+    context_name: str,
+    context_features: int | None = None,
+    **spec: Any,
+) -> tuple[Tensor, Tensor]:
+    r"""Samples ``X [N, D]`` (:func:`as_samples` with ``spec``) and their contexts
+    ``[N, C]``, one per row of ``X`` (same dtype and device; ``C = context_features`` when
+    given).
+
+    Example:
+        >>> X, c = with_context(np.zeros((3, 2)), np.ones((3, 1)), "Xs", "cs")
+        >>> c.shape
+        torch.Size([3, 1])
+    """
+    X = as_samples(X, name, **spec)
+    context = as_samples(context, context_name, **(spec | {"features": context_features}))
+    if len(context) != len(X):
+        raise ValueError(
+            f"{context_name} must have one row per row of {name} ({len(X)}); got {len(context)}"
+        )
+    return X, context
+
+
+def hold_out_with_context(
+    X: Tensor,
+    context: Tensor,
+    name: str,
+    fraction: float,
+    generator: torch.Generator,
+    *,
+    max_rows: int | None = None,
+    advice: str = "",
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r""":func:`hold_out` of rows with their contexts: ``X`` and ``context`` ``[N, C]`` split
+    by one draw, as ``(X_train, X_val, context_train, context_val)``.
+
+    Example:
+        >>> X, c = torch.randn(10, 2), torch.randn(10, 1)
+        >>> parts = hold_out_with_context(X, c, "X", 0.2, torch.Generator().manual_seed(0))
+        >>> [tuple(p.shape) for p in parts]
+        [(8, 2), (2, 2), (8, 1), (2, 1)]
+    """
+    joint = torch.cat([X, context], dim=1)
+    train, held = hold_out(joint, name, fraction, generator, max_rows=max_rows, advice=advice)
+    D = X.shape[1]
+    return train[:, :D], held[:, :D], train[:, D:], held[:, D:]

@@ -182,9 +182,16 @@ def test_potential_and_transport_in_one_pass(name, tol):
 # Conditional networks: for every context c, T(·; c) must keep the whole contract.
 CONDITIONAL = {
     "mmgn": dict(hidden_features=6, num_modules=3, context_features=2),
+    "qicnn": dict(hidden_features=5, num_layers=3, quadratic_rank=2, context_features=2),
     "picnn": dict(hidden_features=12, num_layers=3, context_features=2),
 }
-CONDITIONAL_CASES = [("mmgn", "exact"), ("mmgn", "structured"), ("picnn", "exact")]
+CONDITIONAL_CASES = [
+    ("mmgn", "exact"),
+    ("mmgn", "structured"),
+    ("qicnn", "exact"),
+    ("qicnn", "structured"),
+    ("picnn", "exact"),
+]
 CONDITIONAL_IDS = [f"{name}-{logdet}" for name, logdet in CONDITIONAL_CASES]
 
 

@@ -70,11 +70,23 @@ class KnownMapRegression(Objective):
     def __init__(self, problem: GaussianCoupling | W2BenchmarkPair):
         self.problem = problem
 
-    def setup(self, T: BrenierTransform, Xs: torch.Tensor, Xt: torch.Tensor) -> None:
+    def setup(
+        self,
+        T: BrenierTransform,
+        Xs: torch.Tensor,
+        Xt: torch.Tensor,
+        ct: torch.Tensor | None = None,
+    ) -> None:
         self.variance = float(Xt.var(0).sum())
 
     def loss(
-        self, T: BrenierTransform, xs: torch.Tensor, xt: torch.Tensor, index_t: torch.Tensor
+        self,
+        T: BrenierTransform,
+        xs: torch.Tensor,
+        xt: torch.Tensor,
+        index_t: torch.Tensor,
+        cs: torch.Tensor | None = None,
+        ct: torch.Tensor | None = None,
     ) -> torch.Tensor:
         true = self.problem.brenier_map(xs.detach())  # torch in, torch out
         return (T.transport(xs) - true).square().sum(-1).mean() / self.variance

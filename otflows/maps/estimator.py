@@ -20,12 +20,13 @@ from torch import Tensor
 from otflows import distributed
 from otflows.affine import bures_map, set_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.objectives import Objective, build_objective
 from otflows.metrics import wasserstein2_squared
-from otflows.nets import UNCONDITIONAL_NETS, build_net
+from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
 from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_samples, hold_out
+from otflows.validation import as_samples, hold_out, hold_out_with_context, with_context
 
 __all__ = ["BrenierMap"]
 
@@ -155,6 +156,9 @@ class BrenierMap(BaseTransport):
     Attributes:
         transform_: The fitted :class:`otflows.BrenierTransform`.
         n_features_in_: The dimension ``D``.
+        context_features_: The conditions' dimension ``C`` of a conditional map, else ``None``.
+        conditions_: The distinct conditions of the training rows ``[G, C]`` (``None``: not
+            conditional).
         bures_matrix_, bures_offset_: The Bures map :math:`x \mapsto A x + b` of the data.
         log_: ``{"objective": {...}, "init": history, "fit": history, "refine": [{"inner":
             the round's inner log_, "regression": history}, ...], "seconds": float}``, each
@@ -252,8 +256,12 @@ class BrenierMap(BaseTransport):
         Xt: Tensor | np.ndarray | None = None,
         yt: Any = None,
         *,
+        cs: Tensor | np.ndarray | None = None,
+        ct: Tensor | np.ndarray | None = None,
         Xs_val: Tensor | np.ndarray | None = None,
         Xt_val: Tensor | np.ndarray | None = None,
+        cs_val: Tensor | np.ndarray | None = None,
+        ct_val: Tensor | np.ndarray | None = None,
         checkpoint: str | Path | None = None,
         resume: bool = False,
         callback: Callable[[str, int, BrenierMap], None] | None = None,
@@ -266,9 +274,19 @@ class BrenierMap(BaseTransport):
             ys: Source labels: not used (POT's signature).
             Xt: Target samples ``[M, D]``.
             yt: Target labels: not used.
+            cs: The source samples' conditions ``[N, C]`` of a conditional fit (``None`` with
+                ``ct`` given: the source samples are shared by every condition, e.g. control
+                cells or noise).
+            ct: The target samples' conditions ``[M, C]``: given, the fit is of a
+                conditional map :math:`T(\cdot\,; c)`, the Brenier map from :math:`\mu_c` to
+                :math:`\nu_c` for every condition :math:`c`, one network for all
+                (:mod:`otflows.maps.conditions`); it applies to conditions never seen in
+                training too (``transform(X, cs=c)``).
             Xs_val: Held-out source samples ``[N', D]`` (with ``Xt_val``), instead of the
                 ``validation_fraction`` split.
             Xt_val: Held-out target samples ``[M', D]``.
+            cs_val: The held-out source samples' conditions (with ``cs``).
+            ct_val: The held-out target samples' conditions (with ``ct``).
             checkpoint: A file where the whole state of the fit is saved atomically at every
                 validation and after each phase.
             resume: Continue from ``checkpoint`` when it exists: the fit then ends exactly as
@@ -280,8 +298,30 @@ class BrenierMap(BaseTransport):
         Under ``torchrun`` (see :mod:`otflows.distributed`) every process draws the same
         minibatches and computes the loss of its share of each (the batch sizes must be
         multiples of the number of processes); ``DistributedDataParallel`` averages the
-        gradients, so the fit equals the single-process one up to summation order."""
-        self._check_params()
+        gradients, so the fit equals the single-process one up to summation order.
+
+        A conditional fit (``ct`` given) needs a conditional network (``"qicnn"``, ``"mmgn"``
+        or ``"picnn"``) and an objective that takes conditions (the semi-dual), and has no
+        residual refinement; each step draws target rows uniformly and gives each source row
+        the condition of another drawn target row, and the Bures start regresses onto each
+        condition's Bures map (the pooled one where a condition has at most ``D`` rows on a
+        side).
+
+        Example (conditional):
+            >>> rng = np.random.default_rng(0)
+            >>> c = rng.integers(0, 3, size=(600, 1)).astype(float)  # three conditions
+            >>> Xs, Xt = rng.normal(size=(600, 2)), rng.normal(size=(600, 2)) + c
+            >>> otmap = BrenierMap(max_iter=20, hidden_features=8, progress=False)
+            >>> otmap.fit(Xs=Xs, Xt=Xt, ct=c).transform(Xs[:4], cs=np.full((4, 1), 1.5)).shape
+            (4, 2)
+        """
+        conditional = ct is not None
+        if cs is not None and not conditional:
+            raise ValueError(
+                "cs is given without ct: a conditional fit needs the target samples' "
+                "conditions ct [M, C] (cs may be None: source samples shared by every condition)"
+            )
+        self._check_params(conditional)
         if Xt is None and ys is not None:
             raise ValueError(
                 "Xt is missing and ys is given: fit(Xs, Xt) passes the targets as ys, since "
@@ -292,15 +332,36 @@ class BrenierMap(BaseTransport):
         dtype, device = self._spec(Xs)
         Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
         Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
+        spec: dict[str, Any] = {"features": Xs.shape[1], "dtype": dtype, "device": device}
+        C = None
+        if ct is not None:
+            Xt, ct = with_context(Xt, ct, "Xt", "ct", **spec)
+            C = ct.shape[1]
+            if cs is not None:
+                Xs, cs = with_context(Xs, cs, "Xs", "cs", context_features=C, **spec)
+        else:
+            cs = None
+        objective = build_objective(self.objective)
+        if conditional and not objective.conditional:
+            raise ValueError(
+                f"objective {objective.name!r} does not fit conditional maps; use 'semidual'"
+            )
         seed = distributed.broadcast_seed(_seed(self.random_state))
         generator = torch.Generator(device="cpu").manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            T = BrenierTransform(self._build_net(Xs.shape[1]), gamma=self.gamma)
+            T = BrenierTransform(self._build_net(Xs.shape[1], C), gamma=self.gamma)
         T.to(dtype=dtype, device=device)
-        (Xs, Xs_val), (Xt, Xt_val) = self._validation_split(Xs, Xt, Xs_val, Xt_val, generator)
-        objective = build_objective(self.objective)
-        signature = self._signature(Xs, Xt, Xs_val)
+        if (Xs_val is None) != (Xt_val is None):
+            raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
+        Xs, Xs_val, cs, cs_val = self._held_out(Xs, cs, Xs_val, cs_val, "Xs", generator, spec)
+        Xt, Xt_val, ct, ct_val = self._held_out(Xt, ct, Xt_val, ct_val, "Xt", generator, spec)
+        conditions = None
+        if ct is not None:
+            conditions = Conditions(ct, cs)
+            if Xs_val is not None and ct_val is not None and cs_val is None:  # shared source
+                cs_val = ct_val[torch.arange(len(Xs_val), device=device) % len(ct_val)]
+        signature = self._signature(Xs, Xt, Xs_val, conditions)
         saved: dict[str, Any] | None = None
         if checkpoint is not None and resume:
             saved = load_checkpoint(checkpoint, signature, device)
@@ -308,24 +369,37 @@ class BrenierMap(BaseTransport):
 
         start = time.perf_counter()
         self.n_features_in_ = Xs.shape[1]
+        self.context_features_ = C
+        self.conditions_ = None if conditions is None else conditions.table
         self.transform_ = T
         self.log_: dict[str, Any] = {"objective": objective.config, "refine": []}
         if saved is not None:
             self.log_ = json.loads(saved["extra"]["log"])
         T.train()
-        T.initialize(Xs)
+        T.initialize(Xs, ct)
         self.bures_matrix_, self.bures_offset_ = bures_map(Xs, Xt)
         set_affine(T, self.bures_matrix_, self.bures_offset_)
         scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
-        sampler = WithReplacement(
-            (len(Xs), len(Xt)),
-            (self.batch_size, self.target_batch_size or self.batch_size),
-            generator,
+        batch_sizes = (self.batch_size, self.target_batch_size or self.batch_size)
+        sampler: WithReplacement | ByCondition = WithReplacement(
+            (len(Xs), len(Xt)), batch_sizes, generator
         )
+        bures = (self.bures_matrix_, self.bures_offset_)
+        if conditions is not None:
+            sampler = ByCondition(conditions, len(Xs), batch_sizes, generator)
+            bures = conditions.bures_maps(Xs, Xt, bures)  # [G, D, D], [G, D]
+
+        def bures_target(x: Tensor, k: Tensor | None) -> Tensor:
+            if conditions is None or k is None:
+                return x @ bures[0] + bures[1]
+            g = conditions.target[k]
+            return torch.einsum("bd,bde->be", x, bures[0][g]) + bures[1][g]
+
         interval = self.validation_interval or max(1, self.max_iter // 20)
         validation = None
         if Xs_val is not None and Xt_val is not None:
-            val_objective, held_out = copy.deepcopy(objective), (Xs_val, Xt_val)
+            val_objective = copy.deepcopy(objective)
+            held_out = (Xs_val, Xt_val, cs_val, ct_val)
             validation = Validation(
                 lambda: self._validate(val_objective, *held_out),
                 self.validation_score,
@@ -333,20 +407,34 @@ class BrenierMap(BaseTransport):
                 self.patience,
             )
 
-        def regression(target: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
-            def loss(i: Tensor, j: Tensor) -> Tensor:
-                x = Xs[distributed.shard(i).to(device)]
-                return (T.transport(x) - target(x)).square().sum(-1).mean() / scale
+        def source_rows(
+            i: Tensor, k: Tensor | None
+        ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+            r"""This process's shard of the source batch: its rows, their conditions (those
+            of the target rows ``k``) and ``k``."""
+            x = Xs[distributed.shard(i).to(device)]
+            if k is None or ct is None:
+                return x, None, None
+            k = distributed.shard(k).to(device)
+            return x, ct[k], k
+
+        def regression(target: Callable[[Tensor, Tensor | None], Tensor]) -> Callable[..., Tensor]:
+            def loss(i: Tensor, j: Tensor, k: Tensor | None = None) -> Tensor:
+                x, c, k = source_rows(i, k)
+                return (T.transport(x, c) - target(x, k)).square().sum(-1).mean() / scale
 
             return loss
 
-        def objective_loss(i: Tensor, j: Tensor) -> Tensor:
+        def objective_loss(i: Tensor, j: Tensor, k: Tensor | None = None) -> Tensor:
             # each process: its shard of the source batch, and of the target batch too when
             # the loss is a mean over samples (else the objective gathers the whole batch)
-            i, j = distributed.shard(i).to(device), j.to(device)
+            x, c, _ = source_rows(i, k)
+            j = j.to(device)
             if objective.separable:
                 j = distributed.shard(j)
-            return objective.loss(T, Xs[i], Xt[j], j)
+            if ct is None:
+                return objective.loss(T, x, Xt[j], j)
+            return objective.loss(T, x, Xt[j], j, c, ct[j])
 
         def phase(index: int, name: str, loss: Callable[..., Tensor], **options: Any) -> dict:
             stateful = options.pop("stateful", {})
@@ -379,12 +467,12 @@ class BrenierMap(BaseTransport):
         # a resumed fit skips the phases before the checkpoint's (their logs are restored)
         if self.init_iter and saved_phase <= 0:
             self.log_["init"] = phase(
-                0, "Bures start", regression(self._bures), steps=self.init_iter, schedule="cosine"
+                0, "Bures start", regression(bures_target), steps=self.init_iter, schedule="cosine"
             )
-        objective.setup(T, Xs, Xt)
+        objective.setup(T, Xs, Xt, ct)
         stateful = {}  # the validation's conjugates are warm-started too
         if validation is not None:
-            val_objective.setup(T, *held_out)
+            val_objective.setup(T, held_out[0], held_out[1], held_out[3])
             stateful["val_objective"] = val_objective
         if saved_phase <= 1:
             self.log_["fit"] = phase(
@@ -407,7 +495,7 @@ class BrenierMap(BaseTransport):
                 self.log_["refine"].append({"inner": inner_log})
 
             @torch.no_grad()
-            def composed(x: Tensor, before=before, S=S) -> Tensor:
+            def composed(x: Tensor, k: Tensor | None, before=before, S=S) -> Tensor:
                 return S.transport(before.transport(x))
 
             self.log_["refine"][r]["regression"] = phase(
@@ -426,46 +514,69 @@ class BrenierMap(BaseTransport):
         self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
         return self
 
-    def _validate(self, objective: Objective, Xs_val: Tensor, Xt_val: Tensor) -> dict:
+    def _validate(
+        self,
+        objective: Objective,
+        Xs_val: Tensor,
+        Xt_val: Tensor,
+        cs_val: Tensor | None = None,
+        ct_val: Tensor | None = None,
+    ) -> dict:
         r"""The validation metrics of the map as it is: ``w2``, the exact :math:`W_2^2`
         between the held-out :math:`T_\#\mu` and :math:`\nu` samples; ``objective``, the
-        objective's value on them, as its per-sample terms."""
+        objective's value on them, as its per-sample terms. Conditional: both averaged over
+        the conditions with their target rows' weights (:meth:`Conditions.balance`), the
+        :math:`W_2^2` condition by condition."""
         T = self.transform_
-        pushed = torch.cat([T.transport(x) for x in Xs_val.split(CHUNK)])
+        pushed = _chunked(T.transport, Xs_val, cs_val)
         index = torch.arange(len(Xt_val), device=Xt_val.device)
-        terms = objective.terms(T, Xs_val, Xt_val, index)
-        return {"w2": wasserstein2_squared(pushed, Xt_val), "objective": terms}
+        terms = objective.terms(T, Xs_val, Xt_val, index, cs_val, ct_val)
+        if ct_val is None:
+            return {"w2": wasserstein2_squared(pushed, Xt_val), "objective": terms}
+        groups = Conditions(ct_val, cs_val, strict=False)
+        p, w_s, w_t = groups.balance()
+        assert groups.source is not None
+        w2 = sum(
+            float(p[g])
+            * wasserstein2_squared(pushed[groups.source == g], Xt_val[groups.target == g])
+            for g in range(len(groups))
+            if p[g] > 0
+        )
+        source, target = terms
+        return {"w2": w2, "objective": (source * w_s.to(source), target * w_t.to(target))}
 
-    def _validation_split(
+    def _held_out(
         self,
-        Xs: Tensor,
-        Xt: Tensor,
-        Xs_val: Tensor | np.ndarray | None,
-        Xt_val: Tensor | np.ndarray | None,
+        X: Tensor,
+        c: Tensor | None,
+        X_val: Tensor | np.ndarray | None,
+        c_val: Tensor | np.ndarray | None,
+        name: str,
         generator: torch.Generator,
-    ) -> tuple[tuple[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]:
-        r"""``(Xs, Xs_val), (Xt, Xt_val)``: the held-out samples given, or a random
-        ``validation_fraction`` of each side (at most :data:`VALIDATION_ROWS` rows), or none."""
-        if (Xs_val is None) != (Xt_val is None):
-            raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
-        spec: dict[str, Any] = {"features": Xs.shape[1], "dtype": Xs.dtype, "device": Xs.device}
-        if Xs_val is not None and Xt_val is not None:
-            Xs_val = as_samples(Xs_val, "Xs_val", **spec)
-            return (Xs, Xs_val), (Xt, as_samples(Xt_val, "Xt_val", **spec))
-        if self.validation_fraction == 0:
-            return (Xs, None), (Xt, None)
-        split = [
-            hold_out(
-                X,
-                name,
-                self.validation_fraction,
-                generator,
-                max_rows=VALIDATION_ROWS,
-                advice=", Xs_val and Xt_val,",
+        spec: dict[str, Any],
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        r"""One side's ``(X, X_val, c, c_val)``: the held-out samples given (with their
+        conditions ``c_val`` where ``c`` is given), or a random ``validation_fraction`` of
+        the rows, with their conditions (at most :data:`VALIDATION_ROWS` rows), or none."""
+        cname = "cs" if name == "Xs" else "ct"
+        if X_val is not None:
+            if c is None:
+                if c_val is not None:
+                    raise ValueError(f"{cname}_val is given without {cname}")
+                return X, as_samples(X_val, f"{name}_val", **spec), None, None
+            if c_val is None:
+                raise ValueError(f"{cname}_val must be given with {name}_val (their conditions)")
+            X_val, c_val = with_context(
+                X_val, c_val, f"{name}_val", f"{cname}_val", context_features=c.shape[1], **spec
             )
-            for name, X in (("Xs", Xs), ("Xt", Xt))
-        ]
-        return split[0], split[1]
+            return X, X_val, c, c_val
+        if self.validation_fraction == 0:
+            return X, None, c, None
+        options: dict[str, Any] = {"max_rows": VALIDATION_ROWS, "advice": ", Xs_val and Xt_val,"}
+        if c is None:
+            X, X_val = hold_out(X, name, self.validation_fraction, generator, **options)
+            return X, X_val, None, None
+        return hold_out_with_context(X, c, name, self.validation_fraction, generator, **options)
 
     def _residual_map(
         self,
@@ -484,7 +595,7 @@ class BrenierMap(BaseTransport):
 
         @torch.no_grad()
         def push(X: Tensor | None) -> Tensor | None:
-            return None if X is None else torch.cat([before.transport(x) for x in X.split(CHUNK)])
+            return None if X is None else _chunked(before.transport, X)
 
         seed = int(torch.randint(2**62, (), generator=generator))
         settings: dict[str, Any] = {
@@ -509,20 +620,25 @@ class BrenierMap(BaseTransport):
     def _transform_from(self, state: dict[str, Tensor]) -> BrenierTransform:
         r"""A frozen :class:`BrenierTransform` of this estimator's network holding ``state``."""
         parameter = next(self.transform_.parameters())
-        T = BrenierTransform(self._build_net(self.n_features_in_), gamma=self.gamma)
+        T = BrenierTransform(
+            self._build_net(self.n_features_in_, self.context_features_), gamma=self.gamma
+        )
         T.to(dtype=parameter.dtype, device=parameter.device).load_state_dict(state)
         return T.eval().requires_grad_(False)
 
-    def _signature(self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor | None) -> dict[str, Any]:
+    def _signature(
+        self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor | None, conditions: Conditions | None
+    ) -> dict[str, Any]:
         r"""What a checkpoint's fit must share with this one: the settings and the data's
         sizes."""
         config = self._config()
         config.pop("progress")
         shapes: dict[str, Any] = {"Xs": list(Xs.shape), "Xt": list(Xt.shape)}
         shapes["validation rows"] = None if Xs_val is None else len(Xs_val)
+        shapes["conditions"] = None if conditions is None else list(conditions.table.shape)
         return {"kind": "BrenierMap.fit", **config, **shapes}
 
-    def _check_params(self) -> None:
+    def _check_params(self, conditional: bool = False) -> None:
         counts = {"max_iter": self.max_iter, "batch_size": self.batch_size}
         for name in ("target_batch_size", "validation_interval", "patience"):
             if getattr(self, name) is not None:
@@ -554,8 +670,15 @@ class BrenierMap(BaseTransport):
             )
         if not self.gamma > 0:
             raise ValueError(f"gamma must be > 0; got {self.gamma}")
-        if self.net not in UNCONDITIONAL_NETS:
-            raise ValueError(f"net must be one of {UNCONDITIONAL_NETS}; got {self.net!r}")
+        nets = CONDITIONAL_NETS if conditional else UNCONDITIONAL_NETS
+        if self.net not in nets:
+            kind = "conditional" if conditional else "unconditional (no ct given)"
+            raise ValueError(f"net must be one of {nets} for a {kind} fit; got {self.net!r}")
+        if conditional and self.refine_rounds:
+            raise ValueError(
+                "refine_rounds must be 0 for a conditional fit: residual refinement maps "
+                "unconditional samples only"
+            )
         size = distributed.world()[1]
         for name in ("batch_size", "target_batch_size"):
             if counts.get(name, 0) % size:
@@ -564,13 +687,13 @@ class BrenierMap(BaseTransport):
                     f"processes ({size})"
                 )
 
-    def _bures(self, x: Tensor) -> Tensor:
-        return x @ self.bures_matrix_ + self.bures_offset_
-
-    def _build_net(self, features: int):
+    def _build_net(self, features: int, context_features: int | None = None):
         kwargs = dict(self.net_kwargs or {})
-        if "hidden_features" in kwargs:
-            raise ValueError("give hidden_features as BrenierMap's argument, not in net_kwargs")
+        for name in ("hidden_features", "context_features"):
+            if name in kwargs:
+                raise ValueError(f"{name} is not for net_kwargs: BrenierMap sets it")
+        if context_features is not None:
+            kwargs["context_features"] = context_features
         return build_net(self.net, features, hidden_features=self.hidden_features, **kwargs)
 
     def _spec(self, X: Any = None) -> tuple[torch.dtype, torch.device]:
@@ -597,12 +720,26 @@ class BrenierMap(BaseTransport):
     # -- using the fitted map ----------------------------------------------------------------
     @overload
     def transform(
-        self, Xs: np.ndarray, ys: Any = ..., Xt: Any = ..., yt: Any = ..., batch_size: int = ...
+        self,
+        Xs: np.ndarray,
+        ys: Any = ...,
+        Xt: Any = ...,
+        yt: Any = ...,
+        batch_size: int = ...,
+        *,
+        cs: Tensor | np.ndarray | None = ...,
     ) -> np.ndarray: ...
 
     @overload
     def transform(
-        self, Xs: Tensor, ys: Any = ..., Xt: Any = ..., yt: Any = ..., batch_size: int = ...
+        self,
+        Xs: Tensor,
+        ys: Any = ...,
+        Xt: Any = ...,
+        yt: Any = ...,
+        batch_size: int = ...,
+        *,
+        cs: Tensor | np.ndarray | None = ...,
     ) -> Tensor: ...
 
     def transform(
@@ -612,19 +749,39 @@ class BrenierMap(BaseTransport):
         Xt: Any = None,
         yt: Any = None,
         batch_size: int = CHUNK,
+        *,
+        cs: Tensor | np.ndarray | None = None,
     ) -> Tensor | np.ndarray:
         r"""The optimal map :math:`T(x)` of source samples ``Xs [N, D]`` → ``[N, D]``, in
-        chunks of ``batch_size`` rows (the other arguments: POT's signature, not used)."""
-        return self._apply(Xs, "Xs", lambda x: self.transform_.transport(x), batch_size)
+        chunks of ``batch_size`` rows (the other arguments: POT's signature, not used); of a
+        conditional map, :math:`T(x; c)` at the conditions ``cs [N, C]``, seen in training
+        or not."""
+        return self._apply(
+            Xs, "Xs", lambda x, c: self.transform_.transport(x, c), batch_size, cs, "cs"
+        )
 
     @overload
     def inverse_transform(
-        self, Xs: Any = ..., ys: Any = ..., *, Xt: np.ndarray, yt: Any = ..., batch_size: int = ...
+        self,
+        Xs: Any = ...,
+        ys: Any = ...,
+        *,
+        Xt: np.ndarray,
+        yt: Any = ...,
+        batch_size: int = ...,
+        ct: Tensor | np.ndarray | None = ...,
     ) -> np.ndarray: ...
 
     @overload
     def inverse_transform(
-        self, Xs: Any = ..., ys: Any = ..., *, Xt: Tensor, yt: Any = ..., batch_size: int = ...
+        self,
+        Xs: Any = ...,
+        ys: Any = ...,
+        *,
+        Xt: Tensor,
+        yt: Any = ...,
+        batch_size: int = ...,
+        ct: Tensor | np.ndarray | None = ...,
     ) -> Tensor: ...
 
     def inverse_transform(
@@ -634,17 +791,22 @@ class BrenierMap(BaseTransport):
         Xt: Tensor | np.ndarray | None = None,
         yt: Any = None,
         batch_size: int = CHUNK,
+        *,
+        ct: Tensor | np.ndarray | None = None,
     ) -> Tensor | np.ndarray:
         r"""The exact inverse :math:`T^{-1}(y)` of target points ``Xt [M, D]`` → ``[M, D]``
         (damped Newton to the transform's tolerance; raises
         :class:`otflows.InverseError` naming the rows that miss it), in chunks of
-        ``batch_size`` rows. Give ``Xt`` by name, as in POT."""
+        ``batch_size`` rows; of a conditional map, :math:`T(\cdot\,; c)^{-1}(y)` at the
+        conditions ``ct [M, C]``. Give ``Xt`` by name, as in POT."""
         if Xt is None and Xs is not None:
             raise ValueError(
                 "inverse_transform maps target samples: call inverse_transform(Xt=...) (POT's "
                 "signature, whose first argument is Xs)"
             )
-        return self._apply(Xt, "Xt", lambda y: self.transform_.inverse(y)[0], batch_size)
+        return self._apply(
+            Xt, "Xt", lambda y, c: self.transform_.inverse(y, c)[0], batch_size, ct, "ct"
+        )
 
     def fit_transform(
         self,
@@ -654,8 +816,10 @@ class BrenierMap(BaseTransport):
         yt: Any = None,
         **fit_params: Any,
     ) -> Any:
-        r"""``fit(Xs, ys, Xt, yt, **fit_params).transform(Xs)``."""
-        return self.fit(Xs, ys, Xt, yt, **fit_params).transform(cast(Any, Xs))
+        r"""``fit(Xs, ys, Xt, yt, **fit_params).transform(Xs, cs=cs)``, ``cs`` the source
+        conditions among ``fit_params``."""
+        fitted = self.fit(Xs, ys, Xt, yt, **fit_params)
+        return fitted.transform(cast(Any, Xs), cs=fit_params.get("cs"))
 
     def transform_labels(self, ys: Any = None) -> Any:
         r"""Not defined: a Brenier map has no coupling to carry labels along."""
@@ -666,18 +830,35 @@ class BrenierMap(BaseTransport):
         raise NotImplementedError("a BrenierMap has no coupling to transport labels with")
 
     def _apply(
-        self, X: Any, name: str, f: Callable[[Tensor], Tensor], batch_size: int = CHUNK
+        self,
+        X: Any,
+        name: str,
+        f: Callable[[Tensor, Tensor | None], Tensor],
+        batch_size: int,
+        c: Any,
+        cname: str,
     ) -> Any:
         if not hasattr(self, "transform_"):
             raise RuntimeError("this BrenierMap is not fitted yet: call fit(Xs=..., Xt=...)")
         if X is None:
             raise ValueError(f"{name} is required: samples [N, {self.n_features_in_}]")
         parameter = next(self.transform_.parameters())
-        Z = as_samples(
-            X, name, features=self.n_features_in_, dtype=parameter.dtype, device=parameter.device
-        )
+        spec = {"dtype": parameter.dtype, "device": parameter.device}
+        C = self.context_features_
+        if C is None and c is not None:
+            raise ValueError(
+                f"{cname} must be None: this BrenierMap was fitted without conditions"
+            )
+        if C is not None and c is None:
+            raise ValueError(f"{cname} is required: this BrenierMap is conditional ([N, {C}])")
+        if c is None:
+            Z = as_samples(X, name, features=self.n_features_in_, **spec)
+        else:
+            Z, c = with_context(
+                X, c, name, cname, context_features=C, features=self.n_features_in_, **spec
+            )
         with torch.no_grad():
-            Y = torch.cat([f(chunk) for chunk in Z.split(batch_size)])
+            Y = _chunked(f, Z, c, batch_size)
         if isinstance(X, Tensor):
             return Y
         out = Y.cpu().numpy()
@@ -708,6 +889,7 @@ class BrenierMap(BaseTransport):
                 "config": json.dumps(config),
                 "state_dict": {k: v.cpu() for k, v in self.transform_.state_dict().items()},
                 "bures": [self.bures_matrix_.cpu(), self.bures_offset_.cpu()],
+                "conditions": None if self.conditions_ is None else self.conditions_.cpu(),
                 "log": json.dumps(self.log_),
             },
             path,
@@ -725,8 +907,11 @@ class BrenierMap(BaseTransport):
         dtype, device = estimator._spec()
         state = payload["state_dict"]
         features = state["shift"].shape[0]
+        conditions = payload.get("conditions")
+        estimator.conditions_ = None if conditions is None else conditions.to(device, dtype)
+        estimator.context_features_ = None if conditions is None else conditions.shape[1]
         estimator.transform_ = BrenierTransform(
-            estimator._build_net(features), gamma=estimator.gamma
+            estimator._build_net(features, estimator.context_features_), gamma=estimator.gamma
         ).to(dtype=dtype, device=device)
         estimator.transform_.load_state_dict(state)
         estimator.transform_.eval()
@@ -736,3 +921,14 @@ class BrenierMap(BaseTransport):
         )
         estimator.log_ = json.loads(payload["log"])
         return estimator
+
+
+def _chunked(
+    f: Callable[[Tensor, Tensor | None], Tensor],
+    X: Tensor,
+    c: Tensor | None = None,
+    rows: int = CHUNK,
+) -> Tensor:
+    r"""``f(X, c)`` ``[N, D]``, ``rows`` rows (and their conditions ``c [N, C]``) at a time."""
+    contexts = [None] * len(X.split(rows)) if c is None else c.split(rows)
+    return torch.cat([f(x, ci) for x, ci in zip(X.split(rows), contexts, strict=True)])

@@ -48,26 +48,49 @@ class Objective(ABC):
             (:mod:`otflows.distributed`) may each take a shard of both batches; otherwise
             each gets a shard of the source batch and the whole target batch, and the loss
             gathers the shards' outputs.
+        conditional: Whether it fits conditional maps :math:`T(\cdot\,; c)`: then
+            :meth:`setup`, :meth:`loss` and :meth:`terms` take the rows' conditions (the
+            source batch's drawn as :class:`otflows.maps.conditions.ByCondition` does) and
+            :meth:`terms` are a source-side ``[B]`` and a target-side ``[B']`` term.
     """
 
     name: str = ""
     separable: bool = True
+    conditional: bool = False
 
-    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> None:  # noqa: B027
-        r"""Called once with the whole data ``Xs [N, D]``, ``Xt [M, D]`` before training."""
+    def setup(  # noqa: B027
+        self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None
+    ) -> None:
+        r"""Called once with the whole data ``Xs [N, D]``, ``Xt [M, D]`` (and the target rows'
+        conditions ``ct [M, C]``) before training."""
 
     @abstractmethod
-    def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
-        r"""The loss (a 0-dim tensor) on ``xs [B, D]`` and ``xt = Xt[index_t] [B', D]``."""
+    def loss(
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
+    ) -> Tensor:
+        r"""The loss (a 0-dim tensor) on ``xs [B, D]`` and ``xt = Xt[index_t] [B', D]`` (with
+        their conditions ``cs [B, C]`` and ``ct [B', C]`` for a conditional map)."""
 
     def terms(
-        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         r"""The loss as per-sample terms whose means add up to it (e.g. ``[B]`` and ``[B']``),
         so that a fit's validation can tell two checkpoints apart from the noise of its
         held-out samples (:func:`otflows.trainer.not_worse`); by default the loss alone, a
         single term ``[1]`` that carries no such noise."""
-        return (self.loss(T, xs, xt, index_t).reshape(1),)
+        return (self.loss(T, xs, xt, index_t, cs, ct).reshape(1),)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -113,7 +136,7 @@ class TargetLikelihood(Objective):
     def __init__(self, target: Density | None = None):
         self.target = target
 
-    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> None:
+    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None) -> None:
         if self.target is None:
             centred = Xt - Xt.mean(0)
             cov = centred.T @ centred / max(Xt.shape[0] - 1, 1)
@@ -123,11 +146,25 @@ class TargetLikelihood(Objective):
         else:
             self.density = self.target
 
-    def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
+    def loss(
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
+    ) -> Tensor:
         return self.terms(T, xs, xt, index_t)[0].mean()
 
     def terms(
-        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         r"""``(-log q(T(x)) - log det J_T(x) [B],)``."""
         y, logdet = T(xs)
@@ -178,10 +215,18 @@ class SinkhornDivergence(Objective):
             raise ValueError(f"reg must be > 0; got {reg}")
         self.reg, self.max_iter, self.tol = reg, max_iter, tol
 
-    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> None:
+    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None) -> None:
         self.epsilon = self.reg * float(Xt.var(0).sum())
 
-    def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
+    def loss(
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
+    ) -> Tensor:
         y = distributed.gather(T.transport(xs))  # the whole batch under data parallelism
         return torch.as_tensor(debiased_sinkhorn(y, xt, self.epsilon, self.max_iter, self.tol))
 
@@ -239,6 +284,7 @@ class SemiDual(Objective):
     """
 
     name = "semidual"
+    conditional = True
 
     def __init__(self, rtol: float | None = 1e-3, solver: str = "newton"):
         if rtol is not None and not rtol > 0:
@@ -248,26 +294,48 @@ class SemiDual(Objective):
         self.rtol, self.solver = rtol, solver
 
     @torch.no_grad()
-    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> None:
+    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None) -> None:
         # x* of every target sample [M, D], first from the linearisation at the source mean
+        # (of T(·; c) at each target's condition c)
         mean = Xs.mean(0, keepdim=True)
-        T_mean, J_mean = T.linearize(mean)
-        self.x_star = torch.cat([mean + J_mean.solve(y - T_mean) for y in Xt.split(8192)])
+        if ct is None:
+            T_mean, J_mean = T.linearize(mean)
+            self.x_star = torch.cat([mean + J_mean.solve(y - T_mean) for y in Xt.split(8192)])
+        else:
+            starts = []
+            for y, c in zip(Xt.split(8192), ct.split(8192), strict=True):
+                T_mean, J_mean = T.linearize(mean.expand(len(y), -1), c)
+                starts.append(mean + J_mean.solve(y - T_mean))
+            self.x_star = torch.cat(starts)
         self.unconverged = 0
 
-    def loss(self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor) -> Tensor:
-        phi, conjugate = self.terms(T, xs, xt, index_t)
+    def loss(
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
+    ) -> Tensor:
+        phi, conjugate = self.terms(T, xs, xt, index_t, cs, ct)
         return phi.mean() + conjugate.mean()
 
     def terms(
-        self, T: BrenierTransform, xs: Tensor, xt: Tensor, index_t: Tensor
+        self,
+        T: BrenierTransform,
+        xs: Tensor,
+        xt: Tensor,
+        index_t: Tensor,
+        cs: Tensor | None = None,
+        ct: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
-        r"""``(φ(x) [B], φ*(y) [B'])``."""
-        result = T.solve(xt, self.x_star[index_t], self.rtol, self.solver)
+        r"""``(φ(x; c) [B], φ*(y; c) [B'])``."""
+        result = T.solve(xt, self.x_star[index_t], self.rtol, self.solver, context=ct)
         self.x_star[index_t] = result.x
         self.unconverged = int((~result.converged).sum())
-        conjugate = (result.x * xt).sum(-1) - T.potential(result.x)
-        return T.potential(xs), conjugate
+        conjugate = (result.x * xt).sum(-1) - T.potential(result.x, ct)
+        return T.potential(xs, cs), conjugate
 
     @property
     def config(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ NETS: dict[str, type[MonotoneGradientNet]] = {
     cls.name: cls for cls in (CMGN, MMGN, ICGN, ICNN, QuadraticICNN, PICNN)
 }
 # the networks that take a context (``context_features``), and those that need none
-CONDITIONAL_NETS = ("mmgn", "picnn")
+CONDITIONAL_NETS = ("mmgn", "qicnn", "picnn")
 UNCONDITIONAL_NETS = tuple(name for name in NETS if name != PICNN.name)
 
 
@@ -41,7 +41,7 @@ def build_net(name: str, features: int, **kwargs: Any) -> MonotoneGradientNet:
 
     Arguments:
         name: One of ``"cmgn"``, ``"mmgn"``, ``"icgn"``, ``"icnn"``, ``"qicnn"``, ``"picnn"``
-            (conditional: it needs ``context_features``; ``"mmgn"`` takes it too).
+            (conditional: it needs ``context_features``; ``"mmgn"`` and ``"qicnn"`` take it too).
         features: The dimension ``D``.
         kwargs: The network's other arguments.
 

@@ -39,9 +39,10 @@ def choose(options: dict[str, T], value: str, name: str) -> T:
 
 
 def check_context(net: MonotoneGradientNet, context: Tensor | None) -> Tensor:
-    r"""``context`` ``[..., C]`` as a conditional network ``net`` needs it; for an
-    unconditional one, ``context`` must be ``None`` (returned as is). Otherwise a
-    :class:`ValueError` naming ``context`` and what was expected.
+    r"""``context`` ``[..., C]`` as a conditional network ``net`` sees it, standardised
+    (:meth:`MonotoneGradientNet.initialize_context`); for an unconditional one, ``context``
+    must be ``None`` (returned as is). Otherwise a :class:`ValueError` naming ``context`` and
+    what was expected.
 
     Example:
         >>> from otflows import MMGN
@@ -56,7 +57,27 @@ def check_context(net: MonotoneGradientNet, context: Tensor | None) -> Tensor:
     if context is None or context.shape[-1:] != (C,):
         got = None if context is None else tuple(context.shape)
         raise ValueError(f"context must have shape [..., {C}]; got {got}")
-    return context
+    return (context - net.context_shift) / net.context_scale
+
+
+SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # softplus⁻¹(1): a positive gate that starts at 1
+
+
+def context_network(context_features: int, context_hidden: int, out_features: int) -> nn.Module:
+    r"""The context network of a conditional monotone gradient network: ``c [..., C]`` →
+    ``[..., out_features]`` through one tanh layer of ``context_hidden`` units. Its last layer
+    starts at zero, so every context starts at the same map.
+
+    Example:
+        >>> net = context_network(2, 8, 5)
+        >>> net(torch.randn(3, 2)).abs().max().item()
+        0.0
+    """
+    require_positive(context_features, "context_features")
+    out = nn.Linear(context_hidden, out_features)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(nn.Linear(context_features, context_hidden), nn.Tanh(), out)
 
 
 def require_positive(value: int, name: str) -> None:
@@ -97,6 +118,58 @@ class QuadraticPotential(nn.Module):
         return x @ self.a + 0.5 * (x @ self.V.T).square().sum(-1)
 
 
+class ContextQuadratic(nn.Module):
+    r"""The convex quadratic :math:`\tfrac12\|L(c)^\top x\|^2` of a conditional network.
+
+    :math:`L(c) = L_0 + \Delta L(c)` ``[D, R]``: its Hessian :math:`L(c) L(c)^\top` is a
+    positive semi-definite matrix per context, so the map's linear part can turn and stretch
+    with ``c`` (as between Gaussians whose covariance changes with ``c``), which per-context
+    biases and weights of fixed ridges reach only roughly. :math:`\Delta L` comes from a
+    context network (:func:`context_network`, zero at the start); :math:`L_0` is small
+    (entries of standard deviation :math:`0.1/\sqrt D`) and not zero, since the gradient in
+    :math:`L` at :math:`L = 0` is. In the Jacobian's factors the columns of :math:`L(c)` join
+    the per-sample low-rank columns.
+
+    Arguments:
+        features: The dimension ``D``.
+        context_features: The context's dimension ``C``.
+        context_hidden: The width of the context network.
+        rank: The number of columns ``R`` of :math:`L` (default ``D``).
+
+    Example:
+        >>> q = ContextQuadratic(3, 2)
+        >>> L = q.columns(torch.randn(5, 2))
+        >>> L.shape, q.gradient(torch.randn(5, 3), L).shape
+        (torch.Size([5, 3, 3]), torch.Size([5, 3]))
+    """
+
+    def __init__(
+        self,
+        features: int,
+        context_features: int,
+        context_hidden: int = 64,
+        rank: int | None = None,
+    ):
+        super().__init__()
+        rank = features if rank is None else rank
+        self.L0 = nn.Parameter(0.1 * torch.randn(features, rank) / math.sqrt(features))
+        self.net = context_network(context_features, context_hidden, features * rank)
+
+    def columns(self, context: Tensor) -> Tensor:
+        r""":math:`L(c)`: ``[..., C] -> [..., D, R]``."""
+        return self.L0 + self.net(context).unflatten(-1, self.L0.shape)
+
+    @staticmethod
+    def potential(x: Tensor, L: Tensor) -> Tensor:
+        r"""``x [..., D]``, ``L [..., D, R]`` -> ``[...]``: :math:`\tfrac12\|L^\top x\|^2`."""
+        return 0.5 * torch.einsum("...dr,...d->...r", L, x).square().sum(-1)
+
+    @staticmethod
+    def gradient(x: Tensor, L: Tensor) -> Tensor:
+        r"""``x [..., D]``, ``L [..., D, R]`` -> ``[..., D]``: :math:`L L^\top x`."""
+        return torch.einsum("...dr,...r->...d", L, torch.einsum("...dr,...d->...r", L, x))
+
+
 class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     r"""A monotone gradient field :math:`G = \nabla\varphi` of a convex potential :math:`\varphi`.
 
@@ -109,6 +182,10 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     \nabla_x\varphi(\cdot\,; c)`, convex in ``x`` for every context ``c``: each method then
     takes ``context`` ``[..., C]``, broadcast against ``x``'s leading dimensions. An
     unconditional network takes ``context=None`` (:class:`otflows.BrenierTransform` checks).
+    Its networks see the context standardised, :math:`(c - m)/s` per feature, with :math:`m`,
+    :math:`s` set from data by :meth:`initialize_context` (as a transform's first training
+    batch does), so contexts of any location and scale (a dose in mg, a year) meet
+    pre-activations of order one.
 
     Attributes:
         features: The dimension ``D``.
@@ -122,6 +199,8 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
     potential_nodes: int = 64
     quadratic: QuadraticPotential
     context_features: int | None = None
+    context_shift: Tensor  # [C], buffers of a conditional network
+    context_scale: Tensor
 
     def __init__(self, features: int, rank: int | None):
         super().__init__()
@@ -129,6 +208,22 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
             raise ValueError(f"features must be a positive integer; got {features!r}")
         self.features = features
         self.quadratic = QuadraticPotential(features, rank)
+
+    def _take_context(self, context_features: int) -> None:
+        r"""Makes the network conditional on contexts ``[..., C]`` (``C = context_features``),
+        with the standardisation's buffers at the identity."""
+        require_positive(context_features, "context_features")
+        self.context_features = context_features
+        self.register_buffer("context_shift", torch.zeros(context_features))
+        self.register_buffer("context_scale", torch.ones(context_features))
+
+    @torch.no_grad()
+    def initialize_context(self, context: Tensor) -> None:
+        r"""Sets the contexts' standardisation from ``context`` ``[B, C]``: each feature's mean
+        and standard deviation (1 where it is constant)."""
+        self.context_shift.copy_(context.mean(0))
+        scale = context.std(0, unbiased=False)
+        self.context_scale.copy_(torch.where(scale > 0, scale, torch.ones_like(scale)))
 
     @abstractmethod
     def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:

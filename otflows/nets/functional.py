@@ -72,7 +72,7 @@ MONOTONE_ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tens
 
 def convex_quadratic(x: Tensor, A: Tensor, W: Tensor, b: Tensor) -> Tensor:
     r"""The convex quadratic layer :math:`q(x)_h = \sum_r (x^\top A_{:, r, h})^2 + (W x)_h + b_h`,
-    ``x [..., D]``, ``A [D, r, H]``, ``W [H, D]``, ``b [H]`` → ``[..., H]``.
+    ``x [..., D]``, ``A [D, r, H]``, ``W [H, D]``, ``b [H]`` (or ``[..., H]``) → ``[..., H]``.
 
     Example:
         >>> A, W, b = torch.ones(2, 1, 3), torch.zeros(3, 2), torch.zeros(3)
@@ -97,7 +97,7 @@ def quadratic_icnn(
 
     with :math:`q_i` the :func:`convex_quadratic` layers ``quadratics[i] = (A_i, W_i, b_i)``,
     ``convex[j]`` :math:`= C_j \ge 0` ``[H_{j+1}, H_j]``, ``final`` :math:`= w \ge 0`
-    ``[H_L]`` and :math:`g` convex non-decreasing, so :math:`\psi` is convex.
+    ``[H_L]`` (or ``[..., H_L]``) and :math:`g` convex non-decreasing, so :math:`\psi` is convex.
 
     Example:
         >>> A, W, b = torch.ones(2, 1, 3), torch.zeros(3, 2), torch.zeros(3)
@@ -107,4 +107,4 @@ def quadratic_icnn(
     z = convex_quadratic(x, *quadratics[0])
     for layer, C in zip(quadratics[1:], convex, strict=True):
         z = activation(z @ C.T + convex_quadratic(x, *layer))
-    return z @ final
+    return (z * final).sum(-1)

@@ -10,12 +10,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import MonotoneGradientNet, check_context, choose, require_positive
+from otflows.nets.base import (
+    SOFTPLUS_OF_ONE,
+    ContextQuadratic,
+    MonotoneGradientNet,
+    check_context,
+    choose,
+    context_network,
+    require_positive,
+)
 from otflows.nets.functional import dsigmoid, dtanh, logcosh
 
 __all__ = ["MMGN"]
-
-_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # softplus⁻¹(1): each module's weight starts at 1
 
 # s (convex, non-negative, summed over a module's units), σ = s' and σ'.
 _MODULE_FUNCTIONS: dict[str, tuple[Callable[[Tensor], Tensor], ...]] = {
@@ -48,12 +54,14 @@ class MMGN(MonotoneGradientNet):
         G(x; c) = a + a(c) + V^\top V x + \sum_k \alpha_k(c)\, s_k(z_k)\, W_k^\top\sigma(z_k),
         \quad z_k = W_k x + b_k + \beta_k(c),
 
-    the gradient in ``x`` of :math:`(a + a(c))^\top x + \frac12\|Vx\|^2 + \sum_k
-    \frac12\alpha_k(c) s_k(z_k)^2`, convex in ``x`` for every ``c``. The ridge directions
-    :math:`W_k` do not depend on ``c``, so the Jacobian keeps its factored form (curvatures
-    :math:`\alpha_k s_k \sigma'(z_k)`, low-rank columns :math:`\sqrt{\alpha_k}\,W_k^\top
-    \sigma(z_k)`): structured log-determinants and Newton inverses apply unchanged. The
-    context network's last layer starts at zero, so every context starts at the same map.
+    plus :math:`L(c) L(c)^\top x` (:class:`otflows.nets.base.ContextQuadratic`): the gradient in
+    ``x`` of :math:`(a + a(c))^\top x + \frac12\|Vx\|^2 + \frac12\|L(c)^\top x\|^2 +
+    \sum_k \frac12\alpha_k(c) s_k(z_k)^2`, convex in ``x`` for every ``c``. The ridge
+    directions :math:`W_k` do not depend on ``c``, so the Jacobian keeps its factored form
+    (curvatures :math:`\alpha_k s_k \sigma'(z_k)`, low-rank columns
+    :math:`\sqrt{\alpha_k}\,W_k^\top \sigma(z_k)` and those of :math:`L(c)`): structured
+    log-determinants and Newton inverses apply unchanged. The context networks' last layers
+    start at zero, so every context starts at the same map.
 
     References:
         | Learning Gradients of Convex Functions with Monotone Gradient Networks
@@ -98,31 +106,28 @@ class MMGN(MonotoneGradientNet):
         self.b = nn.Parameter(torch.empty(num_modules, hidden_features).uniform_(-1.0, 1.0))
         self.context_net = None
         if context_features is not None:
-            require_positive(context_features, "context_features")
-            self.context_features = context_features
-            out = nn.Linear(context_hidden, num_modules * (hidden_features + 1) + features)
-            nn.init.zeros_(out.weight)
-            nn.init.zeros_(out.bias)
-            self.context_net = nn.Sequential(
-                nn.Linear(context_features, context_hidden), nn.Tanh(), out
+            self.context_net = context_network(
+                context_features, context_hidden, num_modules * (hidden_features + 1) + features
             )
+            self.context_quadratic = ContextQuadratic(features, context_features, context_hidden)
+            self._take_context(context_features)
 
     def _terms(
         self, x: Tensor, context: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         r"""The pre-activations :math:`z_k` ``[..., K, H]`` and, given a context, the modules'
-        weights :math:`\alpha_k(c)` ``[..., K, 1]`` and the linear term's shift :math:`a(c)`
-        ``[..., D]``."""
+        weights :math:`\alpha_k(c)` ``[..., K, 1]``, the linear term's shift :math:`a(c)`
+        ``[..., D]`` and the context quadratic's :math:`L(c)` ``[..., D, D]``."""
         z = torch.einsum("khd,...d->...kh", self.W, x) + self.b
         if self.context_net is None:
             check_context(self, context)
-            return z, None, None
+            return z, None, None, None
         K, H = self.b.shape
-        beta, alpha, shift = self.context_net(check_context(self, context)).split(
-            [K * H, K, self.features], dim=-1
-        )
-        alpha = F.softplus(alpha + _SOFTPLUS_OF_ONE).unsqueeze(-1)
-        return z + beta.unflatten(-1, (K, H)), alpha, shift
+        context = check_context(self, context)
+        beta, alpha, shift = self.context_net(context).split([K * H, K, self.features], dim=-1)
+        alpha = F.softplus(alpha + SOFTPLUS_OF_ONE).unsqueeze(-1)
+        L = self.context_quadratic.columns(context)
+        return z + beta.unflatten(-1, (K, H)), alpha, shift, L
 
     @property
     def input_weights(self) -> list[Tensor]:
@@ -133,34 +138,38 @@ class MMGN(MonotoneGradientNet):
         return self.W.shape[0] * (self.W.shape[1] + 1)
 
     def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        z, alpha, shift = self._terms(x, context)
+        z, alpha, shift, L = self._terms(x, context)
         s = self.s(z).sum(-1, keepdim=True)  # [..., K, 1]
         if alpha is not None:
             s = alpha * s
         G = torch.einsum("...kh,khd->...d", s * self.sigma(z), self.W) + self.quadratic.gradient(x)
-        return G if shift is None else G + shift
+        if shift is None or L is None:
+            return G
+        return G + shift + ContextQuadratic.gradient(x, L)
 
     def gradient_and_factors(
         self, x: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, RidgeFactors]:
-        z, alpha, shift = self._terms(x, context)  # [B, K, H]
+        z, alpha, shift, L = self._terms(x, context)  # [B, K, H]
         s = self.s(z).sum(-1, keepdim=True)  # [B, K, 1]
         if alpha is not None:
             s = alpha * s  # αₖ sₖ
-        e = torch.einsum("bkh,khd->bdk", self.sigma(z), self.W)  # Wₖᵀσ(zₖ) [B, D, K]
-        G = torch.einsum("bdk,bk->bd", e, s.squeeze(-1)) + self.quadratic.gradient(x)
-        E = e if alpha is None else e * alpha.squeeze(-1).sqrt().unsqueeze(1)  # √αₖ Wₖᵀσ(zₖ)
+        E = torch.einsum("bkh,khd->bdk", self.sigma(z), self.W)  # Wₖᵀσ(zₖ) [B, D, K]
+        G = torch.einsum("bdk,bk->bd", E, s.squeeze(-1)) + self.quadratic.gradient(x)
+        if alpha is not None and shift is not None and L is not None:
+            G = G + shift + ContextQuadratic.gradient(x, L)
+            E = torch.cat([E * alpha.squeeze(-1).sqrt().unsqueeze(1), L], dim=-1)  # √αₖ Wₖᵀσ(zₖ)
         U = self.W.reshape(-1, self.features)  # [K·H, D]
-        return G if shift is None else G + shift, RidgeFactors(
-            U, (s * self.dsigma(z)).flatten(1), E
-        )
+        return G, RidgeFactors(U, (s * self.dsigma(z)).flatten(1), E)
 
     def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The closed-form potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
-        z, alpha, shift = self._terms(x, context)
+        z, alpha, shift, L = self._terms(x, context)
         s = self.s(z).sum(-1)  # [..., K]
         phi = 0.5 * s.square()
         if alpha is not None:
             phi = alpha.squeeze(-1) * phi
         phi = phi.sum(-1) + self.quadratic.potential(x)
-        return phi if shift is None else phi + (shift * x).sum(-1)
+        if shift is None or L is None:
+            return phi
+        return phi + (shift * x).sum(-1) + ContextQuadratic.potential(x, L)

@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from otflows.nets.base import ConvexPotentialNet, check_context, choose, require_positive
+from otflows.nets.base import (
+    ContextQuadratic,
+    ConvexPotentialNet,
+    check_context,
+    choose,
+    require_positive,
+)
 from otflows.nets.icnn import _CONVEX_ACTIVATIONS, convex_path
 
 __all__ = ["PICNN"]
@@ -27,10 +33,12 @@ class PICNN(ConvexPotentialNet):
             + A_i\big(x \odot (W^{(xu)}_i u_i + b^{(x)}_i)\big) + W^{(u)}_i u_i + b_i\Big),
 
     .. math::
-        \varphi(x; c) = w^\top z_L + (a + a(u_{L-1}))^\top x + \tfrac12\|Vx\|^2,
+        \varphi(x; c) = w^\top z_L + (a + a(u_{L-1}))^\top x + \tfrac12\|Vx\|^2
+            + \tfrac12\|L(c)^\top x\|^2,
 
     with :math:`W^{(z)}_i = \operatorname{softplus}(\cdot) \ge 0`, :math:`w \ge 0`, the gates
-    :math:`[\cdot]_+ \ge 0` and :math:`g` convex non-decreasing: each pre-activation is affine in
+    :math:`[\cdot]_+ \ge 0`, :math:`L(c)` from :class:`otflows.nets.base.ContextQuadratic` and
+    :math:`g` convex non-decreasing: each pre-activation is affine in
     ``x`` plus a non-negative combination of convex functions of ``x``, so :math:`\varphi` is
     convex in ``x`` whatever the context (the first layer has no :math:`z` term). The gates
     start at one and :math:`a(\cdot)` at zero, so every context starts from an ICNN.
@@ -71,9 +79,8 @@ class PICNN(ConvexPotentialNet):
         rank: int | None = None,
     ):
         super().__init__(features, rank)
-        require_positive(context_features, "context_features")
+        self._take_context(context_features)
         require_positive(num_layers, "num_layers")
-        self.context_features = context_features
         self.g = choose(_CONVEX_ACTIVATIONS, activation, "activation")
         D, H, L = features, hidden_features, num_layers
         widths = [context_features] + [context_hidden] * (L - 1)  # of u_0 … u_{L-1}
@@ -85,6 +92,7 @@ class PICNN(ConvexPotentialNet):
         self.z_gates = nn.ModuleList(_gate(widths[i], H) for i in range(1, L))
         self.context_terms = nn.ModuleList(nn.Linear(widths[i], H) for i in range(L))
         self.Wz, self.w = convex_path(H, L)
+        self.context_quadratic = ContextQuadratic(D, context_features, context_hidden)
         self.shift = nn.Linear(widths[-1], D)  # a(u_{L-1}), from zero
         nn.init.zeros_(self.shift.weight)
         nn.init.zeros_(self.shift.bias)
@@ -97,6 +105,7 @@ class PICNN(ConvexPotentialNet):
         r"""The potential :math:`\varphi(x; c)`, convex in ``x``: ``x`` ``[..., D]`` and
         ``context`` ``[..., C]`` -> ``[...]``."""
         u = check_context(self, context)
+        quadratic = ContextQuadratic.potential(x, self.context_quadratic.columns(u))
         z = x.new_zeros(())
         for i, (A, x_gate, term) in enumerate(
             zip(self.A, self.x_gates, self.context_terms, strict=True)
@@ -109,7 +118,7 @@ class PICNN(ConvexPotentialNet):
             if i < len(self.context_path):
                 u = torch.tanh(self.context_path[i](u))
         linear = (self.shift(u) * x).sum(-1)
-        return z @ F.softplus(self.w) + linear + self.quadratic.potential(x)
+        return z @ F.softplus(self.w) + linear + quadratic + self.quadratic.potential(x)
 
 
 def _gate(in_features: int, out_features: int) -> nn.Linear:

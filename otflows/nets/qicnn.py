@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otflows.linalg.structured import RidgeFactors
-from otflows.nets.base import ConvexPotentialNet, require_positive
+from otflows.nets.base import (
+    SOFTPLUS_OF_ONE,
+    ContextQuadratic,
+    ConvexPotentialNet,
+    check_context,
+    context_network,
+    require_positive,
+)
 from otflows.nets.functional import quadratic_icnn
 from otflows.nets.icnn import convex_path
 
@@ -47,6 +54,17 @@ class QuadraticICNN(ConvexPotentialNet):
     log-determinants and Newton steps for :math:`O(D^2 K)` per sample,
     :math:`K = (LR + L - 1) H` — far cheaper than the forward-over-reverse Hessian.
 
+    **Conditional** (``context_features=C``): a small network of the context ``c`` ``[..., C]``
+    (one tanh layer of ``context_hidden`` units) shifts each layer's bias,
+    :math:`b_i + \beta_i(c)`, scales the output weights, :math:`w \odot \alpha(c)` with
+    :math:`\alpha(c) = \operatorname{softplus}(\cdot) > 0`, and adds :math:`a(c)^\top x +
+    \tfrac12\|L(c)^\top x\|^2` (:class:`otflows.nets.base.ContextQuadratic`) to the potential.
+    For every ``c`` the potential is the same kind of network with other biases and
+    non-negative output weights plus a convex quadratic, so it is convex in ``x``, and its
+    Hessian has the same factors (shared ridges :math:`A_{i,:,r,h}`; curvatures and columns per
+    sample and context, the columns of :math:`L(c)` among them). The context networks' last
+    layers start at zero, so every context starts at the same map.
+
     References:
         | Wasserstein-2 Generative Networks
         | Korotin, Egiazarian, Asadulaev, Safin, Burnaev, ICLR 2021
@@ -61,11 +79,16 @@ class QuadraticICNN(ConvexPotentialNet):
         num_layers: The number ``L`` of quadratic layers (``L - 1`` convex ones).
         quadratic_rank: The rank ``R`` of each quadratic layer.
         rank: The number of rows of :math:`V` (default ``D``).
+        context_features: The context's dimension ``C`` of a conditional network.
+        context_hidden: The width of the context network.
 
     Example:
         >>> net = QuadraticICNN(3, 16)
         >>> net.gradient(torch.randn(5, 3)).shape
         torch.Size([5, 3])
+        >>> conditional = QuadraticICNN(3, 16, context_features=2)
+        >>> conditional.potential(torch.randn(5, 3), torch.randn(5, 2)).shape
+        torch.Size([5])
     """
 
     name = "qicnn"
@@ -77,6 +100,8 @@ class QuadraticICNN(ConvexPotentialNet):
         num_layers: int = 3,
         quadratic_rank: int = 1,
         rank: int | None = None,
+        context_features: int | None = None,
+        context_hidden: int = 64,
     ):
         super().__init__(features, rank)
         require_positive(num_layers, "num_layers")
@@ -88,13 +113,47 @@ class QuadraticICNN(ConvexPotentialNet):
         )
         self.W = nn.ModuleList(nn.Linear(D, H) for _ in range(num_layers))
         self.C, self.w = convex_path(H, num_layers)
+        self.context_net = None
+        if context_features is not None:  # β_i(c) [L H], α(c) [H] and a(c) [D]
+            self.context_net = context_network(
+                context_features, context_hidden, (num_layers + 1) * H + D
+            )
+            self.context_quadratic = ContextQuadratic(D, context_features, context_hidden)
+            self._take_context(context_features)
+
+    def _context_terms(
+        self, context: Tensor | None
+    ) -> tuple[list[Tensor], Tensor, tuple[Tensor, Tensor] | None]:
+        r"""The layers' biases (``[H]``, or ``[..., H]`` given a context), the output weights
+        :math:`w \ge 0` (likewise) and, given a context, the linear term :math:`a(c)`
+        ``[..., D]`` with the context quadratic's :math:`L(c)` ``[..., D, D]``."""
+        w = F.softplus(self.w)
+        if self.context_net is None:
+            check_context(self, context)
+            return [W.bias for W in self._linears], w, None
+        L, H = len(self.A), self.w.shape[0]
+        context = check_context(self, context)
+        beta, alpha, shift = self.context_net(context).split([L * H, H, self.features], dim=-1)
+        biases = [
+            W.bias + b
+            for W, b in zip(self._linears, beta.unflatten(-1, (L, H)).unbind(-2), strict=True)
+        ]
+        quadratic = (shift, self.context_quadratic.columns(context))
+        return biases, w * F.softplus(alpha + SOFTPLUS_OF_ONE), quadratic
 
     def potential(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        r"""The convex potential :math:`\varphi(x)`, ``[..., D] -> [...]``."""
-        quadratics = [(A, W.weight, W.bias) for A, W in zip(self.A, self._linears, strict=True)]
+        r"""The convex potential :math:`\varphi(x; c)`, ``x [..., D]`` (and ``context``
+        ``[..., C]``) -> ``[...]``."""
+        biases, w, conditional = self._context_terms(context)
+        quadratics = [
+            (A, W.weight, b) for A, W, b in zip(self.A, self._linears, biases, strict=True)
+        ]
         convex = [F.softplus(C) for C in self.C]
-        z = quadratic_icnn(x, quadratics, convex, F.softplus(self.w), F.celu)
-        return z + self.quadratic.potential(x)
+        phi = quadratic_icnn(x, quadratics, convex, w, F.celu) + self.quadratic.potential(x)
+        if conditional is None:
+            return phi
+        shift, L = conditional
+        return phi + (shift * x).sum(-1) + ContextQuadratic.potential(x, L)
 
     @property
     def input_weights(self) -> list[Tensor]:
@@ -111,34 +170,37 @@ class QuadraticICNN(ConvexPotentialNet):
         return cast(list[nn.Linear], list(self.W))
 
     def gradient(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        return self._pass(x, factors=False)[1]
+        return self._pass(x, context, factors=False)[1]
 
     def potential_and_gradient(
         self, x: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        phi, G, _ = self._pass(x, factors=False)
+        phi, G, _ = self._pass(x, context, factors=False)
         return phi, G
 
     def gradient_and_factors(
         self, x: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, RidgeFactors]:
-        _, G, factors = self._pass(x, factors=True)
+        _, G, factors = self._pass(x, context, factors=True)
         assert factors is not None
         return G, factors
 
-    def _pass(self, x: Tensor, factors: bool) -> tuple[Tensor, Tensor, RidgeFactors | None]:
-        r""":math:`\varphi(x)` ``[...]``, :math:`\nabla\varphi(x)` ``[..., D]`` by one hand-written
-        forward and backward pass (differentiable in the parameters, and about twice as fast
-        as :func:`torch.func.grad` at small batches), and, with ``factors``, the factors of the
-        Hessian (``x`` ``[B, D]``)."""
+    def _pass(
+        self, x: Tensor, context: Tensor | None, factors: bool
+    ) -> tuple[Tensor, Tensor, RidgeFactors | None]:
+        r""":math:`\varphi(x; c)` ``[...]``, :math:`\nabla_x\varphi(x; c)` ``[..., D]`` by one
+        hand-written forward and backward pass (differentiable in the parameters, and about
+        twice as fast as :func:`torch.func.grad` at small batches), and, with ``factors``, the
+        factors of the Hessian (``x`` ``[B, D]``)."""
+        biases, w, conditional = self._context_terms(context)
         # forward: s_i = x·A_i [B, R, H], the pre-activations u_j [B, H] and, with factors,
         # their total Jacobians ∇u_j [B, D, H] (fused multiply-adds: these passes are the cost)
         s = [torch.einsum("...d,drh->...rh", x, A) for A in self.A]
         C = [F.softplus(C) for C in self.C]
         u: list[Tensor] = []
         du: list[Tensor] = []
-        for i, (A, W) in enumerate(zip(self.A, self._linears, strict=True)):
-            u_i = s[i].square().sum(-2) + W(x)
+        for i, (A, W, b) in enumerate(zip(self.A, self._linears, biases, strict=True)):
+            u_i = s[i].square().sum(-2) + x @ W.weight.T + b
             if factors:
                 du_i = W.weight.T.expand(x.shape[0], -1, -1)  # ∇q_i = 2 A_i diag(s_i) + W_iᵀ
                 for r in range(A.shape[1]):
@@ -155,9 +217,8 @@ class QuadraticICNN(ConvexPotentialNet):
             u.append(u_i)
             if factors:
                 du.append(du_i)
-        w = F.softplus(self.w)
         z_out = u[-1] if len(u) == 1 else F.celu(u[-1])
-        phi = z_out @ w + self.quadratic.potential(x)
+        phi = (z_out * w).sum(-1) + self.quadratic.potential(x)
         # backward: δ_j = ∂φ/∂u_j and, with factors, the curvature c_j = ∂φ/∂z_j · celu''(u_j)
         # of each activation, as √c_j ∇u_j [B, D, H]
         dz_out = w.expand_as(u[-1])
@@ -174,6 +235,11 @@ class QuadraticICNN(ConvexPotentialNet):
         delta[0] = dz_out
         # G = Σ_i ∇q_i δ_i = Σ_i 2 A_i (s_i ⊙ δ_i) + W_iᵀ δ_i, without the [B, D, H] ∇q_i
         G = self.quadratic.gradient(x)
+        if conditional is not None:
+            shift, L = conditional
+            phi = phi + (shift * x).sum(-1) + ContextQuadratic.potential(x, L)
+            G = G + shift + ContextQuadratic.gradient(x, L)
+            columns.append(L)
         for s_i, d_i, A, W in zip(s, delta, self.A, self._linears, strict=True):
             G = (
                 G
