@@ -15,6 +15,7 @@ __all__ = ["BENCHMARKS", "run"]
 
 BENCHMARKS = {
     "color-transfer": "otflows.bench.color_transfer",
+    "conditional": "otflows.bench.conditional",
     "defaults": "otflows.bench.defaults",
     "fit-defaults": "otflows.bench.fit_defaults",
     "gaussian": "otflows.bench.gaussian_coupling",

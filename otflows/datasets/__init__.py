@@ -1,6 +1,7 @@
-r"""Data: closed-form Gaussian problems, the continuous W2 benchmark, 2-D toys, the MAF tabular
-sets, files."""
+r"""Data: closed-form Gaussian problems (conditional ones too), the continuous W2 benchmark,
+2-D toys, the MAF tabular sets, files."""
 
+from otflows.datasets.conditional import ConditionalGaussian
 from otflows.datasets.files import load_array
 from otflows.datasets.gaussian import GaussianCoupling
 from otflows.datasets.tabular import TABULAR, load_tabular
@@ -17,6 +18,7 @@ from otflows.datasets.w2bench import W2BenchmarkPair
 __all__ = [
     "TABULAR",
     "TOYS",
+    "ConditionalGaussian",
     "GaussianCoupling",
     "W2BenchmarkPair",
     "checkerboard",
