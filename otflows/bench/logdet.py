@@ -119,21 +119,35 @@ def logdet_error(method: str, d: int, batch: int, threads: int | None) -> dict:
 
 
 def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
-    """Newton inverse of the structured M-MGN map: time, worst relative residual, steps."""
+    """Newton inverse of the structured M-MGN map: the solve's time, worst relative residual
+    and steps; and, with gradients, forward + backward of the inverse (outputs and log-det)
+    beside that of the map itself, and their ratio less the solve: the inverse's gradients
+    cost about two of the map's (a Newton step on the graph for the implicit gradient, then
+    the log-det at its result: two factorisations)."""
     set_threads(threads)
     torch.set_default_dtype(getattr(torch, dtype))
     model = _ours("structured", d)
     torch.manual_seed(2)
+    x = torch.randn(batch, d)
     with torch.no_grad():
-        y = model.transport(torch.randn(batch, d))
+        y = model.transport(x)
         seconds = timed(lambda: model.solve(y), repeats=1, warmup=1)
         result = model.solve(y)
     relative = result.residual / (1 + y.norm(dim=-1))
+
+    def backward(outputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+        (outputs[0].square().sum() + outputs[1].sum()).backward()
+
+    forward_grad = timed(lambda: backward(model(x)), repeats=3)
+    inverse_grad = timed(lambda: backward(model.inverse(y)), repeats=3)
     return {
         "seconds": seconds,
         "max_rel_residual": float(relative.max()),
         "max_newton_steps": int(result.iterations.max()),
         "converged": bool(result.converged.all()),
+        "forward_grad_seconds": forward_grad,
+        "inverse_grad_seconds": inverse_grad,
+        "inverse_grad_factorisations": (inverse_grad - seconds) / forward_grad,
     }
 
 
@@ -246,6 +260,9 @@ INVERSE_COLUMNS = [
     ("max_rel_residual", "max ‖T(x)−y‖/(1+‖y‖)"),
     ("max_newton_steps", "max Newton steps"),
     ("converged", "all converged"),
+    ("forward_grad_seconds", "T(x) + backward (s)"),
+    ("inverse_grad_seconds", "T⁻¹(y) + backward (s)"),
+    ("inverse_grad_factorisations", "(T⁻¹ + backward − solve) ÷ (T + backward)"),
 ]
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from otflows.nets.base import ConvexPotentialNet, MonotoneGradientNet, QuadraticPotential, choose
+from otflows.nets.base import (
+    ContextQuadratic,
+    ConvexPotentialNet,
+    MonotoneGradientNet,
+    QuadraticPotential,
+    choose,
+)
 from otflows.nets.cmgn import CMGN
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
@@ -21,6 +27,7 @@ __all__ = [
     "NETS",
     "PICNN",
     "UNCONDITIONAL_NETS",
+    "ContextQuadratic",
     "ConvexPotentialNet",
     "MonotoneGradientNet",
     "QuadraticICNN",

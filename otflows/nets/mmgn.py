@@ -54,7 +54,7 @@ class MMGN(MonotoneGradientNet):
         G(x; c) = a + a(c) + V^\top V x + \sum_k \alpha_k(c)\, s_k(z_k)\, W_k^\top\sigma(z_k),
         \quad z_k = W_k x + b_k + \beta_k(c),
 
-    plus :math:`L(c) L(c)^\top x` (:class:`otflows.nets.base.ContextQuadratic`): the gradient in
+    plus :math:`L(c) L(c)^\top x` (:class:`otflows.nets.ContextQuadratic`): the gradient in
     ``x`` of :math:`(a + a(c))^\top x + \frac12\|Vx\|^2 + \frac12\|L(c)^\top x\|^2 +
     \sum_k \frac12\alpha_k(c) s_k(z_k)^2`, convex in ``x`` for every ``c``. The ridge
     directions :math:`W_k` do not depend on ``c``, so the Jacobian keeps its factored form

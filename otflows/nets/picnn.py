@@ -37,7 +37,7 @@ class PICNN(ConvexPotentialNet):
             + \tfrac12\|L(c)^\top x\|^2,
 
     with :math:`W^{(z)}_i = \operatorname{softplus}(\cdot) \ge 0`, :math:`w \ge 0`, the gates
-    :math:`[\cdot]_+ \ge 0`, :math:`L(c)` from :class:`otflows.nets.base.ContextQuadratic` and
+    :math:`[\cdot]_+ \ge 0`, :math:`L(c)` from :class:`otflows.nets.ContextQuadratic` and
     :math:`g` convex non-decreasing: each pre-activation is affine in
     ``x`` plus a non-negative combination of convex functions of ``x``, so :math:`\varphi` is
     convex in ``x`` whatever the context (the first layer has no :math:`z` term). The gates

@@ -58,7 +58,7 @@ class QuadraticICNN(ConvexPotentialNet):
     (one tanh layer of ``context_hidden`` units) shifts each layer's bias,
     :math:`b_i + \beta_i(c)`, scales the output weights, :math:`w \odot \alpha(c)` with
     :math:`\alpha(c) = \operatorname{softplus}(\cdot) > 0`, and adds :math:`a(c)^\top x +
-    \tfrac12\|L(c)^\top x\|^2` (:class:`otflows.nets.base.ContextQuadratic`) to the potential.
+    \tfrac12\|L(c)^\top x\|^2` (:class:`otflows.nets.ContextQuadratic`) to the potential.
     For every ``c`` the potential is the same kind of network with other biases and
     non-negative output weights plus a convex quadratic, so it is convex in ``x``, and its
     Hessian has the same factors (shared ridges :math:`A_{i,:,r,h}`; curvatures and columns per
