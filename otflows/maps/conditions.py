@@ -15,12 +15,11 @@ reweighted to the same weights (:meth:`Conditions.balance`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from otflows.affine import bures_map
+from otflows.trainer import WithReplacement
 
 __all__ = ["ByCondition", "Conditions"]
 
@@ -57,17 +56,18 @@ class Conditions:
         if self.source is None:
             return
         self.source_counts = torch.bincount(self.source, minlength=G)
-        for side, other, mine in (
-            ("ct", "cs", self.source_counts),
-            ("cs", "ct", self.target_counts),
-        ):
-            missing = (mine > 0) & ((self.source_counts + self.target_counts - mine) == 0)
-            if strict and bool(missing.any()):
-                example = self.table[missing.nonzero()[0, 0]].tolist()
-                raise ValueError(
-                    f"cs and ct must label the same conditions: {int(missing.sum())} "
-                    f"condition(s) of {other} have no rows in {side} (e.g. {example})"
-                )
+        if strict:
+            for name, rows, other, others in (
+                ("cs", self.source_counts, "ct", self.target_counts),
+                ("ct", self.target_counts, "cs", self.source_counts),
+            ):
+                missing = (rows > 0) & (others == 0)
+                if bool(missing.any()):
+                    example = self.table[missing.nonzero()[0, 0]].tolist()
+                    raise ValueError(
+                        f"cs and ct must label the same conditions: {int(missing.sum())} "
+                        f"condition(s) of {name} have no rows in {other} (e.g. {example})"
+                    )
         # the source rows sorted by condition: those of condition g are order[start[g]:][:n_g]
         self.order = torch.argsort(self.source, stable=True)
         self.start = torch.cumsum(self.source_counts, 0) - self.source_counts
@@ -117,7 +117,7 @@ class Conditions:
         return A, b
 
 
-class ByCondition:
+class ByCondition(WithReplacement):
     r"""The minibatches of a conditional fit: ``batch_sizes[1]`` target rows ``j`` drawn
     uniformly, and ``batch_sizes[0]`` source rows ``i``, each of the condition of another
     uniformly drawn target row ``k`` (:meth:`Conditions.source_rows`), so both sides weigh each
@@ -137,17 +137,11 @@ class ByCondition:
         batch_sizes: tuple[int, int],
         generator: torch.Generator,
     ):
-        self.conditions, self.sources = conditions, sources
-        self.batch_sizes, self.generator = batch_sizes, generator
+        super().__init__((sources, len(conditions.target)), batch_sizes, generator)
+        self.conditions = conditions
 
     def draw(self) -> tuple[Tensor, Tensor, Tensor]:
-        M = len(self.conditions.target)
-        j = torch.randint(M, (self.batch_sizes[1],), generator=self.generator)
-        k = torch.randint(M, (self.batch_sizes[0],), generator=self.generator)
-        return self.conditions.source_rows(k, self.sources, self.generator), j, k
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
+        (sources, M), (B, B_t) = self.sizes, self.batch_sizes
+        j = torch.randint(M, (B_t,), generator=self.generator)
+        k = torch.randint(M, (B,), generator=self.generator)
+        return self.conditions.source_rows(k, sources, self.generator), j, k

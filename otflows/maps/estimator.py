@@ -381,9 +381,7 @@ class BrenierMap(BaseTransport):
         set_affine(T, self.bures_matrix_, self.bures_offset_)
         scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
         batch_sizes = (self.batch_size, self.target_batch_size or self.batch_size)
-        sampler: WithReplacement | ByCondition = WithReplacement(
-            (len(Xs), len(Xt)), batch_sizes, generator
-        )
+        sampler = WithReplacement((len(Xs), len(Xt)), batch_sizes, generator)
         bures = (self.bures_matrix_, self.bures_offset_)
         if conditions is not None:
             sampler = ByCondition(conditions, len(Xs), batch_sizes, generator)
@@ -930,5 +928,6 @@ def _chunked(
     rows: int = CHUNK,
 ) -> Tensor:
     r"""``f(X, c)`` ``[N, D]``, ``rows`` rows (and their conditions ``c [N, C]``) at a time."""
-    contexts = [None] * len(X.split(rows)) if c is None else c.split(rows)
-    return torch.cat([f(x, ci) for x, ci in zip(X.split(rows), contexts, strict=True)])
+    chunks = X.split(rows)
+    contexts = [None] * len(chunks) if c is None else c.split(rows)
+    return torch.cat([f(x, ci) for x, ci in zip(chunks, contexts, strict=True)])

@@ -239,7 +239,8 @@ class QuadraticICNN(ConvexPotentialNet):
             shift, L = conditional
             phi = phi + (shift * x).sum(-1) + ContextQuadratic.potential(x, L)
             G = G + shift + ContextQuadratic.gradient(x, L)
-            columns.append(L)
+            if factors:
+                columns.append(L)
         for s_i, d_i, A, W in zip(s, delta, self.A, self._linears, strict=True):
             G = (
                 G
