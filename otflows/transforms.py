@@ -19,6 +19,7 @@ from otflows.linalg import (
     RidgeFactors,
     batched_jacobian,
     factorize,
+    implicit_solution,
     lbfgs_minimize,
     newton_solve,
 )
@@ -68,8 +69,10 @@ class BrenierTransform(Transform):
     :math:`\|T(x) - y\| \le \text{rtol}\,(1 + \|y\|)` (rtol :math:`10^{-10}` in float64,
     :math:`10^{-5}` in float32) and raises :class:`otflows.linalg.InverseError` (or warns)
     when a row does not get there. When gradients are recorded, the solution carries the
-    implicit-function gradient :math:`\partial x/\partial(\theta, y)` through one Newton step
-    on the graph, so samples can be differentiated.
+    implicit-function gradient :math:`\partial x/\partial(\theta, y) = J_T^{-1}(I,
+    -\partial T/\partial\theta)` (:func:`otflows.linalg.implicit_solution`), so samples can
+    be differentiated; one factorisation of :math:`J_T` at the solution serves its log-det and
+    that gradient.
 
     With a conditional network (``net.context_features = C``: ``MMGN(...,
     context_features=C)``, :class:`otflows.nets.PICNN`), :math:`T(x; c) = G(x; c) + \gamma x`
@@ -363,10 +366,13 @@ class BrenierTransform(Transform):
             warnings.warn(f"BrenierTransform.inverse: {result.summary()}", stacklevel=2)
         x = result.x
         if torch.is_grad_enabled():
-            # One Newton step on the graph: its derivative is the implicit-function gradient.
-            Tx, factor = self.linearize(x, c)
-            x = x - factor.solve(Tx - y)
-        logdet = -self.linearize(x, c)[1].logdet()
+            # x*(θ, y) by the implicit function theorem; the one factorisation of J_T at x*
+            # gives the log-det and, in the backward, J⁻¹ of the gradient reaching x*
+            x, slot = implicit_solution(x, self.transport(x, c), y)
+            factor = slot.factor = self.linearize(x, c)[1]
+        else:
+            factor = self.linearize(x, c)[1]
+        logdet = -factor.logdet()
         return x.reshape(inputs.shape), logdet.reshape(batch)
 
     def _flatten(

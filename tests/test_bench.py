@@ -212,8 +212,8 @@ def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
 
 
 # README's own command runs `otflows bench gaussian --quick` (tests/test_readme.py), and the
-# peers' quick run is the first step of its --update test
-@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"gaussian", "peers"}))
+# peers' and logdet's quick runs are the first steps of their tests of a partial rerun
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"gaussian", "peers", "logdet"}))
 def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     out = tmp_path / f"{name}.json"
     payload = run(name, ["--quick", "--out", str(out)])
@@ -236,6 +236,20 @@ def test_quick_peers_run_and_its_update_of_one_method(tmp_path, capsys):
     out.write_text(json.dumps({"args": {"budget": "300.0"}, "runs": []}))
     with pytest.raises(ValueError, match=r"whose budget is 300\.0 CPU s; this run.s is 5\.0"):
         run("peers", ["--quick", "--update", "--methods", "otflows", "--out", str(out)])
+
+
+def test_quick_logdet_run_and_a_rerun_of_its_inverses(tmp_path, capsys):
+    out = tmp_path / "logdet.json"
+    payload = run("logdet", ["--quick", "--out", str(out)])
+    first = _check_smoke_run(out, payload, capsys.readouterr().out)
+    run("logdet", ["--quick", "--sections", "inverse", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["train_step"] == first["train_step"]
+    assert written["inverse"] != first["inverse"]
+    assert written["kept"] == {"train_step": {k: first[k] for k in ("command", "commit", "date")}}
+    assert "(from `" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="was run with batch 64; this with 8"):
+        run("logdet", ["--quick", "--sections", "inverse", "--batch", "8", "--out", str(out)])
 
 
 def test_ot_maps_refines_every_method_but_the_supervised_reference(tmp_path):

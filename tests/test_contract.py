@@ -140,6 +140,26 @@ def test_inverse_gradients_match_finite_differences(name, logdet, float64):
 
 
 @pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
+def test_inverse_under_gradients_factorises_once(name, logdet, monkeypatch):
+    """Newton's steps run without gradients; then the inverse with gradients, forward and
+    backward, linearises T once (the factor of J at x* serves its log-det and the implicit
+    gradient's J⁻¹)."""
+    T = make_transform(name, logdet)
+    linearize, recorded = T.linearize, []
+
+    def counted(*args, **kwargs):
+        recorded.append(torch.is_grad_enabled())
+        return linearize(*args, **kwargs)
+
+    monkeypatch.setattr(T, "linearize", counted)
+    y = torch.randn(4, 3, requires_grad=True)
+    x, logabsdet = T.inverse(y)
+    (x.square().sum() + logabsdet.sum()).backward()
+    assert recorded.count(True) == 1 and len(recorded) > 1
+    assert y.grad is not None and all(p.grad is not None for p in T.net.parameters())
+
+
+@pytest.mark.parametrize("name, logdet", CASES, ids=IDS)
 def test_gradients_reach_every_parameter(name, logdet):
     T = make_transform(name, logdet)
     T.eta = torch.nn.Parameter(torch.tensor(0.0))  # the learnable part of γ, too

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from otflows import MMGN, BrenierTransform, InverseError
-from otflows.linalg import DenseCholesky, gauss_legendre, lbfgs_minimize, newton_solve
+from otflows.linalg import (
+    DenseCholesky,
+    gauss_legendre,
+    implicit_solution,
+    lbfgs_minimize,
+    newton_solve,
+)
 
 
 def test_gauss_legendre_is_exact_to_degree_2n_minus_1():
@@ -158,3 +164,37 @@ def test_transform_rejects_bad_arguments():
         T(torch.randn(3, 5))
     with pytest.raises(ValueError, match="context must be None"):
         T(torch.randn(3, 2), context=torch.randn(3, 1))
+
+
+def test_implicit_solution_is_the_solution_of_a_nonlinear_equation(float64):
+    """x* of T(x; θ) = θ x + x³ (row-wise, θ > 0) = y: its gradients in θ and y against
+    central differences of the closed-form root."""
+    theta = torch.tensor(1.5, requires_grad=True)
+    y = torch.tensor([[0.7, -2.0, 3.0]], requires_grad=True)
+
+    def root(theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Cardano: x³ + θx − y = 0 has one real root for θ > 0
+        s = (y.square() / 4 + theta**3 / 27).sqrt()
+        return torch.sign(y / 2 + s) * (y / 2 + s).abs() ** (1 / 3) - torch.sign(s - y / 2) * (
+            s - y / 2
+        ).abs() ** (1 / 3)
+
+    x = root(theta, y).detach()
+    x_star, slot = implicit_solution(x, theta * x + x**3, y)
+    slot.factor = DenseCholesky(torch.diag_embed(theta.detach() + 3 * x.square()))
+    weights = torch.tensor([[1.0, 2.0, -1.0]])
+    (weights * x_star).sum().backward()
+    eps = 1e-6
+    with torch.no_grad():
+        d_theta = (weights * (root(theta + eps, y) - root(theta - eps, y))).sum() / (2 * eps)
+        d_y = weights * (root(theta, y + eps) - root(theta, y - eps)) / (2 * eps)
+    torch.testing.assert_close(theta.grad, d_theta, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(y.grad, d_y, rtol=1e-7, atol=1e-9)
+
+
+def test_implicit_solution_needs_its_factor():
+    x = torch.zeros(2, 3)
+    y = torch.ones(2, 3, requires_grad=True)
+    x_star, _ = implicit_solution(x, x, y)
+    with pytest.raises(RuntimeError, match="never put in its slot"):
+        x_star.sum().backward()

@@ -3,6 +3,7 @@ our stochastic estimator and the `cpflows` package's, side by side in one run.
 
     otflows bench logdet            # full run: d = 16, 64, 256, 1024
     otflows bench logdet --quick    # smoke run: d = 16
+    otflows bench logdet --sections inverse --out PATH   # rerun the inverses, keep PATH's steps
 
 Each (method, d) runs in a fresh process (peak memory is its own; --quick runs them in this
 one). Prints markdown tables and
@@ -12,8 +13,10 @@ writes JSON (default otflows-results/logdet_scaling.json).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -34,6 +37,7 @@ from otflows.bench.common import (
 # V of rank 64 keeps the M-MGN near the size of CP-Flow's ICNN3 at d = 256 and 1024
 MMGN_SIZE = dict(hidden_features=64, num_modules=4, rank=64)
 ICNN_SIZE = dict(hidden_features=64, num_layers=3)
+SECTIONS = {"train": "train_step", "inverse": "inverse"}  # --sections → the JSON's key
 
 
 def _ours(method: str, d: int):
@@ -121,9 +125,9 @@ def logdet_error(method: str, d: int, batch: int, threads: int | None) -> dict:
 def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
     """Newton inverse of the structured M-MGN map: the solve's time, worst relative residual
     and steps; and, with gradients, forward + backward of the inverse (outputs and log-det)
-    beside that of the map itself, and their ratio less the solve: the inverse's gradients
-    cost about two of the map's (a Newton step on the graph for the implicit gradient, then
-    the log-det at its result: two factorisations)."""
+    beside that of the map itself, and their ratio less the solve: about one, as the inverse
+    factorises each Jacobian once (at the solution, for its log-det and for the implicit
+    gradient's :math:`J^{-1}` in the backward), plus an evaluation of :math:`T` there."""
     set_threads(threads)
     torch.set_default_dtype(getattr(torch, dtype))
     model = _ours("structured", d)
@@ -131,7 +135,7 @@ def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
     x = torch.randn(batch, d)
     with torch.no_grad():
         y = model.transport(x)
-        seconds = timed(lambda: model.solve(y), repeats=1, warmup=1)
+        seconds = timed(lambda: model.solve(y), repeats=3)
         result = model.solve(y)
     relative = result.residual / (1 + y.norm(dim=-1))
 
@@ -169,11 +173,54 @@ def main(argv: Sequence[str] | None = None) -> dict:
         default=None,
         help="training steps before the 'trained' timing (default 100; 5 quick)",
     )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="the tables to run; one not run is kept from --out's file, with the command, "
+        "commit and date it came from (default: both)",
+    )
     add_out_option(parser, "logdet_scaling.json")
     args = parser.parse_args(argv)
     dims = args.dims or ([16] if args.quick else [16, 64, 256, 1024])
-    methods = ["dense", "structured", "stochastic", "cpflows"]
+    kept = {
+        SECTIONS[name]: _kept(args.out, SECTIONS[name], args.batch)
+        for name in SECTIONS
+        if name not in args.sections
+    }
+    rows = _train_steps(args, dims) if "train" in args.sections else kept["train_step"][0]
+    inverses = _inverses(args, dims) if "inverse" in args.sections else kept["inverse"][0]
+    payload = {
+        "batch": args.batch,
+        "train_step": rows,
+        "inverse": inverses,
+        "sizes": {"mmgn": MMGN_SIZE, "icnn": ICNN_SIZE, "cpflows_icnn3": CPFLOW_ICNN},
+        **({"kept": {key: origin for key, (_, origin) in kept.items()}} if kept else {}),
+    }
+    print(rendered(payload))
+    write_json(args.out, payload, smoke=args.quick)
+    print(f"\nwrote {args.out}")
+    return payload
 
+
+def _kept(path: Path, key: str, batch: int) -> tuple[list[dict], dict]:
+    r"""The rows of section ``key`` in the run at ``path``, and where they came from."""
+    if not path.is_file():
+        raise SystemExit(f"--sections: {path} holds no run to keep the {key!r} rows from")
+    old = json.loads(path.read_text())
+    if old["batch"] != batch:
+        raise SystemExit(
+            f"--sections: {path} was run with batch {old['batch']}; this with {batch}"
+        )
+    keys = ("command", "commit", "date", "provenance")
+    origin = old.get("kept", {}).get(key) or {k: old[k] for k in keys if k in old}
+    return old[key], origin
+
+
+def _train_steps(args: argparse.Namespace, dims: list[int]) -> list[dict]:
+    r"""A training step per method and d: its time, peak memory and log-det error."""
+    methods = ["dense", "structured", "stochastic", "cpflows"]
     rows = []
     for d in tqdm(dims, desc="logdet: training steps", unit="d"):
         for method in methods:
@@ -210,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         dense = next((r for r in rows if r["d"] == row["d"] and r["method"] == "dense"), None)
         if dense and "seconds" in row and "seconds" in dense:
             row["speedup_vs_dense"] = dense["seconds"] / row["seconds"]
+    return rows
 
+
+def _inverses(args: argparse.Namespace, dims: list[int]) -> list[dict]:
+    r"""The inverse per d and dtype: the solve, and its gradients beside the forward's."""
     inverses = []
     for d in tqdm(dims, desc="logdet: inverses", unit="d"):
         for dtype in ("float64", "float32"):
@@ -229,17 +280,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 }
             )
             print(inverses[-1], flush=True)
-
-    payload = {
-        "batch": args.batch,
-        "train_step": rows,
-        "inverse": inverses,
-        "sizes": {"mmgn": MMGN_SIZE, "icnn": ICNN_SIZE, "cpflows_icnn3": CPFLOW_ICNN},
-    }
-    print(rendered(payload))
-    write_json(args.out, payload, smoke=args.quick)
-    print(f"\nwrote {args.out}")
-    return payload
+    return inverses
 
 
 TRAIN_COLUMNS = [
@@ -267,15 +308,26 @@ INVERSE_COLUMNS = [
 
 
 def rendered(payload: dict) -> str:
-    r"""The two tables of a run's JSON: a training step per method and d, then the inverse."""
+    r"""The two tables of a run's JSON: a training step per method and d, then the inverse;
+    under a table kept from an earlier run (``--sections``), the command it came from."""
     threads = payload.get("machine", {}).get("threads", "?")
+    kept = payload.get("kept", {})
+
+    def origin(key: str) -> list[str]:
+        if key not in kept:
+            return []
+        run = kept[key]
+        return [f"(from `{run['command']}`, commit {str(run['commit'])[:7]}, {run['date'][:10]})"]
+
     return "\n\n".join(
         [
             f"Training step (forward + backward of the NLL), batch {payload['batch']}, "
             f"{threads} threads, float32:",
             markdown_table(payload["train_step"], TRAIN_COLUMNS),
+            *origin("train_step"),
             f"Inverse of the structured M-MGN map (damped Newton), batch {payload['batch']}:",
             markdown_table(payload["inverse"], INVERSE_COLUMNS),
+            *origin("inverse"),
         ]
     )
 

@@ -228,7 +228,7 @@ def slq_logdet_with_surrogate(
 
 class _CGSolve(torch.autograd.Function):
     r""":math:`x = A^{-1} r` by CG, differentiable in ``r`` (:math:`\partial x/\partial r =
-    A^{-1}`, symmetric): what a Newton step on the graph needs at its solution."""
+    A^{-1}`, symmetric), as the dense and structured factors' solves are."""
 
     @staticmethod
     def forward(ctx, r: Tensor, operator: JacobianOperator) -> Tensor:
