@@ -246,7 +246,8 @@ def test_quick_logdet_run_and_a_rerun_of_its_inverses(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["train_step"] == first["train_step"]
     assert written["inverse"] != first["inverse"]
-    assert written["kept"] == {"train_step": {k: first[k] for k in ("command", "commit", "date")}}
+    keys = ("machine", "command", "commit", "date")
+    assert written["kept"] == {"train_step": {k: first[k] for k in keys}}
     assert "(from `" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="was run with batch 64; this with 8"):
         run("logdet", ["--quick", "--sections", "inverse", "--batch", "8", "--out", str(out)])

@@ -130,20 +130,21 @@ def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
     gradient's :math:`J^{-1}` in the backward), plus an evaluation of :math:`T` there."""
     set_threads(threads)
     torch.set_default_dtype(getattr(torch, dtype))
+    repeats = max(3, 640 // d)  # more where a call takes milliseconds
     model = _ours("structured", d)
     torch.manual_seed(2)
     x = torch.randn(batch, d)
     with torch.no_grad():
         y = model.transport(x)
-        seconds = timed(lambda: model.solve(y), repeats=3)
+        seconds = timed(lambda: model.solve(y), repeats=repeats)
         result = model.solve(y)
     relative = result.residual / (1 + y.norm(dim=-1))
 
     def backward(outputs: tuple[torch.Tensor, torch.Tensor]) -> None:
         (outputs[0].square().sum() + outputs[1].sum()).backward()
 
-    forward_grad = timed(lambda: backward(model(x)), repeats=3)
-    inverse_grad = timed(lambda: backward(model.inverse(y)), repeats=3)
+    forward_grad = timed(lambda: backward(model(x)), repeats=repeats)
+    inverse_grad = timed(lambda: backward(model.inverse(y)), repeats=repeats)
     return {
         "seconds": seconds,
         "max_rel_residual": float(relative.max()),
@@ -213,7 +214,7 @@ def _kept(path: Path, key: str, batch: int) -> tuple[list[dict], dict]:
         raise SystemExit(
             f"--sections: {path} was run with batch {old['batch']}; this with {batch}"
         )
-    keys = ("command", "commit", "date", "provenance")
+    keys = ("machine", "command", "commit", "date", "provenance")
     origin = old.get("kept", {}).get(key) or {k: old[k] for k in keys if k in old}
     return old[key], origin
 
@@ -310,8 +311,8 @@ INVERSE_COLUMNS = [
 def rendered(payload: dict) -> str:
     r"""The two tables of a run's JSON: a training step per method and d, then the inverse;
     under a table kept from an earlier run (``--sections``), the command it came from."""
-    threads = payload.get("machine", {}).get("threads", "?")
     kept = payload.get("kept", {})
+    threads = kept.get("train_step", payload).get("machine", {}).get("threads", "?")
 
     def origin(key: str) -> list[str]:
         if key not in kept:
