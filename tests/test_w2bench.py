@@ -96,3 +96,28 @@ def test_linear_baseline_reproduces_the_paper_at_d_2():
     A, b = bures_map(torch.as_tensor(Xs), torch.as_tensor(Xt))
     X = pair.sample_source(4096, seed=3)
     assert l2_uvp(X @ A.numpy() + b.numpy(), pair.brenier_map(X)) == pytest.approx(14.0, abs=0.3)
+
+
+def test_mixture_weights_move_the_source_and_keep_the_true_map(tmp_path):
+    """The conditional benchmark's pair: rows drawn with one-hot weights come from that
+    component; its run scores a map at every dose against T*, which no reweighting changes."""
+    from otflows.bench.conditional import mixture_weights, summarise, w2pair_run
+
+    P = GaussianMixture(3)
+    for k in range(3):
+        X = P.sample(4000, seed=k, weights=np.eye(3)[[k] * 4000])
+        np.testing.assert_allclose(X.mean(0), P.centers[k], atol=0.05)
+    w = mixture_weights(np.array([-1.0, 0.0, 1.0]))
+    np.testing.assert_allclose(w[1], 1 / 3)
+    np.testing.assert_allclose(w[0], w[2, ::-1])
+    assert w[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + 1 + np.exp(-2)))
+    with pytest.raises(ValueError, match=r"weights must have shape \(2, 3\)"):
+        P.sample(2, weights=np.ones((2, 2)) / 2)
+    for version in (1, 2):
+        np.savez(tmp_path / FILE.format(dim=3, version=version), **random_arrays(3, seed=version))
+    run = w2pair_run(str(tmp_path), 3, samples=100, steps=5, threads=1)
+    assert [d["seen"] for d in run["doses"]] == [i % 2 == 0 for i in range(17)]
+    assert [d["dose"] for d in run["pooled"]] == [d["dose"] for d in run["doses"]]
+    rows = summarise(run)
+    assert len(rows) == 3 and all(np.isfinite(r["l2_uvp"]) and r["l2_uvp"] > 0 for r in rows)
+    assert summarise({"error": "skipped"}) == [{"error": "skipped"}]

@@ -23,6 +23,13 @@ known for every condition:
   :math:`\mathcal N(m(c), S(c)^2)`, d = 8, a one-dimensional condition ("a dose") on
   :math:`[-1, 1]`, fitted on 9 doses and scored by L2-UVP against :math:`S(c) z + m(c)` at
   those doses and at the 8 halfway between, never seen in training.
+- ``w2pair`` (with ``--w2bench PATH``): the W2 benchmark's Mix3 → Mix10 pair
+  (:class:`otflows.datasets.W2BenchmarkPair`, d = 8) whose input mixture's weights move with the
+  dose, softmax(2c·(−1, 0, 1)) on :math:`[-1, 1]`: sources and targets labelled by dose, both
+  sides changing with it, while the optimal map stays :math:`T^*` at every dose (the gradient
+  of a convex function is optimal from any source). The conditional map must learn that from
+  non-Gaussian samples; beside it, one unconditional map fitted to all doses pooled. Scored like
+  ``pairs``. Without the folder the task is skipped and says so.
 
 Prints the tables, writes JSON and a figure.
 """
@@ -31,7 +38,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +56,7 @@ from otflows.bench.common import (
     set_threads,
     write_json,
 )
-from otflows.datasets import ConditionalGaussian
+from otflows.datasets import ConditionalGaussian, W2BenchmarkPair
 from otflows.flows import BrenierFlow
 from otflows.maps import BrenierMap
 from otflows.metrics import l2_uvp, log_prob
@@ -56,6 +64,7 @@ from otflows.training import fit_flow
 
 FEATURES = 8
 METHODS = ("brenier", "maf")
+SEEN = np.linspace(-1.0, 1.0, 9)  # the training doses; scored too at the 8 halfway between
 LABELS = {"brenier": "BrenierFlow (quadratic ICNN)", "maf": "nflows conditional MAF (5 × 64)"}
 
 
@@ -106,30 +115,86 @@ def flow_run(task: str, method: str, samples: int, steps: int, threads: int | No
     }
 
 
+def scored_doses(score: Callable[[float], float]) -> list[dict]:
+    r"""``score(dose)`` at the training doses :data:`SEEN` and halfway between, in order."""
+    doses = np.sort(np.concatenate([SEEN, (SEEN[:-1] + SEEN[1:]) / 2]))
+    return [
+        {"dose": float(dose), "seen": bool(np.isin(dose, SEEN)), "l2_uvp": score(dose)}
+        for dose in doses
+    ]
+
+
 def pairs_run(samples: int, steps: int, threads: int | None) -> dict:
     r"""Fits the conditional OT map on 9 doses (``samples`` target rows each, as many shared
     source rows in all) and scores it at every dose and halfway between."""
     set_threads(threads)
     truth = problem("pairs")
-    seen = np.linspace(-1.0, 1.0, 9)
     rng = np.random.default_rng(1)
-    ct = np.repeat(seen, samples)[:, None]
+    ct = np.repeat(SEEN, samples)[:, None]
     Xt = truth.sample(len(ct), seed=2, context=ct)[1]
     Xs = rng.normal(size=(len(ct), FEATURES))
     start = time.perf_counter()
     otmap = BrenierMap(max_iter=steps, random_state=0, progress=False).fit(Xs=Xs, Xt=Xt, ct=ct)
     seconds = time.perf_counter() - start
     z = np.random.default_rng(3).normal(size=(4000, FEATURES))
-    scores = []
-    for dose in np.sort(np.concatenate([seen, (seen[:-1] + seen[1:]) / 2])):
+
+    def score(dose: float) -> float:
         c = np.full((len(z), 1), dose)
-        uvp = l2_uvp(otmap.transform(z, cs=c), truth.from_normal(z, c))
-        scores.append({"dose": float(dose), "seen": bool(np.isin(dose, seen)), "l2_uvp": uvp})
-    return {"doses": scores, "seconds": seconds, "steps": steps}
+        return l2_uvp(otmap.transform(z, cs=c), truth.from_normal(z, c))
+
+    return {"doses": scored_doses(score), "seconds": seconds, "steps": steps}
+
+
+def mixture_weights(dose: np.ndarray) -> np.ndarray:
+    r"""The input mixture's weights at each dose, ``[n] -> [n, 3]``: softmax(2c·(−1, 0, 1)),
+    mass moving from the first component (87 % at c = −1) to the third (87 % at c = 1)."""
+    logits = 2.0 * np.asarray(dose, dtype=np.float64)[:, None] * np.array([-1.0, 0.0, 1.0])
+    weights = np.exp(logits)
+    return weights / weights.sum(1, keepdims=True)
+
+
+def w2pair_run(
+    folder: str, dim: int, samples: int, steps: int, threads: int | None
+) -> dict[str, Any]:
+    r"""Fits the conditional map to the W2 pair with dose-dependent mixture weights
+    (``samples`` rows per side and dose) and one unconditional map to all doses pooled;
+    scores both against :math:`T^*` at every dose and halfway between."""
+    set_threads(threads)
+    pair = W2BenchmarkPair(folder, dim)
+    c = np.repeat(SEEN, samples)[:, None]
+    Xs = pair.sample_source(len(c), seed=1, weights=mixture_weights(c[:, 0]))
+    Xt = pair.sample_target(len(c), seed=2, weights=mixture_weights(c[:, 0]))
+    start = time.perf_counter()
+    otmap = BrenierMap(max_iter=steps, random_state=0, progress=False)
+    otmap.fit(Xs=Xs, Xt=Xt, cs=c, ct=c)
+    seconds = time.perf_counter() - start
+    pooled = BrenierMap(max_iter=steps, random_state=0, progress=False).fit(Xs=Xs, Xt=Xt)
+
+    def test_points(dose: float) -> np.ndarray:
+        return pair.sample_source(4000, seed=3, weights=mixture_weights(np.full(4000, dose)))
+
+    def conditional(dose: float) -> float:
+        z = test_points(dose)
+        return l2_uvp(otmap.transform(z, cs=np.full((len(z), 1), dose)), pair.brenier_map(z))
+
+    def unconditional(dose: float) -> float:
+        z = test_points(dose)
+        return l2_uvp(pooled.transform(z), pair.brenier_map(z))
+
+    return {
+        "doses": scored_doses(conditional),
+        "pooled": scored_doses(unconditional),
+        "seconds": seconds,
+        "steps": steps,
+        "dim": dim,
+    }
 
 
 def summarise(pairs: dict) -> list[dict]:
-    r"""The pairs' rows: L2-UVP at the seen and at the unseen doses (mean and worst)."""
+    r"""A conditional pair's rows: L2-UVP at the seen and at the unseen doses (mean and
+    worst), and, where there is one, the pooled unconditional map's at all of them."""
+    if "doses" not in pairs:  # skipped or failed: its reason
+        return [pairs]
     rows: list[dict[str, Any]] = []
     for seen in (True, False):
         values = [d["l2_uvp"] for d in pairs["doses"] if d["seen"] == seen]
@@ -140,7 +205,17 @@ def summarise(pairs: dict) -> list[dict]:
                 "l2_uvp_max": float(np.max(values)),
             }
         )
-    rows[1]["ratio"] = rows[1]["l2_uvp"] / rows[0]["l2_uvp"]
+    if "pooled" in pairs:
+        values = [d["l2_uvp"] for d in pairs["pooled"]]
+        rows.append(
+            {
+                "doses": "all 17, one unconditional map of the pooled doses",
+                "l2_uvp": float(np.mean(values)),
+                "l2_uvp_max": float(np.max(values)),
+            }
+        )
+    for row in rows[1:]:
+        row["ratio"] = row["l2_uvp"] / rows[0]["l2_uvp"]
     return rows
 
 
@@ -159,30 +234,45 @@ PAIR_COLUMNS = [
     ("l2_uvp", "mean L2-UVP (%)"),
     ("l2_uvp_max", "worst L2-UVP (%)"),
     ("ratio", "÷ seen"),
+    ("error", "error"),
 ]
+TITLES = {
+    "pairs": "N(0, I) → N(m(c), S(c)²), d = 8",
+    "w2pair": "W2 pair, mixture weights by dose, d = 8",
+}
 
 
 def rendered(payload: dict) -> str:
-    r"""The flows' table and the conditional OT map's."""
+    r"""The flows' table and a table per conditional OT pair."""
     flows = [r | {"method": LABELS[r["method"]]} for r in payload["flows"]]
-    return (
-        markdown_table(flows, FLOW_COLUMNS)
-        + "\n\n"
-        + markdown_table(payload["pairs_rows"], PAIR_COLUMNS)
-    )
+    tables = [markdown_table(flows, FLOW_COLUMNS)]
+    for task in TITLES:
+        if f"{task}_rows" in payload:
+            tables += [f"{task}:", markdown_table(payload[f"{task}_rows"], PAIR_COLUMNS)]
+    return "\n\n".join(tables)
 
 
 def plot(payload: dict) -> Figure:
-    r"""L2-UVP of the conditional OT map at each dose, seen and unseen."""
-    figure = Figure(figsize=(6, 3.5))
-    ax = figure.subplots()
-    for seen, marker, label in ((True, "o", "seen in training"), (False, "x", "unseen")):
-        doses = [d for d in payload["pairs"]["doses"] if d["seen"] == seen]
-        ax.plot([d["dose"] for d in doses], [d["l2_uvp"] for d in doses], marker, label=label)
-    ax.set_xlabel("dose c")
-    ax.set_ylabel("L2-UVP (%)")
-    ax.set_title("Conditional OT map N(0, I) → N(m(c), S(c)²), d = 8")
-    ax.legend()
+    r"""L2-UVP of each conditional OT map at each dose, seen and unseen (a panel per pair)."""
+    tasks = [t for t in TITLES if "doses" in payload.get(t, {})]
+    figure = Figure(figsize=(6 * len(tasks), 3.5))
+    for ax, task in zip(figure.subplots(1, len(tasks), squeeze=False)[0], tasks, strict=True):
+        for seen, marker, label in ((True, "o", "seen in training"), (False, "x", "unseen")):
+            doses = [d for d in payload[task]["doses"] if d["seen"] == seen]
+            ax.plot([d["dose"] for d in doses], [d["l2_uvp"] for d in doses], marker, label=label)
+        if "pooled" in payload[task]:
+            pooled = payload[task]["pooled"]
+            ax.plot(
+                [d["dose"] for d in pooled],
+                [d["l2_uvp"] for d in pooled],
+                "--",
+                color="gray",
+                label="one map of the pooled doses",
+            )
+        ax.set_xlabel("dose c")
+        ax.set_ylabel("L2-UVP (%)")
+        ax.set_title(f"Conditional OT map: {TITLES[task]}", fontsize=10)
+        ax.legend()
     figure.tight_layout()
     return figure
 
@@ -196,6 +286,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=2000, help="the flows' steps (each)")
     parser.add_argument("--pair-samples", type=int, default=2000, help="target rows per dose")
     parser.add_argument("--pair-steps", type=int, default=2000, help="BrenierMap's max_iter")
+    parser.add_argument(
+        "--w2bench",
+        type=Path,
+        default=None,
+        help="the W2 benchmark's folder, for the w2pair task (skipped without it)",
+    )
+    parser.add_argument("--w2-dim", type=int, default=FEATURES, help="the w2pair's dimension")
     parser.add_argument("--quick", action="store_true", help="a smoke run: short fits")
     add_threads_option(parser)
     add_out_option(parser, "conditional.json")
@@ -209,17 +306,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ]
     fresh = not args.quick
     flows = run_isolated(flow_run, [p | {"threads": args.threads} for p in plan], "flows", fresh)
-    pairs = run_isolated(
-        pairs_run,
-        [{"samples": args.pair_samples, "steps": args.pair_steps, "threads": args.threads}],
-        "pairs",
-        fresh,
-    )[0]
+    pair = {"samples": args.pair_samples, "steps": args.pair_steps, "threads": args.threads}
+    pairs = run_isolated(pairs_run, [pair], "pairs", fresh)[0]
+    if args.w2bench is None:
+        w2pair: dict[str, Any] = {"error": "skipped: no --w2bench folder given"}
+    elif args.w2_dim not in W2BenchmarkPair.available(args.w2bench):
+        w2pair = {"error": f"skipped: no d = {args.w2_dim} pair in {args.w2bench}"}
+    else:
+        task = pair | {"folder": str(args.w2bench), "dim": args.w2_dim}
+        w2pair = run_isolated(w2pair_run, [task], "w2pair", fresh)[0]
     payload: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "flows": [{k: v for k, v in r.items() if k != "threads"} for r in flows],
         "pairs": pairs,
-        "pairs_rows": summarise(pairs) if "doses" in pairs else [pairs],
+        "pairs_rows": summarise(pairs),
+        "w2pair": w2pair,
+        "w2pair_rows": summarise(w2pair),
     }
     payload["rows"] = payload["flows"] + payload["pairs_rows"]
     print(rendered(payload))

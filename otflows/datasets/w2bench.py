@@ -127,10 +127,32 @@ class GaussianMixture:
         self.std = std
         self.dim = dim
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        r"""``n`` samples ``[n, D]``."""
+    def sample(
+        self, n: int, seed: int | None = None, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        r"""``n`` samples ``[n, D]``; with ``weights`` ``[n, K]`` (rows summing to 1) row
+        :math:`i` comes from the mixture reweighted by ``weights[i]``, as a conditional
+        source whose weights depend on a condition.
+
+        Example:
+            >>> P = GaussianMixture(2)
+            >>> X = P.sample(1000, seed=0, weights=np.tile([1.0, 0.0, 0.0], (1000, 1)))
+            >>> bool(np.allclose(X.mean(0), P.centers[0], atol=0.05))
+            True
+        """
         rng = np.random.default_rng(seed)
-        k = rng.integers(len(self.centers), size=n)
+        if weights is None:
+            k = rng.integers(len(self.centers), size=n)
+        else:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (n, len(self.centers)):
+                raise ValueError(
+                    f"weights must have shape {(n, len(self.centers))}; got {weights.shape}"
+                )
+            if (weights < 0).any() or not np.allclose(weights.sum(1), 1.0):
+                raise ValueError("weights must be non-negative with rows summing to 1")
+            u = rng.random(n)[:, None]
+            k = np.minimum((u > weights.cumsum(1)).sum(1), len(self.centers) - 1)
         eps = rng.standard_normal((n, self.dim))
         return self.centers[k] + self.std * np.einsum("nij,nj->ni", self.maps[k], eps)
 
@@ -203,11 +225,17 @@ class W2BenchmarkPair:
             return Y.to(dtype=x.dtype, device=x.device)
         return Y.numpy()
 
-    def sample_source(self, n: int, seed: int | None = None) -> np.ndarray:
-        r"""``n`` samples of :math:`P`, ``[n, D]``."""
-        return self.source.sample(n, seed)
+    def sample_source(
+        self, n: int, seed: int | None = None, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        r"""``n`` samples of :math:`P`, ``[n, D]`` (with mixture ``weights`` ``[n, 3]``
+        per row: see :meth:`GaussianMixture.sample`)."""
+        return self.source.sample(n, seed, weights)
 
-    def sample_target(self, n: int, seed: int | None = None) -> np.ndarray:
+    def sample_target(
+        self, n: int, seed: int | None = None, weights: np.ndarray | None = None
+    ) -> np.ndarray:
         r"""``n`` samples of :math:`Q = T^*_\# P`, ``[n, D]`` (independent of
-        :meth:`sample_source` draws with other seeds)."""
-        return np.asarray(self.brenier_map(self.source.sample(n, seed)))
+        :meth:`sample_source` draws with other seeds). Reweighting :math:`P`'s components
+        keeps :math:`T^*` optimal, being the gradient of a convex function."""
+        return np.asarray(self.brenier_map(self.source.sample(n, seed, weights)))
