@@ -25,7 +25,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.nets import UNCONDITIONAL_NETS
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.training import FIT_FLOW, LR, MIN_STEPS, ROWS_PER_DIMENSION, VALIDATION_ROWS, fit_flow
-from otflows.validation import MappedSamples, as_samples
+from otflows.validation import MappedSamples, as_samples, with_context
 
 __all__ = ["main"]
 
@@ -124,25 +124,56 @@ def _estimator(args: argparse.Namespace) -> BrenierMap:
 
 
 def map_command(args: argparse.Namespace) -> None:
-    r"""Fits the OT map from one sample file to another and writes the mapped source."""
+    r"""Fits the OT map from one sample file to another (given conditions, the conditional
+    map T(x; c)) and writes the mapped source."""
     Xs = load_array(args.source)
     Xt = load_array(args.target)
-    otmap = _estimator(args)
-    # one-line errors naming the flag and the file
-    features = as_samples(Xs, f"--source {args.source}").shape[1]
-    as_samples(Xt, f"--target {args.target}", features=features)
-    mapped = otmap.fit(Xs=Xs, Xt=Xt).transform(Xs)
+    cs, ct = _conditions(args, Xs, Xt)
+    otmap = _estimator(args).fit(Xs=Xs, Xt=Xt, cs=cs, ct=ct)
+    if ct is None or cs is not None:
+        mapped = otmap.transform(Xs, cs=cs)
+        written = f"{args.out}"
+    else:  # shared sources: mapped at every training condition, [G, N, D]
+        assert otmap.conditions_ is not None
+        conditions = otmap.conditions_.cpu().numpy()
+        mapped = np.stack([otmap.transform(Xs, cs=np.tile(c, (len(Xs), 1))) for c in conditions])
+        written = (
+            f"{args.out}: the source mapped at each of the {len(conditions)} conditions of "
+            "--target-conditions, in the order of its distinct rows sorted"
+        )
     if not is_main():
         return
     np.save(args.out, mapped)
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
         f"{otmap.log_['seconds']:.1f} s; cost E|x - T(x)|^2 = "
-        f"{np.square(mapped - Xs).sum(-1).mean():.6g}; wrote {args.out}"
+        f"{np.square(mapped - Xs).sum(-1).mean():.6g}; wrote {written}"
     )
     if args.save:
         otmap.save(args.save)
         print(f"saved the map: {args.save}")
+
+
+def _conditions(
+    args: argparse.Namespace, Xs: np.ndarray, Xt: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    r"""The conditions files' arrays (``None`` where not given), checked against the samples
+    with one-line errors naming the flag and the file."""
+    features = as_samples(Xs, f"--source {args.source}").shape[1]
+    as_samples(Xt, f"--target {args.target}", features=features)
+    if args.target_conditions is None:
+        if args.source_conditions is not None:
+            raise ValueError("--source-conditions needs --target-conditions")
+        return None, None
+    ct = load_array(args.target_conditions)
+    target = (f"--target {args.target}", f"--target-conditions {args.target_conditions}")
+    C = with_context(Xt, ct, *target)[1].shape[1]
+    if args.source_conditions is None:
+        return None, ct
+    cs = load_array(args.source_conditions)
+    source = (f"--source {args.source}", f"--source-conditions {args.source_conditions}")
+    with_context(Xs, cs, *source, context_features=C)
+    return cs, ct
 
 
 def color_transfer_command(args: argparse.Namespace) -> None:
@@ -343,6 +374,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("map", "fit the OT map between two sample files and write the mapped source")
     p.add_argument("--source", required=True, help="source samples [N, D] (.npy or .csv)")
     p.add_argument("--target", required=True, help="target samples [M, D] (.npy or .csv)")
+    p.add_argument(
+        "--target-conditions",
+        help="the target rows' conditions [M, C] (.npy or .csv): fit the conditional map "
+        "T(x; c), a Brenier map for each condition c",
+    )
+    p.add_argument(
+        "--source-conditions",
+        help="the source rows' conditions [N, C], each source row mapped at its own; without "
+        "it every source row is shared by all conditions and written mapped at each, [G, N, D]",
+    )
     p.add_argument("--save", help="also save the fitted map (.pt)")
     _map_options(p)
     _common_options(p, out=None, out_help="where the mapped source goes (.npy)", device=True)

@@ -119,6 +119,58 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     assert [len(r["inner"]["fit"]["loss"]) for r in loaded.log_["refine"]] == [3]
 
 
+def test_map_with_conditions_writes_the_source_mapped_at_each(tmp_path, capsys):
+    """Unlabelled sources are written mapped at every target condition, [G, N, D] in sorted
+    order; labelled ones each at its own; both as the saved conditional map maps them."""
+    rng = np.random.default_rng(0)
+    ct = np.repeat([[1.0], [0.0]], 100, axis=0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(120, 2)))
+    np.save(tmp_path / "b.npy", rng.normal(size=(200, 2)) + 3 * ct)
+    np.savetxt(tmp_path / "ct.csv", ct, delimiter=",")
+    np.save(tmp_path / "cs.npy", np.repeat([[0.0], [1.0]], 60, axis=0))
+    args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
+    args += ["--target-conditions", str(tmp_path / "ct.csv"), "--max-iter", "5"]
+    args += ["--hidden-features", "4", "--no-progress", "--save", str(tmp_path / "map.pt")]
+    from otflows import BrenierMap
+
+    Xs = np.load(tmp_path / "a.npy")
+    assert main([*args, "--out", str(tmp_path / "shared.npy")]) == 0
+    assert "each of the 2 conditions of --target-conditions" in capsys.readouterr().out
+    shared = np.load(tmp_path / "shared.npy")
+    loaded = BrenierMap.load(tmp_path / "map.pt")
+    assert shared.shape == (2, 120, 2)
+    for g, c in enumerate([0.0, 1.0]):
+        expected = loaded.transform(Xs, cs=np.full((120, 1), c))
+        np.testing.assert_allclose(shared[g], expected, rtol=1e-5, atol=1e-6)
+    labelled = [*args, "--source-conditions", str(tmp_path / "cs.npy")]
+    assert main([*labelled, "--out", str(tmp_path / "own.npy")]) == 0
+    own = np.load(tmp_path / "own.npy")
+    loaded = BrenierMap.load(tmp_path / "map.pt")
+    cs = np.load(tmp_path / "cs.npy")
+    np.testing.assert_allclose(own, loaded.transform(Xs, cs=cs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"cs": np.zeros((120, 1))}, "--source-conditions needs --target-conditions"),
+        ({"ct": np.zeros((199, 1))}, r"--target-conditions .* must have one row per row"),
+        ({"ct": np.zeros((200, 1)), "cs": np.zeros((120, 2))}, "--source-conditions .* 1 feat"),
+    ],
+)
+def test_map_rejects_bad_conditions(tmp_path, capsys, files, message):
+    np.save(tmp_path / "a.npy", np.ones((120, 2)))
+    np.save(tmp_path / "b.npy", np.ones((200, 2)))
+    args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
+    for key, flag in (("ct", "--target-conditions"), ("cs", "--source-conditions")):
+        if key in files:
+            np.save(tmp_path / f"{key}.npy", files[key])
+            args += [flag, str(tmp_path / f"{key}.npy")]
+    assert main([*args, "--out", str(tmp_path / "o.npy"), "--max-iter", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+
+
 def test_map_rejects_mismatched_files(tmp_path, capsys):
     np.save(tmp_path / "a.npy", np.ones((10, 2)))
     np.save(tmp_path / "b.npy", np.ones((10, 3)))
