@@ -132,7 +132,7 @@ def map_command(args: argparse.Namespace) -> None:
     otmap = _estimator(args).fit(Xs=Xs, Xt=Xt, cs=cs, ct=ct)
     if ct is None or cs is not None:
         mapped = otmap.transform(Xs, cs=cs)
-        written = f"{args.out}"
+        written = str(args.out)
     else:  # shared sources: mapped at every training condition, [G, N, D]
         assert otmap.conditions_ is not None
         conditions = otmap.conditions_.cpu().numpy()

@@ -364,14 +364,14 @@ class BrenierTransform(Transform):
             if self.on_inverse_failure == "raise":
                 raise InverseError(result)
             warnings.warn(f"BrenierTransform.inverse: {result.summary()}", stacklevel=2)
-        x = result.x
+        x, slot = result.x, None
         if torch.is_grad_enabled():
             # x*(θ, y) by the implicit function theorem; the one factorisation of J_T at x*
             # gives the log-det and, in the backward, J⁻¹ of the gradient reaching x*
             x, slot = implicit_solution(x, self.transport(x, c), y)
-            factor = slot.factor = self.linearize(x, c)[1]
-        else:
-            factor = self.linearize(x, c)[1]
+        factor = self.linearize(x, c)[1]
+        if slot is not None:
+            slot.factor = factor
         logdet = -factor.logdet()
         return x.reshape(inputs.shape), logdet.reshape(batch)
 
