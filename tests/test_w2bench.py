@@ -87,6 +87,20 @@ def test_source_mixture_has_unit_mean_square_coordinates():
     assert np.square(X).mean() == pytest.approx(1.0, rel=0.02)
 
 
+def test_source_mixture_draws_each_row_from_its_component():
+    """Row i is c_k + sigma M_k eps_i for the component k and noise eps_i drawn in that order
+    from the seed's generator (checked against the per-row matrix products)."""
+    P = GaussianMixture(6, seed=2)
+    X = P.sample(500, seed=7)
+    rng = np.random.default_rng(7)
+    k = rng.integers(3, size=500)
+    eps = rng.standard_normal((500, 6))
+    expected = np.stack(
+        [P.centers[j] + P.std * P.maps[j] @ e for j, e in zip(k, eps, strict=True)]
+    )
+    np.testing.assert_allclose(X, expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"the released weights are not in {SHARED}")
 def test_linear_baseline_reproduces_the_paper_at_d_2():
     """The Bures map fitted to the released pair's moments scores the paper's [L] row, 14.1 %

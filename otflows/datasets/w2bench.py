@@ -154,7 +154,11 @@ class GaussianMixture:
             u = rng.random(n)[:, None]
             k = np.minimum((u > weights.cumsum(1)).sum(1), len(self.centers) - 1)
         eps = rng.standard_normal((n, self.dim))
-        return self.centers[k] + self.std * np.einsum("nij,nj->ni", self.maps[k], eps)
+        X = self.centers[k]
+        for j, M in enumerate(self.maps):  # per component: no [n, D, D] stack of maps
+            rows = k == j
+            X[rows] += self.std * eps[rows] @ M.T
+        return X
 
 
 class W2BenchmarkPair:
