@@ -8,6 +8,7 @@ import ctypes
 import datetime
 import json
 import multiprocessing
+import os
 import platform
 import re
 import resource
@@ -43,11 +44,29 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def cpu_model() -> str | None:
+    """The processor's model name as Linux reports it (``/proc/cpuinfo``), else ``None``: CPU
+    seconds from two machines compare only as far as their processors do.
+
+    Example:
+        >>> isinstance(cpu_model(), (str, type(None)))
+        True
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
 
 
 def keep_freed_memory() -> bool:

@@ -57,6 +57,7 @@ from otflows.bench.common import (
     add_out_option,
     description,
     in_parallel,
+    machine,
     markdown_table,
     provenance,
     write_json,
@@ -271,12 +272,13 @@ def _ott(method: str, data: dict, clock: CpuClock, batch_size: int, seed: int) -
 
 def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""One method's run on the pair at ``d``, in this (fresh, one-thread) process: its
-    checkpoints ``points`` (CPU seconds, step, L2-UVP, cos) and how it stopped."""
+    checkpoints ``points`` (CPU seconds, step, L2-UVP, cos), how it stopped and the machine
+    (:func:`otflows.bench.common.machine`)."""
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import torch
 
     torch.set_num_threads(1)
-    row: dict[str, Any] = {"d": d, "method": method, "points": []}
+    row: dict[str, Any] = {"d": d, "method": method, "points": [], "machine": machine()}
     try:
         data = _data(d, args)
         # the imports are not the method's training time
