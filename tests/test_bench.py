@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import platform
 import re
 from pathlib import Path
@@ -203,6 +204,7 @@ def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
     written = json.loads(out.read_text())
     assert written["smoke_run"] is True
     assert written["machine"]["torch"] == torch.__version__
+    assert written["machine"]["cores"] == os.cpu_count()
     rows = written.get("rows") or written["train_step"]
     assert rows and not [r for r in rows if r.get("error")]
     numbers = [v for r in rows for v in r.values() if isinstance(v, float)]
@@ -233,6 +235,7 @@ def test_quick_peers_run_and_its_update_of_one_method(tmp_path, capsys):
     ]
     assert len(updated) == 1 and runs[updated[0]]["date"] >= first[updated[0]]["date"]
     assert {"command", "commit", "date"} <= set(runs[updated[0]])
+    assert runs[updated[0]]["machine"]["threads"] == 1  # the run's own process, one thread
     out.write_text(json.dumps({"args": {"budget": "300.0"}, "runs": []}))
     with pytest.raises(ValueError, match=r"whose budget is 300\.0 CPU s; this run.s is 5\.0"):
         run("peers", ["--quick", "--update", "--methods", "otflows", "--out", str(out)])
