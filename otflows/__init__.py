@@ -20,6 +20,7 @@ _HOMES = {
     "InverseError": "otflows.linalg",
     "InverseResult": "otflows.linalg",
     "BrenierMap": "otflows.maps",
+    "EntropicMap": "otflows.maps",
     "CMGN": "otflows.nets",
     "ICGN": "otflows.nets",
     "ICNN": "otflows.nets",
@@ -42,6 +43,7 @@ __all__ = [
     "BrenierFlow",
     "BrenierMap",
     "BrenierTransform",
+    "EntropicMap",
     "InverseError",
     "InverseResult",
     "MonotoneGradientNet",
@@ -67,7 +69,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from otflows.flows import BrenierFlow
     from otflows.linalg import InverseError, InverseResult
-    from otflows.maps import BrenierMap
+    from otflows.maps import BrenierMap, EntropicMap
     from otflows.nets import (
         CMGN,
         ICGN,

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from otflows.bench import BENCHMARKS
+from otflows.bench import BENCHMARKS, summary
 from otflows.bench import run as run_benchmark
 from otflows.color import color_transfer, read_image, write_image
-from otflows.datasets import load_array
+from otflows.datasets import check_array_path, load_array, save_array
 from otflows.demo import rendered as demo_rendered
 from otflows.demo import run as demo_run
 from otflows.distributed import init_from_environment, is_main
@@ -51,7 +51,6 @@ def demo(args: argparse.Namespace) -> None:
         from otflows.bench.common import write_json
 
         write_json(args.json, payload)
-        print(f"results: {args.json}")
 
 
 def fit(args: argparse.Namespace) -> None:
@@ -129,8 +128,10 @@ def map_command(args: argparse.Namespace) -> None:
     Xs = load_array(args.source)
     Xt = load_array(args.target)
     cs, ct = _conditions(args, Xs, Xt)
+    shared = ct is not None and cs is None  # written [G, N, D]
+    check_array_path(args.out, "--out", 3 if shared else 2)
     otmap = _estimator(args).fit(Xs=Xs, Xt=Xt, cs=cs, ct=ct)
-    if ct is None or cs is not None:
+    if not shared:
         mapped = otmap.transform(Xs, cs=cs)
         written = str(args.out)
     else:  # shared sources: mapped at every training condition, [G, N, D]
@@ -143,15 +144,24 @@ def map_command(args: argparse.Namespace) -> None:
         )
     if not is_main():
         return
-    np.save(args.out, mapped)
+    save_array(args.out, mapped, "--out")
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
-        f"{otmap.log_['seconds']:.1f} s; cost E|x - T(x)|^2 = "
+        f"{otmap.log_['seconds']:.1f} s; {_kept(otmap.log_)}; cost E|x - T(x)|^2 = "
         f"{np.square(mapped - Xs).sum(-1).mean():.6g}; wrote {written}"
     )
     if args.save:
         otmap.save(args.save)
         print(f"saved the map: {args.save}")
+
+
+def _kept(log: dict) -> str:
+    r"""Which map the fit ended at, and why, for the summary line."""
+    if "floor" not in log:
+        return "kept the network (no held-out rows to compare it with the Bures map)"
+    floor = log["floor"]
+    scores = f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_bures']:.4g} Bures"
+    return f"kept the {'network' if log['kept'] == 'network' else 'Bures (linear) map'} ({scores})"
 
 
 def _conditions(
@@ -386,7 +396,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--save", help="also save the fitted map (.pt)")
     _map_options(p)
-    _common_options(p, out=None, out_help="where the mapped source goes (.npy)", device=True)
+    _common_options(
+        p,
+        out=None,
+        out_help="where the mapped source goes (.npy, or .csv for [N, D])",
+        device=True,
+    )
     p.set_defaults(run=map_command)
 
     p = command("color-transfer", "recolour an image with another's colours by their OT map")
@@ -399,11 +414,16 @@ def _parser() -> argparse.ArgumentParser:
     _common_options(p, out=False, out_help="", device=True)
     p.set_defaults(run=color_transfer_command)
 
+    listing = "\n".join(f"  {name:<15} {summary(name)}" for name in sorted(BENCHMARKS))
     p = commands.add_parser(
         "bench",
         help="run a benchmark (options after the name go to it; NAME --help lists them)",
+        description="Runs a benchmark: options after NAME go to it ('otflows bench NAME --help'\n"
+        "lists them); it prints its table and writes JSON where --out says.",
+        epilog=f"benchmarks:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", choices=sorted(BENCHMARKS))
+    p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help="one of those below")
     p.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --quick")
     p.set_defaults(run=lambda args: run_benchmark(args.name, args.options))
     return parser

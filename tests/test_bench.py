@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 import torch
 
-from otflows.bench import BENCHMARKS, run
+from otflows.bench import BENCHMARKS, run, summary
 from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
 from otflows.bench.common import keep_freed_memory
 from otflows.bench.density import digits
@@ -197,10 +197,20 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     assert semidual_uvp(problem, X[:500], otmap.transform_) == pytest.approx(expected, rel=1e-2)
 
 
+FIGURES = {"color-transfer", "conditional", "gaussian", "gradient-field", "peers"}  # drawn
+
+
 def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
     """What every quick run writes: a JSON marked as a smoke run, with finite numbers and no
-    error; returns it."""
+    error, and its figure where the benchmark draws one; what it prints: no raw dict, no
+    placeholder, the files it wrote. Returns the JSON."""
     assert "(a smoke run, --quick: " in printed
+    assert not re.search(r"^\{'|\? threads", printed, re.MULTILINE), printed
+    assert f"wrote {out}" in printed
+    figure = out.with_suffix(".png")
+    assert figure.is_file() == (out.stem in FIGURES)
+    if figure.is_file():
+        assert f"and {figure}" in printed
     written = json.loads(out.read_text())
     assert written["smoke_run"] is True
     assert written["machine"]["torch"] == torch.__version__
@@ -305,11 +315,25 @@ def test_no_table_of_numbers_is_typed_by_hand():
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_a_benchmark_writes_to_a_new_folder_by_default(name, capsys):
-    """Never over the committed results unless --out names them."""
+    """Never over the committed results unless --out names them; its help says a figure is
+    written exactly where the benchmark draws one."""
     with pytest.raises(SystemExit):
         run(name, ["--help"])
     # argparse wraps the help text, at spaces or after a hyphen
-    assert "(default:otflows-results/" in "".join(capsys.readouterr().out.split())
+    text = "".join(capsys.readouterr().out.split())
+    assert "(default:otflows-results/" in text
+    assert ("itsfigurebesideit(.png)" in text) == (name in FIGURES)
+
+
+def test_bench_help_gives_one_line_per_benchmark(capsys):
+    with pytest.raises(SystemExit):
+        cli(["bench", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    listed = {line.split()[0]: line for line in lines[lines.index("benchmarks:") + 1 :]}
+    assert sorted(listed) == sorted(BENCHMARKS)
+    for name, line in listed.items():
+        assert line == f"  {name:<15} {summary(name)}" and len(summary(name).split()) >= 3
+        assert "`" not in line and ":" not in line  # plain text, the first sentence alone
 
 
 def test_density_skips_digits_without_scikit_learn(tmp_path, monkeypatch, capsys):

@@ -11,6 +11,7 @@ import torch
 
 from otflows import BrenierMap
 from otflows.cli import main
+from otflows.datasets import load_array
 from otflows.flows import load_flow
 
 
@@ -117,6 +118,34 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     np.testing.assert_allclose(loaded.transform(np.load(tmp_path / "a.npy")), mapped)
     assert (loaded.refine_rounds, loaded.refine_iter, loaded.max_time) == (1, 3, 600)
     assert [len(r["inner"]["fit"]["loss"]) for r in loaded.log_["refine"]] == [3]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_map_writes_the_format_its_out_suffix_names(tmp_path, capsys, suffix):
+    """The file --out names, in its format, every digit kept; another suffix is refused before
+    any work, and so is a CSV for the [G, N, D] array of shared sources."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(100, 2)))
+    np.save(tmp_path / "b.npy", rng.normal(size=(100, 2)) + 1)
+    args = ["map", "--source", str(tmp_path / "a.npy"), "--target", str(tmp_path / "b.npy")]
+    args += ["--max-iter", "3", "--hidden-features", "4", "--no-progress", "--dtype", "float64"]
+    out = tmp_path / f"ta{suffix}"
+    assert main([*args, "--out", str(out), "--save", str(tmp_path / "m.pt")]) == 0
+    assert f"; wrote {out}\nsaved the map: " in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy", "m.pt", out.name]
+    expected = BrenierMap.load(tmp_path / "m.pt").transform(np.load(tmp_path / "a.npy"))
+    np.testing.assert_array_equal(load_array(out), expected)
+    assert main([*args, "--out", str(tmp_path / "ta.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"otflows map: error: --out {tmp_path / 'ta.txt'}: write a .npy or .csv file (the "
+        "suffix names the format)"
+    ]
+    np.save(tmp_path / "ct.npy", np.zeros((100, 1)))
+    conditional = [*args, "--target-conditions", str(tmp_path / "ct.npy")]
+    assert main([*conditional, "--out", str(tmp_path / "shared.csv")]) == 2
+    assert "an array of 3 axes needs a .npy file" in capsys.readouterr().err
+    assert not (tmp_path / "ta.txt").exists() and not (tmp_path / "shared.csv").exists()
 
 
 def test_map_with_conditions_writes_the_source_mapped_at_each(tmp_path, capsys):
@@ -270,7 +299,7 @@ def test_fit_errors_are_one_line(tmp_path, capsys, name, content, extra, message
 def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, command):
     data = _write(tmp_path, "x.npy", np.ones((9, 2)))
     args = ["--data", data] if command == "fit" else ["--source", data, "--target", data]
-    assert main([command, *args, "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert main([command, *args, "--out", str(tmp_path / "o.npy"), "--device", "cuda"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"otflows {command}: error: device is 'cuda', but CUDA is not available on this machine"
     )

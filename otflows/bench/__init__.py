@@ -8,10 +8,14 @@ under ``otflows-results/`` in the working directory; the committed results are i
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
-__all__ = ["BENCHMARKS", "run"]
+__all__ = ["BENCHMARKS", "run", "summary"]
 
 BENCHMARKS = {
     "color-transfer": "otflows.bench.color_transfer",
@@ -26,7 +30,24 @@ BENCHMARKS = {
     "logdet": "otflows.bench.logdet",
     "ot-maps": "otflows.bench.ot_maps",
     "peers": "otflows.bench.peers",
+    "small-data": "otflows.bench.small_data",
 }
+
+
+def summary(name: str) -> str:
+    r"""The benchmark ``name`` in one line: the first sentence of its module's docstring, read
+    without importing the module (which loads torch and its baselines).
+
+    Example:
+        >>> summary("ot-maps")
+        'OT maps between two data sets, scored against known optimal maps'
+    """
+    spec = importlib.util.find_spec(BENCHMARKS[name])
+    assert spec is not None and spec.origin is not None
+    docstring = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(docstring.split("\n\n")[0].split()))
+    text = re.sub(r":math:|``?", "", text)
+    return re.split(r"[:.](?:\s|$)", text)[0]
 
 
 def run(name: str, argv: Sequence[str] = ()) -> dict:

@@ -30,6 +30,7 @@ from otflows.bench.common import (
     add_threads_option,
     description,
     markdown_table,
+    save_figure,
     set_threads,
     write_json,
 )
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (stride 8)")
     add_threads_option(parser)
-    add_out_option(parser, "color_transfer.json")
+    add_out_option(parser, "color_transfer.json", figure=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.pixels, args.max_iter, args.sinkhorn_pixels, args.stride = 1000, 30, 300, 8
@@ -123,12 +124,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows.append({"method": "no map (source colours)", "cost": 0.0})
     rows[-1]["sinkhorn"] = sinkhorn_divergence(Xs[:k], Xt[:k])
     print(markdown_table(rows, COLUMNS))
-    figure = args.out.with_suffix(".png")
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    plot_color_transfer(source, target, images["BrenierMap"]).savefig(figure, dpi=80)
-    print(f"figure: {figure}")
+    figure = save_figure(plot_color_transfer(source, target, images["BrenierMap"]), args.out, 80)
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    write_json(args.out, payload, smoke=args.quick)
+    write_json(args.out, payload, smoke=args.quick, figure=figure)
     return payload
 
 

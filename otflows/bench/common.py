@@ -117,15 +117,31 @@ def peak_memory_mb() -> float:
 RESULTS = Path("otflows-results")  # a benchmark's default output folder, in the working directory
 
 
-def add_out_option(parser: argparse.ArgumentParser, filename: str) -> None:
-    r"""``--out PATH``: where a benchmark writes its JSON (and figures beside it); by default
-    ``otflows-results/filename`` in the working directory, never the committed results."""
+def add_out_option(parser: argparse.ArgumentParser, filename: str, figure: bool = False) -> None:
+    r"""``--out PATH``: where a benchmark writes its JSON (and, where it draws one, its figure
+    beside it as ``PATH.png``); by default ``otflows-results/filename`` in the working directory,
+    never the committed results."""
+    beside = ", its figure beside it (.png)" if figure else ""
     parser.add_argument(
         "--out",
         type=Path,
         default=RESULTS / filename,
-        help=f"the JSON to write, figures beside it (default: {RESULTS / filename})",
+        help=f"the JSON to write{beside} (default: {RESULTS / filename})",
     )
+
+
+def save_figure(figure: Figure, out: Path, dpi: int = 100) -> Path:
+    r"""Saves ``figure`` beside the JSON ``out`` (as ``out.png``) and closes it; returns the
+    path. Every benchmark figure a page shows is written here, by the command that writes its
+    JSON (and redrawn from that JSON by ``benchmarks/report.py --figures`` where the figure is
+    drawn from the JSON alone)."""
+    import matplotlib.pyplot as plt
+
+    path = out.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
@@ -146,12 +162,14 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
+def add_study_options(
+    parser: argparse.ArgumentParser, filename: str, figure: bool = False
+) -> None:
     r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each and
     ``--out`` (:func:`add_out_option`)."""
     parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
-    add_out_option(parser, filename)
+    add_out_option(parser, filename, figure)
 
 
 def in_parallel(
@@ -209,8 +227,15 @@ def isolated(function: Callable[..., dict], fresh: bool = True, **kwargs: Any) -
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A markdown table of ``rows`` with ``(key, header)`` columns; floats get 4 significant
-    digits (``mean ± std`` where the row has ``key + "_std"``), missing values a dash, and
-    columns empty in every row are left out."""
+    digits (``mean ± std`` where the row has ``key + "_std"``), missing values a dash, a ``|``
+    in a header or cell escaped, and columns empty in every row are left out.
+
+    Example:
+        >>> print(markdown_table([{"e": 0.123456}], [("e", "max |y − x|")]))
+        | max \\|y − x\\| |
+        |---|
+        | 0.1235 |
+    """
     columns = [(key, header) for key, header in columns if any(key in row for row in rows)]
 
     def cell(row: dict, key: str) -> str:
@@ -222,11 +247,11 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
             return f"{value:.4g}" + ("" if std is None else f" ± {std:.2g}")
         return str(value)
 
-    lines = [
-        "| " + " | ".join(header for _, header in columns) + " |",
-        "|" + "|".join("---" for _ in columns) + "|",
-    ]
-    lines += ["| " + " | ".join(cell(row, key) for key, _ in columns) + " |" for row in rows]
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [line([header for _, header in columns]), "|" + "|".join("---" for _ in columns) + "|"]
+    lines += [line([cell(row, key) for key, _ in columns]) for row in rows]
     return "\n".join(lines)
 
 
@@ -249,9 +274,12 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, payload: dict, smoke: bool = False) -> None:
-    """Writes the results with the machine, command, commit and date they came from; a
-    ``smoke`` run (``--quick``) is marked as such in the JSON and says so on the console."""
+def write_json(
+    path: str | Path, payload: dict, smoke: bool = False, figure: Path | None = None
+) -> None:
+    """Writes the results with the machine, command, commit and date they came from, and says
+    so, naming the ``figure`` drawn beside them if any; a ``smoke`` run (``--quick``) is marked
+    as such in the JSON and says so on the console."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), **provenance(), **payload}
@@ -259,6 +287,7 @@ def write_json(path: str | Path, payload: dict, smoke: bool = False) -> None:
         record["smoke_run"] = True
         print(f"\n{SMOKE_NOTE}")
     path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}" + ("" if figure is None else f" and {figure}"))
 
 
 SMOKE_NOTE = "(a smoke run, --quick: it checks that the benchmark runs; its numbers mean nothing)"
@@ -325,10 +354,7 @@ def report(
     """Prints the markdown table, saves the figure beside ``args.out`` (as .png) and writes the
     JSON: the options, the table's rows and every run. Returns that JSON."""
     print(markdown_table(rows, columns))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if figure is not None:
-        figure.savefig(args.out.with_suffix(".png"), dpi=120)
+    drawn = None if figure is None else save_figure(figure, args.out)
     payload = {"args": vars(args) | {"out": str(args.out)}, "rows": rows, "runs": runs}
-    write_json(args.out, payload, smoke=getattr(args, "quick", False))
-    print(f"wrote {args.out}" + ("" if figure is None else f" and {args.out.with_suffix('.png')}"))
+    write_json(args.out, payload, smoke=getattr(args, "quick", False), figure=drawn)
     return payload

@@ -54,6 +54,7 @@ from otflows.bench.common import (
     description,
     markdown_table,
     run_isolated,
+    save_figure,
     set_threads,
     write_json,
 )
@@ -255,11 +256,11 @@ def rendered(payload: dict) -> str:
     return "\n\n".join(tables)
 
 
-def plot(payload: dict) -> Figure:
+def figure(payload: dict) -> Figure:
     r"""L2-UVP of each conditional OT map at each dose, seen and unseen (a panel per pair)."""
     tasks = [t for t in TITLES if "doses" in payload.get(t, {})]
-    figure = Figure(figsize=(6 * len(tasks), 3.5))
-    for ax, task in zip(figure.subplots(1, len(tasks), squeeze=False)[0], tasks, strict=True):
+    fig = Figure(figsize=(6 * len(tasks), 3.5))
+    for ax, task in zip(fig.subplots(1, len(tasks), squeeze=False)[0], tasks, strict=True):
         for seen, marker, label in ((True, "o", "seen in training"), (False, "x", "unseen")):
             doses = [d for d in payload[task]["doses"] if d["seen"] == seen]
             ax.plot([d["dose"] for d in doses], [d["l2_uvp"] for d in doses], marker, label=label)
@@ -276,8 +277,8 @@ def plot(payload: dict) -> Figure:
         ax.set_ylabel("L2-UVP (%)")
         ax.set_title(f"Conditional OT map: {TITLES[task]}", fontsize=10)
         ax.legend()
-    figure.tight_layout()
-    return figure
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -298,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--w2-dim", type=int, default=FEATURES, help="the w2pair's dimension")
     parser.add_argument("--quick", action="store_true", help="a smoke run: short fits")
     add_threads_option(parser)
-    add_out_option(parser, "conditional.json")
+    add_out_option(parser, "conditional.json", figure=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.steps, args.pair_samples, args.pair_steps = 2000, 20, 200, 20
@@ -328,11 +329,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     payload["rows"] = payload["flows"] + payload["pairs_rows"]
     print(rendered(payload))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if "doses" in pairs:
-        plot(payload).savefig(args.out.with_suffix(".png"), dpi=120)
-    write_json(args.out, payload, smoke=args.quick)
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    drawn = save_figure(figure(payload), args.out) if "doses" in pairs else None
+    write_json(args.out, payload, smoke=args.quick, figure=drawn)
     return payload
 
 

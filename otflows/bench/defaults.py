@@ -278,7 +278,7 @@ def summarise(fits: list[dict], base: dict[str, dict]) -> tuple[list[dict], list
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    r"""Runs the study; prints its tables and writes them as JSON (and a figure)."""
+    r"""Runs the study; prints its tables and writes them as JSON."""
     parser = argparse.ArgumentParser(
         prog="otflows bench defaults", description=description(__doc__)
     )
@@ -348,7 +348,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     payload = analyse(args, results, names)
     print(tables(payload))
     write_json(args.out, payload, smoke=args.quick)
-    print(f"wrote {args.out}")
     return payload
 
 

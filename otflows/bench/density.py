@@ -1,5 +1,5 @@
-r"""Density estimation: stacked Brenier flows beside CP-Flow (``cpflows``), MAF and IAF
-(``nflows``), on the 2-D toys and on a real data set that ships offline.
+r"""Density estimation on the 2-D toys and a real data set that ships offline: stacked Brenier
+flows beside CP-Flow (``cpflows``), MAF and IAF (``nflows``).
 
     otflows bench density                  # toys and digits (about 2 h on 2 cores)
     otflows bench density --quick          # a smoke run

@@ -283,5 +283,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
     payload |= analyse(payload)
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
-    print(f"wrote {args.out}")
     return payload

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--checkpoints", type=int, default=10, help="KL measurements per run")
     add_threads_option(parser)
     parser.add_argument("--quick", action="store_true", help="d = 2, one seed, short runs")
-    add_out_option(parser, "gaussian.json")
+    add_out_option(parser, "gaussian.json", figure=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.dims, args.seeds, args.steps, args.baseline_steps = [2], 1, 60, 40

@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     add_threads_option(parser)
     parser.add_argument("--quick", action="store_true", help="2 trials, 3 epochs of 20 000")
-    add_out_option(parser, "gradient_field.json")
+    add_out_option(parser, "gradient_field.json", figure=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.samples = 2, 3, 20_000

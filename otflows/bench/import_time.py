@@ -68,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "bare": bare, "rows": rows}
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
-    print(f"wrote {args.out}")
     return payload
 
 

@@ -116,7 +116,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 target=args.target,
             )
             rows.append({"d": d, "method": method, "steps": steps, **result})
-            print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
     for row in rows:
         cp = next((r for r in rows if r["d"] == row["d"] and r["method"] == "cpflows"), {})
         if row.get("seconds_to_target") and cp.get("seconds_to_target"):
@@ -129,7 +128,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     payload = {"target": args.target, "rows": rows}
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
-    print(f"\nwrote {args.out}")
     return payload
 
 

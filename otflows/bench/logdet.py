@@ -27,6 +27,7 @@ from otflows.bench.common import (
     add_threads_option,
     description,
     isolated,
+    machine,
     markdown_table,
     peak_memory_mb,
     set_threads,
@@ -193,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = _train_steps(args, dims) if "train" in args.sections else kept["train_step"][0]
     inverses = _inverses(args, dims) if "inverse" in args.sections else kept["inverse"][0]
     payload = {
+        "machine": machine() | {"threads": args.threads or torch.get_num_threads()},
         "batch": args.batch,
         "train_step": rows,
         "inverse": inverses,
@@ -201,7 +203,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
-    print(f"\nwrote {args.out}")
     return payload
 
 
@@ -253,7 +254,7 @@ def _train_steps(args: argparse.Namespace, dims: list[int]) -> list[dict]:
                     )
                 )
             rows.append(row)
-            print(row, flush=True)
+            tqdm.write(markdown_table([row], TRAIN_COLUMNS).splitlines()[-1])
     for row in rows:
         dense = next((r for r in rows if r["d"] == row["d"] and r["method"] == "dense"), None)
         if dense and "seconds" in row and "seconds" in dense:
@@ -280,7 +281,7 @@ def _inverses(args: argparse.Namespace, dims: list[int]) -> list[dict]:
                     ),
                 }
             )
-            print(inverses[-1], flush=True)
+            tqdm.write(markdown_table(inverses[-1:], INVERSE_COLUMNS).splitlines()[-1])
     return inverses
 
 
@@ -312,7 +313,7 @@ def rendered(payload: dict) -> str:
     r"""The two tables of a run's JSON: a training step per method and d, then the inverse;
     under a table kept from an earlier run (``--sections``), the command it came from."""
     kept = payload.get("kept", {})
-    threads = kept.get("train_step", payload).get("machine", {}).get("threads", "?")
+    threads = kept.get("train_step", payload)["machine"]["threads"]
 
     def origin(key: str) -> list[str]:
         if key not in kept:

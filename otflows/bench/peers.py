@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from otflows.bench.common import (
     add_out_option,
@@ -60,6 +61,7 @@ from otflows.bench.common import (
     machine,
     markdown_table,
     provenance,
+    save_figure,
     write_json,
 )
 
@@ -358,14 +360,16 @@ def rendered(payload: dict) -> str:
     return markdown_table(rows(payload["runs"], budget), columns(budget))
 
 
-def figure(runs: list[dict]):
-    r"""L2-UVP against CPU seconds (log axes), one panel per ``d``, the published best as a
-    dashed line."""
-    import matplotlib.pyplot as plt
-
+def figure(payload: dict) -> Figure:
+    r"""L2-UVP against CPU seconds (log axes) of the JSON ``payload``'s runs, one panel per
+    ``d`` (four to a row), the published best as a dashed line."""
+    runs = payload["runs"]
     dims = sorted({r["d"] for r in runs})
-    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.6), squeeze=False)
-    for ax, d in zip(axes[0], dims, strict=True):
+    columns = min(len(dims), 4)
+    rows = -(-len(dims) // columns)
+    fig = Figure(figsize=(3.6 * columns, 3.2 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, d in zip(axes, dims, strict=False):
         for run in (r for r in runs if r["d"] == d and r["points"]):
             seconds, _, uvp, _ = zip(*run["points"], strict=True)
             ax.plot(seconds, uvp, marker=".", label=run["method"])
@@ -373,8 +377,11 @@ def figure(runs: list[dict]):
             ax.axhline(PUBLISHED_BEST[d], color="k", ls="--", lw=1, label="published best")
         ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="CPU seconds")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("L2-UVP (%)")
-    axes[0][-1].legend(fontsize=8)
+    for ax in axes[len(dims) :]:
+        ax.set_axis_off()
+    for ax in axes[::columns]:
+        ax.set_ylabel("L2-UVP (%)")
+    axes[len(dims) - 1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -418,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="rerun only these (d, method) runs: the other runs of --out's JSON are kept "
         "(same --budget), each run with its own command, commit and date",
     )
-    add_out_option(parser, "peers.json")
+    add_out_option(parser, "peers.json", figure=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.dims, args.budget, args.samples, args.test_samples = [2], 5.0, 2000, 512
@@ -448,10 +455,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "runs": runs,
     }
     print(rendered(payload))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure(runs).savefig(args.out.with_suffix(".png"), dpi=120)
-    write_json(args.out, payload, smoke=args.quick)
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    drawn = save_figure(figure(payload), args.out)
+    write_json(args.out, payload, smoke=args.quick, figure=drawn)
     return payload
 
 

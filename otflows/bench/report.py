@@ -2,6 +2,7 @@ r"""Every published table rendered from its JSON: the report script.
 
     python benchmarks/report.py                 # re-render every page of the repository
     python benchmarks/report.py --check         # fail when a page differs from its JSON
+    python benchmarks/report.py --figures       # also redraw the figures drawn from JSON
 
 A table on a page is a block
 
@@ -14,7 +15,9 @@ the module ``NAME`` names (:data:`RENDERERS`: the benchmarks of :data:`otflows.b
 and ``demo``). One JSON is rendered by the module's ``rendered(payload)``, or else as the
 JSON's ``rows`` under the module's ``COLUMNS``; several, one table of them side by side, by its
 ``rendered_together(payloads)``. A published number is what its JSON renders, never typed by
-hand.
+hand. A figure lives beside its JSON (``PATH.png``), written by the command that writes the
+JSON; where the module draws it from the JSON alone (its ``figure(payload)``), ``--figures``
+redraws it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from otflows.bench import BENCHMARKS
 from otflows.bench.common import markdown_table
 
-__all__ = ["RENDERERS", "main", "pages", "render", "rendered_page"]
+__all__ = ["RENDERERS", "main", "pages", "redraw", "render", "rendered_page"]
 
 RENDERERS = BENCHMARKS | {"demo": "otflows.demo"}  # a block's NAME → the module rendering it
 BLOCK = re.compile(r"<!-- tables: (\S+) ([^>]+?) -->\n.*?<!-- end of tables -->", re.DOTALL)
@@ -73,6 +76,23 @@ def render(page: str | Path, check: bool = False) -> bool:
     return new != text
 
 
+def redraw(page: str | Path) -> list[Path]:
+    r"""Redraws the figure beside each JSON the page's tables come from, where the benchmark
+    draws it from that JSON alone; returns the figures written."""
+    from otflows.bench.common import save_figure
+
+    page = Path(page)
+    drawn = []
+    for match in BLOCK.finditer(page.read_text()):
+        module = importlib.import_module(RENDERERS[match[1]])
+        for path in match[2].split():
+            if hasattr(module, "figure"):
+                json_path = (page.parent / path).resolve()
+                payload = json.loads(json_path.read_text())
+                drawn.append(save_figure(module.figure(payload), json_path))
+    return drawn
+
+
 def pages(root: str | Path) -> list[Path]:
     r"""The repository's markdown pages that hold rendered tables."""
     root = Path(root)
@@ -89,12 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("pages", nargs="*", type=Path, help="markdown pages (default: all)")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
     parser.add_argument("--check", action="store_true", help="only report pages out of date")
+    parser.add_argument(
+        "--figures",
+        action="store_true",
+        help="also redraw the figures beside the JSON that the benchmark draws from it alone",
+    )
     args = parser.parse_args(argv)
     stale = 0
     for page in args.pages or pages(args.root):
         if render(page, args.check):
             stale += 1
             print(f"{page}: {'out of date' if args.check else 'rendered'}")
+        for figure in redraw(page) if args.figures and not args.check else []:
+            print(f"{figure}: drawn")
     return stale if args.check else 0
 
 

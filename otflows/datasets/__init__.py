@@ -2,7 +2,7 @@ r"""Data: closed-form Gaussian problems (conditional ones too), the continuous W
 2-D toys, the MAF tabular sets, files."""
 
 from otflows.datasets.conditional import ConditionalGaussian
-from otflows.datasets.files import load_array
+from otflows.datasets.files import check_array_path, load_array, save_array
 from otflows.datasets.gaussian import GaussianCoupling
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.datasets.toys import (
@@ -21,10 +21,12 @@ __all__ = [
     "ConditionalGaussian",
     "GaussianCoupling",
     "W2BenchmarkPair",
+    "check_array_path",
     "checkerboard",
     "eight_gaussians",
     "load_array",
     "load_tabular",
+    "save_array",
     "swiss_roll",
     "two_circles",
     "two_moons",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_array"]
+__all__ = ["ARRAY_SUFFIXES", "check_array_path", "load_array", "save_array"]
+
+ARRAY_SUFFIXES = (".npy", ".csv")  # what load_array reads and save_array writes
 
 
 def load_array(path: str | Path, mmap: bool = False) -> np.ndarray:
@@ -46,3 +48,44 @@ def load_array(path: str | Path, mmap: bool = False) -> np.ndarray:
     else:
         raise ValueError(f"data must be a .npy or .csv file; got {path.name}")
     return X
+
+
+def check_array_path(path: str | Path, name: str, ndim: int = 2) -> Path:
+    r"""``path`` as a :class:`~pathlib.Path` when :func:`save_array` can write an array of
+    ``ndim`` axes there (``.npy`` any, ``.csv`` two); else a one-line error naming ``name`` (a
+    flag or an argument). Check before the work whose result is to be written.
+
+    Example:
+        >>> check_array_path("mapped.txt", "--out")
+        Traceback (most recent call last):
+        ...
+        ValueError: --out mapped.txt: write a .npy or .csv file (the suffix names the format)
+    """
+    path = Path(path)
+    if path.suffix not in ARRAY_SUFFIXES:
+        raise ValueError(f"{name} {path}: write a .npy or .csv file (the suffix names the format)")
+    if path.suffix == ".csv" and ndim != 2:
+        raise ValueError(f"{name} {path}: an array of {ndim} axes needs a .npy file")
+    return path
+
+
+def save_array(path: str | Path, X: np.ndarray, name: str = "path") -> Path:
+    r"""Writes ``X`` to ``path`` in the format its suffix names: ``.npy`` (any shape), or
+    ``.csv`` (``[N, D]``, one row a line, every digit of each number, as :func:`load_array`
+    reads it); returns the path written, which is ``path`` itself.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "y.csv")
+        >>> save_array(path, np.array([[0.1, 2.0]])).name
+        'y.csv'
+        >>> load_array(path)
+        array([[0.1, 2. ]])
+    """
+    path = check_array_path(path, name, np.ndim(X))
+    if path.suffix == ".npy":
+        with open(path, "wb") as f:  # a file object: np.save adds no second suffix
+            np.save(f, X, allow_pickle=False)
+    else:
+        np.savetxt(path, X, delimiter=",", fmt="%.17g")
+    return path

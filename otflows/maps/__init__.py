@@ -1,6 +1,8 @@
-r"""Optimal transport maps between two data sets: the estimator, its objectives, its start."""
+r"""Optimal transport maps between two data sets: the estimator, its objectives, its start,
+and the entropic map beside it."""
 
 from otflows.affine import bures_map, set_affine
+from otflows.maps.entropic import EntropicMap
 from otflows.maps.estimator import BrenierMap
 from otflows.maps.objectives import (
     OBJECTIVES,
@@ -15,6 +17,7 @@ from otflows.maps.objectives import (
 __all__ = [
     "OBJECTIVES",
     "BrenierMap",
+    "EntropicMap",
     "Objective",
     "SemiDual",
     "SinkhornDivergence",

@@ -18,13 +18,20 @@ from ot.da import BaseTransport
 from torch import Tensor
 
 from otflows import distributed
-from otflows.affine import bures_map, set_affine
+from otflows.affine import bures_map, set_affine, start_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.objectives import Objective, build_objective
-from otflows.metrics import wasserstein2_squared
+from otflows.metrics import w2_difference, wasserstein2_squared
 from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
-from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
+from otflows.trainer import (
+    SIGNIFICANCE,
+    Checkpoint,
+    Validation,
+    WithReplacement,
+    load_checkpoint,
+    train,
+)
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples, hold_out, hold_out_with_context, with_context
 
@@ -127,7 +134,13 @@ class BrenierMap(BaseTransport):
             (at most 1024 rows each; 0: none, unless ``fit`` is given ``Xs_val`` and
             ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
             :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
-            among them) and can stop early.
+            among them) and can stop early. At the end of the fit the exact Bures map is a
+            last candidate: unless the fitted network maps the held-out source rows
+            significantly nearer the held-out target rows in :math:`W_2^2` (beyond two
+            bootstrap standard errors), the fit ends at the Bures map (``log_["kept"]`` says
+            which; not for conditional fits). With few rows per
+            dimension a flexible network can fit the training rows and extrapolate wildly
+            off them; this floor keeps such a fit from ending worse than the linear map.
         validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
@@ -159,11 +172,15 @@ class BrenierMap(BaseTransport):
         context_features_: The conditions' dimension ``C`` of a conditional map, else ``None``.
         conditions_: The distinct conditions of the training rows ``[G, C]`` (``None``: not
             conditional).
-        bures_matrix_, bures_offset_: The Bures map :math:`x \mapsto A x + b` of the data.
+        bures_matrix_, bures_offset_: The Bures map :math:`x \mapsto A x + b` of the training
+            rows (of all the rows, held-out ones too, where the fit ended at it).
         log_: ``{"objective": {...}, "init": history, "fit": history, "refine": [{"inner":
-            the round's inner log_, "regression": history}, ...], "seconds": float}``, each
-            history a :class:`otflows.trainer.TrainingHistory` as a dict (``loss``,
-            ``val_step``, ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…).
+            the round's inner log_, "regression": history}, ...], "floor": {"kept",
+            "w2_network", "w2_bures", "difference_se"}, "kept": "network" or "bures",
+            "seconds": float}``, each history a :class:`otflows.trainer.TrainingHistory` as a
+            dict (``loss``, ``val_step``, ``val_metrics`` with ``"w2"`` and ``"objective"``,
+            ``best_step``…).
+            ``"floor"`` is there where the fit had held-out rows and no conditions.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -509,8 +526,46 @@ class BrenierMap(BaseTransport):
                 },
             )
         T.eval()
+        if validation is not None and conditions is None:
+            self.log_["floor"] = self._floor(Xs, Xt, held_out[0], held_out[1], seed)
+        self.log_["kept"] = self.log_.get("floor", {}).get("kept", "network")
         self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
         return self
+
+    @torch.no_grad()
+    def _floor(
+        self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor, Xt_val: Tensor, seed: int
+    ) -> dict[str, Any]:
+        r"""The Bures map as the last candidate beside the fitted network: the network is kept
+        only where it maps the held-out source rows ``Xs_val`` significantly nearer the
+        held-out target rows ``Xt_val`` in exact :math:`W_2^2` than the Bures map of the
+        training rows does — by more than :data:`~otflows.trainer.SIGNIFICANCE` bootstrap
+        standard errors of the paired difference (:func:`otflows.metrics.w2_difference`).
+        Otherwise the fit ends at the Bures map of all the rows, training and held-out (then
+        ``bures_matrix_`` and ``bures_offset_``), the simpler answer it starts from, set
+        exactly: the network's other terms are zeroed (:func:`otflows.affine.start_affine`
+        with ``shrink=0``). Returns what was kept, both scores and the difference's error."""
+        T = self.transform_
+        network = _chunked(T.transport, Xs_val)
+        trained = copy.deepcopy(T.state_dict())
+        start_affine(T, self.bures_matrix_, self.bures_offset_, Xs, shrink=0.0)
+        bures = _chunked(T.transport, Xs_val)
+        delta, se = w2_difference(network, bures, Xt_val, seed=seed)
+        kept = "network" if delta + SIGNIFICANCE * se < 0 else "bures"
+        if kept == "network":
+            T.load_state_dict(trained)
+        else:
+            self.bures_matrix_, self.bures_offset_ = bures_map(
+                torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
+            )
+            start_affine(T, self.bures_matrix_, self.bures_offset_, Xs, shrink=0.0)
+        w2_bures = wasserstein2_squared(bures, Xt_val)
+        return {
+            "kept": kept,
+            "w2_network": w2_bures + delta,
+            "w2_bures": w2_bures,
+            "difference_se": se,
+        }
 
     def _validate(
         self,

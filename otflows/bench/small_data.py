@@ -1,0 +1,289 @@
+r"""Which OT map to trust when samples are few: BrenierMap beside the Bures, entropic and EMD
+maps on real data sets split in two populations, and on small samples of pairs with known maps.
+
+Problems (none used to tune any default):
+
+- scikit-learn's bundled tables, standardised, reduced by PCA (fitted on both populations) to
+  ``d`` dimensions and split in two populations: breast cancer (malignant → benign), wine
+  (cultivar 1 → 2), digits (0–4 → 5–9) and diabetes (by sex). Each population is split at
+  random in halves, training and test rows, once per ``--splits`` seed.
+- Small samples of the :math:`W_2` benchmark's pair and of a Gaussian pair (closed-form map),
+  ``n`` rows per side, 2000 fresh test rows per side.
+
+Each map is fitted on the training rows and scored by the exact :math:`W_2^2` between the
+mapped test source rows and the test target rows (what a user gets off the training rows),
+beside not moving the points, the Bures (linear) map, the entropic map
+(:class:`otflows.EntropicMap`, its ε rule) and POT's ``EMDTransport``; where the map is known,
+by L2-UVP too. Every BrenierMap fit runs in a fresh process with one thread.
+
+    otflows bench small-data --w2bench PATH --out benchmarks/results/small_data_study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+
+from otflows.affine import bures_map
+from otflows.bench.common import (
+    add_study_options,
+    description,
+    in_parallel,
+    markdown_table,
+    write_json,
+)
+from otflows.datasets import GaussianCoupling, W2BenchmarkPair
+from otflows.maps import BrenierMap, EntropicMap
+from otflows.metrics import l2_uvp, wasserstein2_squared
+
+__all__ = ["CANDIDATES", "main", "problem_data", "rendered"]
+
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "BrenierMap()": {},
+    "held-out 0.25": {"validation_fraction": 0.25},
+}
+TABLES = {  # name: (loader, the two populations as a function of (X, y))
+    "cancer": ("load_breast_cancer", lambda X, y: (X[y == 0], X[y == 1])),
+    "wine": ("load_wine", lambda X, y: (X[y == 0], X[y == 1])),
+    "digits": ("load_digits", lambda X, y: (X[y < 5], X[y >= 5])),
+    "diabetes": (
+        "load_diabetes",
+        lambda X, y: (
+            X[X[:, 1] < 0][:, [0, *range(2, 10)]],
+            X[X[:, 1] > 0][:, [0, *range(2, 10)]],
+        ),
+    ),
+}
+REAL = [
+    "cancer d=8",
+    "cancer d=16",
+    "wine d=4",
+    "wine d=8",
+    "digits d=16",
+    "digits d=32",
+    "diabetes d=8",
+]
+KNOWN = [
+    "W2 d=8 n=200",
+    "W2 d=8 n=500",
+    "W2 d=8 n=2000",
+    "Gaussian d=16 n=200",
+    "Gaussian d=16 n=500",
+    "Gaussian d=16 n=2000",
+]
+TEST_ROWS = 2000  # per side, for the pairs with known maps
+
+
+def problem_data(name: str, split: int, w2bench: Path | None) -> dict[str, np.ndarray]:
+    r"""The training rows ``Xs``, ``Xt`` and test rows ``Xs_test``, ``Xt_test`` of a problem
+    (and ``X_uvp``, ``Y_uvp`` where the map is known) for one split."""
+    match = re.fullmatch(r"(\w+) d=(\d+)(?: n=(\d+))?", name)
+    if match is None:
+        raise ValueError(f"unknown problem {name!r}")
+    kind, d = match[1], int(match[2])
+    if match[3] is not None:  # a pair with a known map
+        n = int(match[3])
+        pair: Any = (
+            W2BenchmarkPair(w2bench, d, mixture_seed=7)
+            if kind == "W2"
+            else GaussianCoupling.random_pair(d, seed=7)
+        )
+        source = pair.sample_source if kind == "W2" else pair.sample
+        X_uvp = source(4096, seed=100 * split + 5)
+        return {
+            "Xs": source(n, seed=100 * split + 1),
+            "Xt": pair.sample_target(n, seed=100 * split + 2),
+            "Xs_test": source(TEST_ROWS, seed=100 * split + 3),
+            "Xt_test": pair.sample_target(TEST_ROWS, seed=100 * split + 4),
+            "X_uvp": X_uvp,
+            "Y_uvp": pair.brenier_map(X_uvp),
+        }
+    import sklearn.datasets
+    from sklearn.decomposition import PCA
+
+    loader, populations = TABLES[kind]
+    X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    A, B = populations(X, y)
+    pca = PCA(d, random_state=0).fit(np.concatenate([A, B]))
+    A, B = pca.transform(A), pca.transform(B)
+    rng = np.random.default_rng(split)
+    a, b = rng.permutation(len(A)), rng.permutation(len(B))
+    return {
+        "Xs": A[a[: len(A) // 2]],
+        "Xt": B[b[: len(B) // 2]],
+        "Xs_test": A[a[len(A) // 2 :]],
+        "Xt_test": B[b[len(B) // 2 :]],
+    }
+
+
+def _scores(data: dict[str, np.ndarray], mapping: Any) -> dict[str, float]:
+    scores = {"w2": wasserstein2_squared(mapping(data["Xs_test"]), data["Xt_test"])}
+    if "X_uvp" in data:
+        scores["uvp"] = l2_uvp(mapping(data["X_uvp"]), data["Y_uvp"])
+    return scores
+
+
+def baselines(problem: str, split: int, args: argparse.Namespace) -> dict[str, Any]:
+    r"""Not moving the points, the Bures map, the entropic map and POT's EMD map, scored."""
+    torch.set_num_threads(args.threads)
+    data = problem_data(problem, split, args.w2bench)
+    Xs, Xt = data["Xs"], data["Xt"]
+    A, b = (m.numpy() for m in bures_map(torch.as_tensor(Xs), torch.as_tensor(Xt)))
+    entropic = EntropicMap()
+    start = time.perf_counter()
+    entropic.fit(Xs=Xs, Xt=Xt)
+    entropic_seconds = time.perf_counter() - start
+    emd = ot.da.EMDTransport().fit(Xs=Xs, Xt=Xt)
+    row: dict[str, Any] = {"problem": problem, "split": split, "rows": min(len(Xs), len(Xt))}
+    row["d"] = Xs.shape[1]
+    for name, mapping in (
+        ("identity", lambda X: X),
+        ("bures", lambda X: X @ A + b),
+        ("entropic", entropic.transform),
+        ("emd", lambda X: emd.transform(Xs=X)),
+    ):
+        row.update({f"{key}_{name}": v for key, v in _scores(data, mapping).items()})
+    row["entropic_seconds"] = entropic_seconds
+    return row
+
+
+def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) -> dict:
+    r"""One BrenierMap fit of the study (a fresh process): its scores and what it kept."""
+    torch.set_num_threads(args.threads)
+    data = problem_data(problem, split, args.w2bench)
+    settings = CANDIDATES[candidate] | {"random_state": split, "progress": False}
+    if args.quick:
+        settings |= {"max_iter": 20, "init_iter": 10, "hidden_features": 8}
+    start = time.perf_counter()
+    otmap = BrenierMap(**settings).fit(Xs=data["Xs"], Xt=data["Xt"])
+    row = {"problem": problem, "split": split, "candidate": candidate}
+    row |= {"seconds": time.perf_counter() - start, "kept": otmap.log_["kept"]}
+    return row | _scores(data, otmap.transform)
+
+
+def _task(kind: str, problem: str, split: int, candidate: str | None, args) -> dict:
+    try:
+        if kind == "fit":
+            assert candidate is not None
+            return fit_one(problem, split, candidate, args)
+        return baselines(problem, split, args)
+    except Exception as error:  # reported in the table, not fatal to the study
+        return {
+            "problem": problem,
+            "split": split,
+            "candidate": candidate,
+            "error": f"{type(error).__name__}: {error}",
+        }
+
+
+def summarise(payload: dict) -> list[dict]:
+    r"""A row per problem: the mean held-out :math:`W_2^2` of each map over the splits, and
+    each candidate's worst ratio to the Bures and entropic maps' (split by split) and how
+    often it kept the network."""
+    rows = []
+    for problem in payload["problems"]:
+        base = [b for b in payload["baselines"] if b["problem"] == problem and "error" not in b]
+        if not base:
+            continue
+        row: dict[str, Any] = {"problem": problem, "rows": base[0]["rows"]}
+        row["rows_per_d"] = base[0]["rows"] / base[0]["d"]
+        for name in ("identity", "bures", "entropic", "emd"):
+            row[name] = statistics.mean(b[f"w2_{name}"] for b in base)
+        by_split = {b["split"]: b for b in base}
+        for candidate in payload["args"]["candidates"]:
+            fits = [
+                f
+                for f in payload["fits"]
+                if f["problem"] == problem and f["candidate"] == candidate and "error" not in f
+            ]
+            if not fits:
+                continue
+            row[candidate] = statistics.mean(f["w2"] for f in fits)
+            for name in ("bures", "entropic"):
+                row[f"{candidate} ÷ {name}"] = max(
+                    f["w2"] / by_split[f["split"]][f"w2_{name}"] for f in fits
+                )
+            row[f"{candidate} network"] = (
+                f"{sum(f['kept'] == 'network' for f in fits)}/{len(fits)}"
+            )
+        rows.append(row)
+    return rows
+
+
+def rendered(payload: dict) -> str:
+    r"""The study's table from its JSON: mean held-out :math:`W_2^2` per map, and each
+    candidate's worst ratio to the Bures and entropic maps over the splits."""
+    columns = [
+        ("problem", "problem"),
+        ("rows", "train rows/side"),
+        ("rows_per_d", "rows/d"),
+        ("identity", "no map"),
+        ("bures", "Bures"),
+        ("entropic", "entropic"),
+        ("emd", "EMD"),
+    ]
+    for c in payload["args"]["candidates"]:
+        columns += [
+            (c, c),
+            (f"{c} ÷ bures", "worst ÷ Bures"),
+            (f"{c} ÷ entropic", "worst ÷ entropic"),
+            (f"{c} network", "network kept"),
+        ]
+    return markdown_table(summarise(payload), columns)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    r"""Runs the study; prints its table and writes its JSON."""
+    parser = argparse.ArgumentParser(
+        prog="otflows bench small-data", description=description(__doc__)
+    )
+    parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
+    parser.add_argument("--splits", type=int, default=3, help="random splits of each table")
+    parser.add_argument(
+        "--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES)
+    )
+    parser.add_argument("--match", default="", help="only the problems this regex matches")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
+    add_study_options(parser, "small_data_study.json")
+    args = parser.parse_args(argv)
+    names = REAL + (KNOWN if args.w2bench is not None else KNOWN[3:])
+    names = [n for n in names if re.search(args.match, n)]
+    if args.quick:
+        names, args.splits, args.candidates = (
+            ["wine d=4", "Gaussian d=16 n=200"],
+            1,
+            ["BrenierMap()"],
+        )
+    splits = {n: range(1 if " n=" in n else args.splits) for n in names}
+    tasks: list[tuple] = [("baseline", n, s, None) for n in names for s in splits[n]]
+    tasks += [("fit", n, s, c) for n in names for s in splits[n] for c in args.candidates]
+    results = in_parallel(
+        _task,
+        tasks,
+        args,
+        args.jobs,
+        lambda r: (
+            f"{r['problem']} #{r['split']} {r.get('candidate') or 'baselines'} "
+            f"{r.get('w2', r.get('w2_bures', r.get('error', '')))}"
+        ),
+    )
+    payload = {
+        "args": vars(args) | {"out": str(args.out), "w2bench": str(args.w2bench)},
+        "problems": names,
+        "fits": [r for r in results if r.get("candidate")],
+        "baselines": [r for r in results if not r.get("candidate")],
+    }
+    payload["rows"] = summarise(payload)
+    print(rendered(payload))
+    write_json(args.out, payload, smoke=args.quick)
+    return payload
