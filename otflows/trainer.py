@@ -217,7 +217,8 @@ def not_worse(terms: tuple[Tensor, ...], best: tuple[Tensor, ...]) -> bool:
     ``best`` one on the same samples: the mean of the paired differences,
     :math:`\bar\Delta = \sum_k \operatorname{mean}(t_k - b_k)`, is at most
     :data:`SIGNIFICANCE` standard errors, :math:`\sqrt{\sum_k \operatorname{var}(t_k - b_k)
-    / n_k}`. Single-value terms (no per-sample noise) compare the values.
+    / n_k}`. Single-value terms (no per-sample noise) compare the values. The ``best`` terms
+    are compared on the device of ``terms`` (a resumed fit reads them from a checkpoint).
 
     Example:
         >>> best = (torch.tensor([1.0, 2.0, 3.0, 4.0]),)
@@ -226,7 +227,7 @@ def not_worse(terms: tuple[Tensor, ...], best: tuple[Tensor, ...]) -> bool:
         >>> not_worse((best[0] + 0.1,), best)
         False
     """
-    differences = [t - b for t, b in zip(terms, best, strict=True)]
+    differences = [t - b.to(t.device) for t, b in zip(terms, best, strict=True)]
     mean = sum(float(d.mean()) for d in differences)
     if any(len(d) < 2 for d in differences):
         return mean <= 0.0
@@ -394,7 +395,7 @@ def train(
             history.best_step = step
             best_state = copy.deepcopy(model.state_dict())
         if best:
-            best_terms = tuple(term.detach().cpu() for term in terms)
+            best_terms = tuple(term.detach().clone() for term in terms)
 
     def stalled() -> bool:
         if validation is None or validation.patience is None or history.best_step is None:

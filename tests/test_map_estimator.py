@@ -5,6 +5,7 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
+import ot
 import pytest
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
@@ -90,7 +91,7 @@ def test_validation_scores_held_out_samples_and_keeps_the_best(pair, score, floa
     """Every validation is logged: the exact W2² between the held-out T#μ and ν samples and the
     objective's held-out value (each recomputed here for the kept weights); the weights kept
     are those of the best score (the objective by default), the Bures start (step 0) among the
-    candidates."""
+    candidates; the fit ends at them or at the Bures map, whichever the floor kept."""
     problem, Xs, Xt = pair
     Xs_val, Xt_val = problem.sample(300, seed=4), problem.sample_target(300, seed=5)
     settings = SMALL | {"max_iter": 40, "validation_interval": 10, "dtype": "float64"}
@@ -103,8 +104,18 @@ def test_validation_scores_held_out_samples_and_keeps_the_best(pair, score, floa
     assert history["val_loss"] == metrics[score] and len(metrics["w2"]) == 5
     best = int(np.argmin(metrics[score]))
     assert history["best_step"] == history["val_step"][best]
-    kept = wasserstein2_squared(otmap.transform(Xs_val), Xt_val)
-    assert kept == pytest.approx(metrics["w2"][best])
+    floor = otmap.log_["floor"]  # the kept weights, then the Bures map beside them
+    assert floor["w2_network"] == pytest.approx(metrics["w2"][best])
+    if otmap.log_["kept"] == "network":
+        assert wasserstein2_squared(otmap.transform(Xs_val), Xt_val) == pytest.approx(
+            floor["w2_network"]
+        )
+    else:  # the Bures map of all the rows given, held-out ones too
+        rows = np.concatenate([Xs, Xs_val]), np.concatenate([Xt, Xt_val])
+        bures = ot.da.LinearTransport().fit(Xs=rows[0], Xt=rows[1])
+        np.testing.assert_allclose(
+            otmap.transform(Xs_val), bures.transform(Xs=Xs_val), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_the_start_is_kept_when_training_wrecks_the_map(pair, float64):

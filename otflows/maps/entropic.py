@@ -22,7 +22,7 @@ RELATIVE_EPSILON = 0.05  # ε as a share of the mean squared distance between th
 
 
 def sinkhorn_potentials(
-    Xs: Tensor, Xt: Tensor, epsilon: float, max_iter: int = 10_000, tol: float = 1e-6
+    Xs: Tensor, Xt: Tensor, epsilon: float, max_iter: int = 10_000, tol: float = 1e-4
 ) -> tuple[Tensor, Tensor, int]:
     r"""The dual potentials :math:`(f, g)` of entropic OT between the uniform empirical
     measures of ``Xs [N, D]`` and ``Xt [M, D]`` for the cost :math:`\|x - y\|^2`, by
@@ -84,7 +84,8 @@ class EntropicMap:
         epsilon: The entropic regularisation :math:`\varepsilon` (``None``: the rule above).
         relative_epsilon: :math:`\varepsilon` as a share of the mean squared distance.
         max_iter: Sinkhorn iterations at most.
-        tol: Sinkhorn's tolerance on the source marginal (L1).
+        tol: Sinkhorn's tolerance on the source marginal (L1: the share of the mass
+            misplaced).
 
     Attributes:
         epsilon_: The :math:`\varepsilon` used.
@@ -110,7 +111,7 @@ class EntropicMap:
         epsilon: float | None = None,
         relative_epsilon: float = RELATIVE_EPSILON,
         max_iter: int = 10_000,
-        tol: float = 1e-6,
+        tol: float = 1e-4,
     ):
         self.epsilon = epsilon
         self.relative_epsilon = relative_epsilon

@@ -25,7 +25,6 @@ from otflows.maps.objectives import Objective, build_objective
 from otflows.metrics import w2_difference, wasserstein2_squared
 from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
 from otflows.trainer import (
-    SIGNIFICANCE,
     Checkpoint,
     Validation,
     WithReplacement,
@@ -41,6 +40,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 8192  # samples per forward pass of transform / inverse_transform
 VALIDATION_ROWS = 1024  # at most this many held-out samples per side
 SCORES = ("w2", "objective")
+# standard errors by which the network must beat the Bures map on the held-out rows: more than
+# a paired test's two, since validation chose the network's weights on those same rows
+FLOOR_SIGNIFICANCE = 3.0
 
 
 def _seed(random_state: Any) -> int | None:
@@ -131,16 +133,18 @@ class BrenierMap(BaseTransport):
             steps of Bures start).
         clip_grad: Gradient-norm clipping (``None``: none).
         validation_fraction: The share of each side's samples held out to validate the map
-            (at most 1024 rows each; 0: none, unless ``fit`` is given ``Xs_val`` and
-            ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
-            :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
-            among them) and can stop early. At the end of the fit the exact Bures map is a
-            last candidate: unless the fitted network maps the held-out source rows
-            significantly nearer the held-out target rows in :math:`W_2^2` (beyond two
-            bootstrap standard errors), the fit ends at the Bures map (``log_["kept"]`` says
-            which; not for conditional fits). With few rows per
-            dimension a flexible network can fit the training rows and extrapolate wildly
-            off them; this floor keeps such a fit from ending worse than the linear map.
+            (at most 1024 rows each, so a side of 4096 rows or more holds out 1024; 0: none,
+            unless ``fit`` is given ``Xs_val`` and ``Xt_val``). A quarter: with fewer rows
+            held out, the Bures floor below could not tell a better network from noise on a
+            few thousand rows (``otflows bench small-data``). Validation needs no known map:
+            it scores :math:`T_\#\mu` against :math:`\nu` on held-out samples, keeps the
+            best-scoring weights (the Bures start among them) and can stop early. At the end
+            of the fit the exact Bures map is a last candidate: unless the fitted network maps
+            the held-out source rows significantly nearer the held-out target rows in
+            :math:`W_2^2` (beyond three bootstrap standard errors), the fit ends at the Bures
+            map (``log_["kept"]`` says which; not for conditional fits). With few rows per
+            dimension a flexible network can fit the training rows and extrapolate wildly off
+            them; this floor keeps such a fit from ending worse than the linear map.
         validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
@@ -212,7 +216,7 @@ class BrenierMap(BaseTransport):
         refine_rounds: int = 0,
         refine_iter: int = 1000,
         clip_grad: float | None = 10.0,
-        validation_fraction: float = 0.1,
+        validation_fraction: float = 0.25,
         validation_interval: int | None = None,
         validation_score: str = "objective",
         patience: int | None = None,
@@ -312,6 +316,10 @@ class BrenierMap(BaseTransport):
                 steps of each phase (``"Bures start"``, ``"fit"``, ``"refine 1"``…) and at its
                 end, e.g. to score the map against a known one.
 
+        Each side needs more rows than features. A feature constant on one side gets the
+        Bures map's stated ridge (:func:`otflows.affine.bures_map`); a row given twice is two
+        samples, and weighs twice.
+
         Under ``torchrun`` (see :mod:`otflows.distributed`) every process draws the same
         minibatches and computes the loss of its share of each (the batch sizes must be
         multiples of the number of processes); ``DistributedDataParallel`` averages the
@@ -349,6 +357,13 @@ class BrenierMap(BaseTransport):
         dtype, device = self._spec(Xs)
         Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
         Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
+        for name, X in (("Xs", Xs), ("Xt", Xt)):
+            if len(X) <= X.shape[1]:
+                raise ValueError(
+                    f"{name} has {len(X)} rows for {X.shape[1]} features: a map needs more "
+                    "rows than features on each side (its Bures start estimates a [D, D] "
+                    "covariance); reduce the features first (e.g. PCA) or give more rows"
+                )
         spec: dict[str, Any] = {"features": Xs.shape[1], "dtype": dtype, "device": device}
         C = None
         if ct is not None:
@@ -539,8 +554,8 @@ class BrenierMap(BaseTransport):
         r"""The Bures map as the last candidate beside the fitted network: the network is kept
         only where it maps the held-out source rows ``Xs_val`` significantly nearer the
         held-out target rows ``Xt_val`` in exact :math:`W_2^2` than the Bures map of the
-        training rows does — by more than :data:`~otflows.trainer.SIGNIFICANCE` bootstrap
-        standard errors of the paired difference (:func:`otflows.metrics.w2_difference`).
+        training rows does — by more than :data:`FLOOR_SIGNIFICANCE` bootstrap standard errors
+        of the paired difference (:func:`otflows.metrics.w2_difference`).
         Otherwise the fit ends at the Bures map of all the rows, training and held-out (then
         ``bures_matrix_`` and ``bures_offset_``), the simpler answer it starts from, set
         exactly: the network's other terms are zeroed (:func:`otflows.affine.start_affine`
@@ -551,7 +566,7 @@ class BrenierMap(BaseTransport):
         start_affine(T, self.bures_matrix_, self.bures_offset_, Xs, shrink=0.0)
         bures = _chunked(T.transport, Xs_val)
         delta, se = w2_difference(network, bures, Xt_val, seed=seed)
-        kept = "network" if delta + SIGNIFICANCE * se < 0 else "bures"
+        kept = "network" if delta + FLOOR_SIGNIFICANCE * se < 0 else "bures"
         if kept == "network":
             T.load_state_dict(trained)
         else:

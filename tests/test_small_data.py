@@ -1,0 +1,161 @@
+"""Few rows per dimension: BrenierMap never ends worse than the Bures map it starts from, the
+entropic map beside it, and the paired held-out score that decides between them."""
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from otflows import BrenierMap, EntropicMap
+from otflows.bench.small_data import rendered
+from otflows.datasets import GaussianCoupling, two_moons
+from otflows.maps.entropic import sinkhorn_potentials
+from otflows.metrics import l2_uvp, w2_difference, wasserstein2_squared
+
+FAST = {"hidden_features": 16, "progress": False, "random_state": 0, "dtype": "float64"}
+
+
+def _bures(Xs: np.ndarray, Xt: np.ndarray):
+    linear = ot.da.LinearTransport().fit(Xs=Xs, Xt=Xt)
+    return lambda X: linear.transform(Xs=X)
+
+
+def test_a_small_sample_fit_ends_within_noise_of_the_bures_map_or_better():
+    """A Gaussian pair (the Bures map is the true one) with 60 rows per side in d = 6: the
+    default network overfits them; the fit's held-out test rows score it no worse than 1.05×
+    the Bures map of the same rows, and the fit says what it kept and why."""
+    pair = GaussianCoupling.random_pair(6, seed=3)
+    Xs, Xt = pair.sample(60, seed=1), pair.sample_target(60, seed=2)
+    Xs_test, Xt_test = pair.sample(2000, seed=3), pair.sample_target(2000, seed=4)
+    otmap = BrenierMap(max_iter=400, **FAST).fit(Xs=Xs, Xt=Xt)
+    bures = _bures(Xs, Xt)
+    ours = wasserstein2_squared(otmap.transform(Xs_test), Xt_test)
+    assert ours <= 1.05 * wasserstein2_squared(bures(Xs_test), Xt_test)
+    assert l2_uvp(otmap.transform(Xs_test), pair.brenier_map(Xs_test)) <= 1.05 * l2_uvp(
+        bures(Xs_test), pair.brenier_map(Xs_test)
+    )
+    floor = otmap.log_["floor"]
+    assert otmap.log_["kept"] == floor["kept"] in ("network", "bures")
+    assert floor["difference_se"] > 0 and floor["w2_bures"] > 0
+
+
+def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():
+    """Trained at a learning rate that wrecks it, the map ends exactly at the Bures map of all
+    the rows given (training and held-out), also far outside the rows' hull."""
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) @ np.diag([2.0, 1.0, 0.5]) + 1
+    settings = FAST | {"max_iter": 30, "lr": 50.0, "clip_grad": None, "objective": "likelihood"}
+    otmap = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt)
+    assert otmap.log_["kept"] == "bures"
+    far = 20 * rng.normal(size=(50, 3))  # ~20 standard deviations out
+    np.testing.assert_allclose(otmap.transform(far), _bures(Xs, Xt)(far), rtol=1e-6, atol=1e-6)
+
+
+def test_a_network_clearly_better_than_the_bures_map_is_kept():
+    """N(0, I) → two moons, 2000 rows per side: the network maps the held-out rows
+    significantly nearer the moons than the Bures map does, and is kept."""
+    Xs, Xt = np.random.default_rng(0).normal(size=(2000, 2)), two_moons(2000, seed=1)
+    otmap = BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
+    floor = otmap.log_["floor"]
+    assert otmap.log_["kept"] == "network"
+    assert floor["w2_network"] + 2 * floor["difference_se"] < floor["w2_bures"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ((8, 50), "Xs has 8 rows for 8 features: a map needs more rows than features"),
+        ((50, 3), "Xt has 3 rows for 8 features"),
+    ],
+)
+def test_fewer_rows_than_features_is_a_clear_error(rows, match):
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(rows[0], 8)), rng.normal(size=(rows[1], 8))
+    with pytest.raises(ValueError, match=match):
+        BrenierMap(validation_fraction=0, **FAST).fit(Xs=Xs, Xt=Xt)
+
+
+def test_constant_features_and_duplicate_rows_give_a_finite_map():
+    """A feature constant on the source side gets the Bures map's ridge; duplicated rows are
+    samples: the map stays finite and invertible on every row."""
+    rng = np.random.default_rng(0)
+    Xs = np.repeat(rng.normal(size=(40, 3)), 3, axis=0)
+    Xs[:, 1] = 2.0
+    Xt = rng.normal(size=(120, 3))
+    otmap = BrenierMap(max_iter=20, **FAST).fit(Xs=Xs, Xt=Xt)
+    Y = otmap.transform(Xs)
+    assert np.isfinite(Y).all()
+    np.testing.assert_allclose(otmap.inverse_transform(Xt=Y), Xs, atol=1e-6)
+
+
+def test_w2_difference_is_the_paired_difference_of_exact_scores():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 2)), rng.normal(size=(25, 2))
+    A, B = X + 0.5, 0.8 * X
+    delta, se = w2_difference(A, B, Y)
+    assert delta == pytest.approx(wasserstein2_squared(A, Y) - wasserstein2_squared(B, Y))
+    assert w2_difference(B, A, Y) == pytest.approx((-delta, se))
+    assert se > 0 and w2_difference(A, A, Y) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="A and B must map the same rows; got 30 and 29"):
+        w2_difference(A, B[:29], Y)
+
+
+def test_entropic_map_is_the_barycentric_projection_of_the_sinkhorn_plan():
+    """On the training rows, the out-of-sample formula is the barycentre of each row's share of
+    POT's entropic plan (float64, the same ε)."""
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(80, 3)), 2 * rng.normal(size=(70, 3)) + 1
+    otmap = EntropicMap(tol=1e-11).fit(Xs=Xs, Xt=Xt)
+    a, b = np.full(80, 1 / 80), np.full(70, 1 / 70)
+    plan = ot.sinkhorn(
+        a,
+        b,
+        ot.dist(Xs, Xt),
+        otmap.epsilon_,
+        method="sinkhorn_log",
+        stopThr=1e-13,
+        numItermax=100_000,
+    )
+    np.testing.assert_allclose(otmap.transform(Xs), (plan @ Xt) / a[:, None], atol=1e-7)
+    assert otmap.epsilon_ == pytest.approx(0.05 * ot.dist(Xs, Xt).mean())
+    mapped = otmap.transform(torch.as_tensor(Xs[:5], dtype=torch.float32))
+    assert mapped.dtype == torch.float32 and mapped.shape == (5, 3)
+
+
+def test_entropic_map_input_errors():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    with pytest.raises(RuntimeError, match="EntropicMap is not fitted"):
+        EntropicMap().transform(X)
+    with pytest.raises(ValueError, match="epsilon must be a positive number; got -1"):
+        EntropicMap(epsilon=-1).fit(Xs=X, Xt=X)
+    with pytest.raises(ValueError, match="Xt must have 2 features"):
+        EntropicMap().fit(Xs=X, Xt=rng.normal(size=(20, 3)))
+    with pytest.raises(RuntimeError, match="Sinkhorn did not reach its tolerance"):
+        sinkhorn_potentials(torch.as_tensor(X), torch.as_tensor(X) + 5, 1e-3, max_iter=10)
+
+
+def test_the_study_table_reports_ratios_split_by_split():
+    payload = {
+        "args": {"candidates": ["BrenierMap()"]},
+        "problems": ["p"],
+        "baselines": [
+            {
+                "problem": "p",
+                "split": s,
+                "rows": 50,
+                "d": 5,
+                "w2_identity": 9.0,
+                "w2_bures": 2.0 + s,
+                "w2_entropic": 1.0,
+                "w2_emd": 1.5,
+            }
+            for s in (0, 1)
+        ],
+        "fits": [
+            {"problem": "p", "split": s, "candidate": "BrenierMap()", "w2": 2.0, "kept": k}
+            for s, k in ((0, "bures"), (1, "network"))
+        ],
+    }
+    table = rendered(payload)
+    assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 2 | 1 | 2 | 1/2 |" in table
