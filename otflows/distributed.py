@@ -26,6 +26,8 @@ import torch.distributed.nn.functional as distributed_functional
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from otflows.validation import as_device
+
 __all__ = [
     "average",
     "broadcast_seed",
@@ -76,9 +78,7 @@ def init_from_environment(device: str | torch.device = "cpu") -> torch.device:
         >>> init_from_environment("cpu")
         device(type='cpu')
     """
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device is {device.type!r}, but CUDA is not available on this machine")
+    device = as_device(device)
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return device
     if device.type == "cuda":

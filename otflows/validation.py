@@ -8,7 +8,46 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MappedSamples", "as_samples", "check_finite", "held_out_rows", "hold_out"]
+__all__ = [
+    "MappedSamples",
+    "as_device",
+    "as_samples",
+    "check_finite",
+    "held_out_rows",
+    "hold_out",
+]
+
+
+def as_device(device: str | torch.device, name: str = "device") -> torch.device:
+    r"""``device`` as a :class:`torch.device` this machine has, else a one-line error naming
+    ``name``: an unknown device string, CUDA where it is absent, a GPU index past the last.
+    Nothing falls back to the CPU.
+
+    Example:
+        >>> as_device("cpu")
+        device(type='cpu')
+        >>> as_device("cdua")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got 'cdua'
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} is {str(device)!r}, but CUDA is not available on this machine"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name} is {str(device)!r}, but this machine has "
+                f"{torch.cuda.device_count()} GPU(s)"
+            )
+    return resolved
 
 
 def check_finite(x: Tensor, name: str) -> Tensor:

@@ -111,7 +111,10 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     assert main(args) == 0
     mapped = np.load(tmp_path / "ta.npy")
     assert mapped.shape == (300, 2) and np.isfinite(mapped).all()
-    assert "cost E|x - T(x)|^2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cost E|x - T(x)|^2" in out
+    # which map the fit ended at, and the held-out scores that chose it
+    assert re.search(r"; kept the (network|Bures \(linear\) map) \(held-out W2\^2 [\d.e+-]+ ", out)
     from otflows import BrenierMap
 
     loaded = BrenierMap.load(tmp_path / "map.pt")

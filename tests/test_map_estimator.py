@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import ot
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -216,3 +217,21 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(pair, tmp_path, float6
     message = f"its lr is {BrenierMap().lr}, this run's is 0.1"
     with pytest.raises(ValueError, match=re.escape(message)):
         BrenierMap(**(settings | {"lr": 0.1})).fit(Xs=Xs, Xt=Xt, checkpoint=path, resume=True)
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cdua", "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got 'cdua'"),
+        pytest.param("cuda", "device is 'cuda', but CUDA is not available", marks=NO_CUDA),
+        pytest.param("cuda:1", "device is 'cuda:1', but CUDA is not available", marks=NO_CUDA),
+    ],
+)
+def test_an_unknown_or_absent_device_is_one_clear_error(pair, device, message):
+    """Nothing falls back to the CPU: the fit refuses, naming the argument."""
+    _, Xs, Xt = pair
+    with pytest.raises(ValueError, match=re.escape(message)):
+        BrenierMap(device=device, **SMALL).fit(Xs=Xs, Xt=Xt)

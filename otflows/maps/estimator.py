@@ -32,7 +32,7 @@ from otflows.trainer import (
     train,
 )
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_samples, hold_out, hold_out_with_context, with_context
+from otflows.validation import as_device, as_samples, hold_out, hold_out_with_context, with_context
 
 __all__ = ["BrenierMap"]
 
@@ -769,10 +769,9 @@ class BrenierMap(BaseTransport):
         dtype = DTYPES.get(self.dtype) if isinstance(self.dtype, str) else self.dtype
         if not isinstance(dtype, torch.dtype) or dtype not in DTYPES.values():
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {self.dtype!r}")
-        device = self.device
-        if device is None:
-            device = X.device if isinstance(X, Tensor) else "cpu"
-        return dtype, torch.device(device)
+        if self.device is not None:
+            return dtype, as_device(self.device)
+        return dtype, X.device if isinstance(X, Tensor) else torch.device("cpu")
 
     def _config(self) -> dict[str, Any]:
         r"""The constructor's arguments as JSON-serialisable values (an objective by its
