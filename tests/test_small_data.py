@@ -149,13 +149,21 @@ def test_the_study_table_reports_ratios_split_by_split():
                 "w2_bures": 2.0 + s,
                 "w2_entropic": 1.0,
                 "w2_emd": 1.5,
+                "entropic_seconds": 0.5,
             }
             for s in (0, 1)
         ],
         "fits": [
-            {"problem": "p", "split": s, "candidate": "BrenierMap()", "w2": 2.0, "kept": k}
+            {
+                "problem": "p",
+                "split": s,
+                "candidate": "BrenierMap()",
+                "w2": 2.0,
+                "kept": k,
+                "seconds": 3.0,
+            }
             for s, k in ((0, "bures"), (1, "network"))
         ],
     }
     table = rendered(payload)
-    assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 2 | 1 | 2 | 1/2 |" in table
+    assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 0.5 | 2 | 1 | 2 | 1/2 | 3 |" in table

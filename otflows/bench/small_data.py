@@ -201,6 +201,7 @@ def summarise(payload: dict) -> list[dict]:
         row["rows_per_d"] = base[0]["rows"] / base[0]["d"]
         for name in ("identity", "bures", "entropic", "emd"):
             row[name] = statistics.mean(b[f"w2_{name}"] for b in base)
+        row["entropic s"] = statistics.mean(b["entropic_seconds"] for b in base)
         by_split = {b["split"]: b for b in base}
         for candidate in payload["args"]["candidates"]:
             fits = [
@@ -214,6 +215,7 @@ def summarise(payload: dict) -> list[dict]:
             if not fits:
                 continue
             row[candidate] = statistics.mean(f["w2"] for f in fits)
+            row[f"{candidate} s"] = statistics.mean(f["seconds"] for f in fits)
             for name in ("bures", "entropic"):
                 row[f"{candidate} ÷ {name}"] = max(
                     f["w2"] / by_split[f["split"]][f"w2_{name}"] for f in fits
@@ -227,7 +229,8 @@ def summarise(payload: dict) -> list[dict]:
 
 def rendered(payload: dict) -> str:
     r"""The study's table from its JSON: mean held-out :math:`W_2^2` per map, and each
-    candidate's worst ratio to the Bures and entropic maps over the splits."""
+    candidate's worst ratio to the Bures and entropic maps over the splits; the entropic
+    map's and each candidate's mean seconds to fit."""
     columns = [
         ("problem", "problem"),
         ("rows", "train rows/side"),
@@ -236,6 +239,7 @@ def rendered(payload: dict) -> str:
         ("bures", "Bures"),
         ("entropic", "entropic"),
         ("emd", "EMD"),
+        ("entropic s", "entropic s"),
     ]
     for c in payload["args"]["candidates"]:
         columns += [
@@ -243,6 +247,7 @@ def rendered(payload: dict) -> str:
             (f"{c} ÷ bures", "worst ÷ Bures"),
             (f"{c} ÷ entropic", "worst ÷ entropic"),
             (f"{c} network", "network kept"),
+            (f"{c} s", "s"),
         ]
     return markdown_table(summarise(payload), columns)
 
