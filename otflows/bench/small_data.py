@@ -28,7 +28,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ot
@@ -94,8 +94,10 @@ def problem_data(name: str, split: int, w2bench: Path | None) -> dict[str, np.nd
     kind, d = match[1], int(match[2])
     if match[3] is not None:  # a pair with a known map
         n = int(match[3])
+        if kind == "W2" and w2bench is None:
+            raise ValueError(f"{name} needs the W2 benchmark's folder (--w2bench)")
         pair: Any = (
-            W2BenchmarkPair(w2bench, d, mixture_seed=7)
+            W2BenchmarkPair(cast(Path, w2bench), d, mixture_seed=7)
             if kind == "W2"
             else GaussianCoupling.random_pair(d, seed=7)
         )
