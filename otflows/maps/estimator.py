@@ -24,13 +24,7 @@ from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.objectives import Objective, build_objective
 from otflows.metrics import w2_difference, wasserstein2_squared
 from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
-from otflows.trainer import (
-    Checkpoint,
-    Validation,
-    WithReplacement,
-    load_checkpoint,
-    train,
-)
+from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_device, as_samples, hold_out, hold_out_with_context, with_context
 
@@ -183,8 +177,7 @@ class BrenierMap(BaseTransport):
             "w2_network", "w2_bures", "difference_se"}, "kept": "network" or "bures",
             "seconds": float}``, each history a :class:`otflows.trainer.TrainingHistory` as a
             dict (``loss``, ``val_step``, ``val_metrics`` with ``"w2"`` and ``"objective"``,
-            ``best_step``…).
-            ``"floor"`` is there where the fit had held-out rows and no conditions.
+            ``best_step``…); ``"floor"`` where the fit had held-out rows and no conditions.
 
     Example:
         >>> rng = np.random.default_rng(0)
