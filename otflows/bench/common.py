@@ -162,14 +162,12 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def add_study_options(
-    parser: argparse.ArgumentParser, filename: str, figure: bool = False
-) -> None:
+def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
     r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each and
     ``--out`` (:func:`add_out_option`)."""
     parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
-    add_out_option(parser, filename, figure)
+    add_out_option(parser, filename)
 
 
 def in_parallel(

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from otflows.bench import BENCHMARKS
-from otflows.bench.common import markdown_table
+from otflows.bench.common import markdown_table, save_figure
 
 __all__ = ["RENDERERS", "main", "pages", "redraw", "render", "rendered_page"]
 
@@ -79,17 +79,16 @@ def render(page: str | Path, check: bool = False) -> bool:
 def redraw(page: str | Path) -> list[Path]:
     r"""Redraws the figure beside each JSON the page's tables come from, where the benchmark
     draws it from that JSON alone; returns the figures written."""
-    from otflows.bench.common import save_figure
-
     page = Path(page)
     drawn = []
     for match in BLOCK.finditer(page.read_text()):
         module = importlib.import_module(RENDERERS[match[1]])
+        if not hasattr(module, "figure"):
+            continue
         for path in match[2].split():
-            if hasattr(module, "figure"):
-                json_path = (page.parent / path).resolve()
-                payload = json.loads(json_path.read_text())
-                drawn.append(save_figure(module.figure(payload), json_path))
+            json_path = (page.parent / path).resolve()
+            payload = json.loads(json_path.read_text())
+            drawn.append(save_figure(module.figure(payload), json_path))
     return drawn
 
 

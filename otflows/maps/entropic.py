@@ -127,14 +127,18 @@ class EntropicMap:
         r"""Solves entropic OT between ``Xs [N, D]`` and ``Xt [M, D]`` (unpaired samples) and
         keeps the target potential. Returns the estimator."""
         Xs = _float64(Xs, "Xs")
-        Xt = _float64(Xt, "Xt", Xs.shape[1]).to(Xs.device)
+        Xt = _float64(Xt, "Xt", Xs.shape[1], Xs.device)
         for name, value in (
             ("epsilon", self.epsilon),
             ("relative_epsilon", self.relative_epsilon),
         ):
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a positive number; got {value!r}")
-        scale = float(torch.cdist(Xs, Xt).square().mean())
+        # the mean of ‖x − y‖² over all pairs, without the [N, M] matrix Sinkhorn forms anyway
+        mean = Xs.mean(0) - Xt.mean(0)
+        scale = float(
+            Xs.var(0, unbiased=False).sum() + Xt.var(0, unbiased=False).sum() + mean @ mean
+        )
         self.epsilon_ = float(self.epsilon or self.relative_epsilon * scale)
         _, self.g_, self.n_iter_ = sinkhorn_potentials(
             Xs, Xt, self.epsilon_, self.max_iter, self.tol
@@ -152,7 +156,7 @@ class EntropicMap:
         type of ``Xs``."""
         if not hasattr(self, "g_"):
             raise RuntimeError("EntropicMap is not fitted: call fit(Xs=, Xt=) first")
-        X = _float64(Xs, "Xs", self.n_features_in_).to(self.Xt_.device)
+        X = _float64(Xs, "Xs", self.n_features_in_, self.Xt_.device)
         mapped = torch.cat(
             [
                 torch.softmax((self.g_ - torch.cdist(x, self.Xt_).square()) / self.epsilon_, 1)
@@ -165,8 +169,13 @@ class EntropicMap:
         return mapped.cpu().numpy()
 
 
-def _float64(X: Tensor | np.ndarray, name: str, features: int | None = None) -> Tensor:
-    r"""Checked samples ``[N, D]`` (:func:`otflows.validation.as_samples`) in float64, on the
-    device of torch input."""
+def _float64(
+    X: Tensor | np.ndarray,
+    name: str,
+    features: int | None = None,
+    device: torch.device | None = None,
+) -> Tensor:
+    r"""Checked samples ``[N, D]`` (:func:`otflows.validation.as_samples`) in float64: an
+    array placed on ``device``, a tensor required there (by default, where it is)."""
     dtype = X.dtype if isinstance(X, Tensor) else torch.float64
-    return as_samples(X, name, features=features, dtype=dtype).to(torch.float64)
+    return as_samples(X, name, features=features, dtype=dtype, device=device).to(torch.float64)
