@@ -52,6 +52,8 @@ __all__ = ["CANDIDATES", "main", "problem_data", "rendered"]
 CANDIDATES: dict[str, dict[str, Any]] = {
     "BrenierMap()": {},
     "held-out 0.1": {"validation_fraction": 0.1},
+    "by held-out W2": {"validation_score": "w2"},
+    "width 16, lr 1e-2, by W2": {"hidden_features": 16, "lr": 1e-2, "validation_score": "w2"},
 }
 TABLES = {  # name: (loader, the two populations as a function of (X, y))
     "cancer": ("load_breast_cancer", lambda X, y: (X[y == 0], X[y == 1])),
