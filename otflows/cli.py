@@ -160,7 +160,10 @@ def _kept(log: dict) -> str:
     if "floor" not in log:
         return "kept the network (no held-out rows to compare it with the Bures map)"
     floor = log["floor"]
-    scores = f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_bures']:.4g} Bures"
+    scores = (
+        f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_bures']:.4g} Bures; "
+        f"growth off the rows {floor['extrapolation']:.3g}"
+    )
     return f"kept the {'network' if log['kept'] == 'network' else 'Bures (linear) map'} ({scores})"
 
 

@@ -16,6 +16,7 @@ from otflows.validation import as_samples
 
 __all__ = [
     "debiased_sinkhorn",
+    "extrapolation_ratio",
     "gaussian_entropy",
     "gaussian_w2_squared",
     "kl_divergence",
@@ -351,3 +352,39 @@ def w2_difference(
         for _ in range(replicates)
     ]
     return full, float(np.std(draws, ddof=1))
+
+
+def extrapolation_ratio(
+    X: Array, R_X: Array, P: Array, R_P: Array, neighbours: int = 10
+) -> np.ndarray:
+    r"""How far a residual field grows off the rows it was fitted on: for each probe row
+    :math:`p` of ``P [Q, D]``, :math:`\|R(p)\|` over the largest :math:`\|R(x)\|` among its
+    ``neighbours`` nearest rows :math:`x` of ``X [N, D]``, given the residuals ``R_X [N, D]``
+    and ``R_P [Q, D]`` (e.g. a fitted map minus the Bures map). About 1 (or below) where a
+    probe a little outside the rows is mapped about as far from the reference as the rows near
+    it; far above 1 where the residual blows up off them. Returns ``[Q]``.
+
+    Example:
+        >>> X = np.linspace(-1, 1, 101)[:, None]
+        >>> P = np.array([[1.2], [-1.2]])  # a little outside the rows
+        >>> bool(extrapolation_ratio(X, 0.5 * X, P, 0.5 * P).max() < 1.3)  # linear growth
+        True
+        >>> bool(extrapolation_ratio(X, X**9, P, P**9).min() > 4)  # a blow-up
+        True
+    """
+    X = _samples(X, "X")
+    R_X = _samples(R_X, "R_X", X.shape[1])
+    P = _samples(P, "P", X.shape[1])
+    R_P = _samples(R_P, "R_P", X.shape[1])
+    if len(R_X) != len(X) or len(R_P) != len(P):
+        raise ValueError(
+            f"R_X and R_P must hold a residual per row of X and P; got {len(R_X)} for "
+            f"{len(X)} and {len(R_P)} for {len(P)}"
+        )
+    if not 1 <= neighbours <= len(X):
+        raise ValueError(f"neighbours must be in [1, {len(X)}] (rows of X); got {neighbours}")
+    import ot
+
+    near = np.argpartition(ot.dist(P, X), neighbours - 1, axis=1)[:, :neighbours]  # [Q, k]
+    size = np.linalg.norm(R_X, axis=1)
+    return np.linalg.norm(R_P, axis=1) / np.maximum(size[near].max(1), np.finfo(float).tiny)

@@ -268,6 +268,7 @@ class BrenierTransform(Transform):
         rtol: float | None = None,
         method: str = "newton",
         context: Tensor | None = None,
+        masked_iter: int | None = None,
     ) -> InverseResult:
         r"""Solves :math:`T(x) = y` (:math:`T(x; c) = y`) row by row without raising; see
         :class:`InverseResult`.
@@ -291,6 +292,8 @@ class BrenierTransform(Transform):
                 while :math:`T` is nearly affine, slower once it bends, see
                 :class:`otflows.maps.objectives.SemiDual`).
             context: The rows' contexts ``[B, C]`` for a conditional network.
+            masked_iter: Newton's full steps on every row before its first host read
+                (:func:`otflows.linalg.newton_solve`; ``None``: by the device).
 
         Example:
             >>> from otflows import MMGN
@@ -318,6 +321,7 @@ class BrenierTransform(Transform):
                 *_rows(context),
                 rtol=rtol,
                 max_iter=self.inverse_max_iter,
+                masked_iter=masked_iter,
             )
             # rows where no damped Newton step decreased the residual (before the step limit):
             # L-BFGS on the conjugate's convex objective goes on from there

@@ -43,6 +43,32 @@ def test_newton_converges_quadratically_on_a_cubic():
     assert result.iterations.max() <= 40  # y = 1e4 needs the line search from x = 0
 
 
+@pytest.mark.parametrize("masked_iter", [1, 2, 5])
+def test_masked_newton_steps_reach_the_same_solutions(float64, masked_iter):
+    """Full steps on every row at once (masked updates, no host read) and then the adaptive
+    solve of the rows left: the same solutions to the tolerance as the adaptive solve alone,
+    from a cold start where many rows need the line search, and no row moves once converged."""
+    torch.manual_seed(0)
+    T = BrenierTransform(MMGN(3, 8, num_modules=2), gamma=0.1)
+    x = 3 * torch.randn(256, 3)
+    with torch.no_grad():
+        y = T.transport(x)
+    x0 = torch.zeros_like(x)
+    x0[:8] = x[:8]  # converged from the start
+
+    def solve(z, r):
+        return T.linearize(z)[1].solve(r)
+
+    adaptive = newton_solve(T.transport, solve, y, x0, rtol=1e-10, masked_iter=0)
+    masked = newton_solve(T.transport, solve, y, x0, rtol=1e-10, masked_iter=masked_iter)
+    assert adaptive.converged.all() and masked.converged.all()
+    torch.testing.assert_close(masked.x, x, rtol=0, atol=1e-8)
+    torch.testing.assert_close(masked.x, adaptive.x, rtol=0, atol=1e-8)
+    assert torch.equal(masked.x[:8], x[:8]) and (masked.iterations[:8] == 0).all()
+    full_steps = masked.iterations >= masked_iter  # rows that took every masked step
+    assert full_steps.sum() > 64
+
+
 def quadratics(A, y):
     """f_b(x) = ½ xᵀ A_b x − ⟨x, y_b⟩ row by row, for :func:`lbfgs_minimize`."""
 

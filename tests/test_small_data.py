@@ -9,8 +9,9 @@ import torch
 from otflows import BrenierMap, EntropicMap
 from otflows.bench.small_data import rendered
 from otflows.datasets import GaussianCoupling, two_moons
+from otflows.maps import estimator
 from otflows.maps.entropic import sinkhorn_potentials
-from otflows.metrics import l2_uvp, w2_difference, wasserstein2_squared
+from otflows.metrics import extrapolation_ratio, l2_uvp, w2_difference, wasserstein2_squared
 
 FAST = {"hidden_features": 16, "progress": False, "random_state": 0, "dtype": "float64"}
 
@@ -51,14 +52,50 @@ def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():
     np.testing.assert_allclose(otmap.transform(far), _bures(Xs, Xt)(far), rtol=1e-6, atol=1e-6)
 
 
-def test_a_network_clearly_better_than_the_bures_map_is_kept():
+@pytest.fixture(scope="module")
+def moons_fit():
+    Xs, Xt = np.random.default_rng(0).normal(size=(2000, 2)), two_moons(2000, seed=1)
+    return Xs, Xt, BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
+
+
+def test_a_network_clearly_better_than_the_bures_map_is_kept(moons_fit):
     """N(0, I) → two moons, 2000 rows per side: the network maps the held-out rows
     significantly nearer the moons than the Bures map does, and is kept."""
-    Xs, Xt = np.random.default_rng(0).normal(size=(2000, 2)), two_moons(2000, seed=1)
-    otmap = BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
+    _, _, otmap = moons_fit
     floor = otmap.log_["floor"]
     assert otmap.log_["kept"] == "network"
     assert floor["w2_network"] + 2 * floor["difference_se"] < floor["w2_bures"]
+    assert 0 < floor["extrapolation"] <= estimator.EXTRAPOLATION_LIMIT
+
+
+def test_a_kept_network_maps_rows_outside_the_training_rows_as_it_maps_rows_near_them(moons_fit):
+    """Fresh rows outside the box of the training rows (up to 1.3 times their largest radius)
+    are mapped about as far from the Bures map as their ten nearest training rows are."""
+    Xs, Xt, otmap = moons_fit
+    fresh = np.random.default_rng(5).normal(size=(20000, 2)) * 1.5
+    radius = np.linalg.norm(fresh, axis=1)
+    outside = (fresh < Xs.min(0)).any(1) | (fresh > Xs.max(0)).any(1)
+    probes = fresh[outside & (radius < 1.3 * np.linalg.norm(Xs, axis=1).max())]
+    assert len(probes) >= 20
+    bures = _bures(Xs, Xt)
+    ratio = extrapolation_ratio(
+        Xs, otmap.transform(Xs) - bures(Xs), probes, otmap.transform(probes) - bures(probes)
+    )
+    assert np.quantile(ratio, 0.9) <= 2.0 and ratio.max() <= 3.0
+
+
+def test_a_network_that_grows_off_the_rows_ends_at_the_bures_map(moons_fit, monkeypatch):
+    """The same fit, held to a limit on growth off the rows that its network exceeds, ends at
+    the Bures map however much better it maps the held-out rows."""
+    Xs, Xt, _ = moons_fit
+    monkeypatch.setattr(estimator, "EXTRAPOLATION_LIMIT", 0.5)
+    otmap = BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
+    floor = otmap.log_["floor"]
+    assert otmap.log_["kept"] == "bures" and floor["extrapolation"] > 0.5
+    assert floor["w2_network"] + 3 * floor["difference_se"] < floor["w2_bures"]
+    far = 20 * np.random.default_rng(1).normal(size=(50, 2))
+    A, b = otmap.bures_matrix_.numpy(), otmap.bures_offset_.numpy()
+    np.testing.assert_allclose(otmap.transform(far), far @ A + b, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(

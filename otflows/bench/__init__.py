@@ -31,6 +31,7 @@ BENCHMARKS = {
     "ot-maps": "otflows.bench.ot_maps",
     "peers": "otflows.bench.peers",
     "small-data": "otflows.bench.small_data",
+    "step-speed": "otflows.bench.step_speed",
 }
 
 

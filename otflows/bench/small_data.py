@@ -174,6 +174,7 @@ def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) 
     otmap = BrenierMap(**settings).fit(Xs=data["Xs"], Xt=data["Xt"])
     row = {"problem": problem, "split": split, "candidate": candidate}
     row |= {"seconds": time.perf_counter() - start, "kept": otmap.log_["kept"]}
+    row["extrapolation"] = otmap.log_["floor"]["extrapolation"]
     return row | _scores(data, otmap.transform)
 
 

@@ -272,6 +272,13 @@ class SemiDual(Objective):
             491 / 512 / 795 ms, while after 100 steps at d = 64 L-BFGS took 156 ms against
             474. L-BFGS needs no Jacobian: the choice for networks without a factored one
             at large ``D``.
+        masked_iter: Newton's full steps on every conjugate before its first host read
+            (:func:`otflows.linalg.newton_solve`; ``None``: none on the CPU, two on a GPU).
+
+    Attributes:
+        x_star: The conjugates' warm starts :math:`x^*` of every target sample ``[M, D]``.
+        unconverged: How many conjugates of the last minibatch missed ``rtol`` (a tensor on
+            the data's device: reading it waits for the device).
 
     Example:
         >>> from otflows import MMGN, BrenierTransform
@@ -286,12 +293,18 @@ class SemiDual(Objective):
     name = "semidual"
     conditional = True
 
-    def __init__(self, rtol: float | None = 1e-3, solver: str = "newton"):
+    def __init__(
+        self, rtol: float | None = 1e-3, solver: str = "newton", masked_iter: int | None = None
+    ):
         if rtol is not None and not rtol > 0:
             raise ValueError(f"rtol must be > 0; got {rtol}")
         if solver not in SOLVE_METHODS:
             raise ValueError(f"solver must be one of {SOLVE_METHODS}; got {solver!r}")
-        self.rtol, self.solver = rtol, solver
+        if masked_iter is not None and (
+            isinstance(masked_iter, bool) or not isinstance(masked_iter, int) or masked_iter < 0
+        ):
+            raise ValueError(f"masked_iter must be None or an integer >= 0; got {masked_iter!r}")
+        self.rtol, self.solver, self.masked_iter = rtol, solver, masked_iter
 
     @torch.no_grad()
     def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None) -> None:
@@ -307,7 +320,7 @@ class SemiDual(Objective):
                 T_mean, J_mean = T.linearize(mean.expand(len(y), -1), c)
                 starts.append(mean + J_mean.solve(y - T_mean))
             self.x_star = torch.cat(starts)
-        self.unconverged = 0
+        self.unconverged = torch.zeros((), dtype=torch.long, device=Xt.device)
 
     def loss(
         self,
@@ -331,15 +344,20 @@ class SemiDual(Objective):
         ct: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         r"""``(φ(x; c) [B], φ*(y; c) [B'])``."""
-        result = T.solve(xt, self.x_star[index_t], self.rtol, self.solver, context=ct)
+        result = T.solve(
+            xt, self.x_star[index_t], self.rtol, self.solver, ct, masked_iter=self.masked_iter
+        )
         self.x_star[index_t] = result.x
-        self.unconverged = int((~result.converged).sum())
+        self.unconverged = (~result.converged).sum()
         conjugate = (result.x * xt).sum(-1) - T.potential(result.x, ct)
         return T.potential(xs, cs), conjugate
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "rtol": self.rtol, "solver": self.solver}
+        config: dict[str, Any] = {"name": self.name, "rtol": self.rtol, "solver": self.solver}
+        if self.masked_iter is not None:  # else chosen by the device
+            config["masked_iter"] = self.masked_iter
+        return config
 
     def state_dict(self) -> dict[str, Tensor]:
         r"""The conjugates' warm starts :math:`x^*` ``[M, D]``."""
