@@ -292,7 +292,7 @@ class BrenierTransform(Transform):
                 while :math:`T` is nearly affine, slower once it bends, see
                 :class:`otflows.maps.objectives.SemiDual`).
             context: The rows' contexts ``[B, C]`` for a conditional network.
-            masked_iter: Newton's full steps on every row before its first host read
+            masked_iter: Newton's masked steps on every row before its first host read
                 (:func:`otflows.linalg.newton_solve`; ``None``: by the device).
 
         Example:

@@ -19,6 +19,7 @@ from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
 from otflows.bench.ot_maps import KnownMapRegression, semidual_uvp
+from otflows.bench.report import STUDIES, study
 from otflows.cli import main as cli
 from otflows.datasets import GaussianCoupling, checkerboard, eight_gaussians, load_tabular
 from otflows.maps import BrenierMap
@@ -232,6 +233,14 @@ def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     _check_smoke_run(out, payload, capsys.readouterr().out)
 
 
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_quick_study_writes_its_json(name, tmp_path, capsys):
+    """The studies that chose the defaults are scripts of the repository's benchmarks/."""
+    out = tmp_path / f"{name}.json"
+    payload = study(name).main(["--quick", "--out", str(out)])
+    _check_smoke_run(out, payload, capsys.readouterr().out)
+
+
 def test_quick_peers_run_and_its_update_of_one_method(tmp_path, capsys):
     out = tmp_path / "peers.json"
     payload = run("peers", ["--quick", "--out", str(out)])
@@ -314,12 +323,12 @@ def test_no_table_of_numbers_is_typed_by_hand():
     assert typed == []
 
 
-@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+@pytest.mark.parametrize("name", sorted(BENCHMARKS) + sorted(STUDIES))
 def test_a_benchmark_writes_to_a_new_folder_by_default(name, capsys):
     """Never over the committed results unless --out names them; its help says a figure is
     written exactly where the benchmark draws one."""
     with pytest.raises(SystemExit):
-        run(name, ["--help"])
+        study(name).main(["--help"]) if name in STUDIES else run(name, ["--help"])
     # argparse wraps the help text, at spaces or after a hyphen
     text = "".join(capsys.readouterr().out.split())
     assert "(default:otflows-results/" in text

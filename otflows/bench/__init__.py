@@ -20,13 +20,9 @@ __all__ = ["BENCHMARKS", "run", "summary"]
 BENCHMARKS = {
     "color-transfer": "otflows.bench.color_transfer",
     "conditional": "otflows.bench.conditional",
-    "defaults": "otflows.bench.defaults",
-    "fit-defaults": "otflows.bench.fit_defaults",
     "gaussian": "otflows.bench.gaussian_coupling",
     "gradient-field": "otflows.bench.gradient_field",
-    "import-time": "otflows.bench.import_time",
     "density": "otflows.bench.density",
-    "kl-race": "otflows.bench.kl_race",
     "logdet": "otflows.bench.logdet",
     "ot-maps": "otflows.bench.ot_maps",
     "peers": "otflows.bench.peers",

@@ -106,10 +106,11 @@ def timed(step: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory (CPU) or peak allocated memory (CUDA), in MiB."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
+def peak_memory_mb(device: str | torch.device = "cpu") -> float:
+    """This process's peak resident memory (on the CPU) or peak memory allocated on ``device``
+    (a GPU), in MiB."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 

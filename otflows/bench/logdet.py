@@ -34,6 +34,7 @@ from otflows.bench.common import (
     timed,
     write_json,
 )
+from otflows.validation import as_device
 
 # V of rank 64 keeps the M-MGN near the size of CP-Flow's ICNN3 at d = 256 and 1024
 MMGN_SIZE = dict(hidden_features=64, num_modules=4, rank=64)
@@ -58,7 +59,13 @@ def _nll(model, x: torch.Tensor) -> torch.Tensor:
 
 
 def train_step(
-    method: str, d: int, batch: int, repeats: int, threads: int | None, warm: int
+    method: str,
+    d: int,
+    batch: int,
+    repeats: int,
+    threads: int | None,
+    warm: int,
+    device: str = "cpu",
 ) -> dict:
     """Seconds per training step (forward + backward of the NLL, Adam) and peak memory: at
     initialisation, and averaged over ``repeats`` steps after ``warm`` steps of training on the
@@ -69,14 +76,16 @@ def train_step(
     set_threads(threads)
     torch.manual_seed(0)
     model = CPFlow(d, bruteforce=False) if method == "cpflows" else _ours(method, d)
+    model.to(device)
     data = torch.as_tensor(
         GaussianCoupling.random(d, seed=0).sample(batch * (warm + repeats + 1)),
         dtype=torch.float32,
+        device=device,
     ).split(batch)
     if method == "cpflows":
         model.initialize(data[0])
     model.train()
-    # CP-Flow's protocol for CP-Flow; our flows' learning rate (otflows bench kl-race) for ours
+    # CP-Flow's protocol for CP-Flow; our flows' learning rate (benchmarks/kl_race.py) for ours
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05 if method == "cpflows" else 0.01)
 
     def step(x):
@@ -94,25 +103,27 @@ def train_step(
         for x in data[warm + 1 :]:
             step(x)
         result["seconds_trained"] = (time.perf_counter() - start) / repeats
-    result["peak_mb"] = peak_memory_mb()
+    result["peak_mb"] = peak_memory_mb(device)
     return result
 
 
-def logdet_error(method: str, d: int, batch: int, threads: int | None) -> dict:
+def logdet_error(
+    method: str, d: int, batch: int, threads: int | None, device: str = "cpu"
+) -> dict:
     """The relative error of the log-det against the dense exact one on the same model."""
     set_threads(threads)
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(1)
-    x = torch.randn(batch, d)
+    x = torch.randn(batch, d).to(device)
     if method == "cpflows":
-        model = CPFlow(d, bruteforce=False)
+        model = CPFlow(d, bruteforce=False).to(device)
         model.initialize(x)
         model.eval()
-        block, zero = model.layers[0], torch.zeros(batch)
+        block, zero = model.layers[0], x.new_zeros(batch)
         estimate = block.forward_transform_stochastic(x, zero)[1].detach()  # its SLQ in eval
         exact = block.forward_transform_bruteforce(x, zero)[1].detach()
     else:
-        model = _ours(method, d)
+        model = _ours(method, d).to(device)
         model.eval()
         with torch.no_grad():
             estimate = model(x)[1]
@@ -123,7 +134,7 @@ def logdet_error(method: str, d: int, batch: int, threads: int | None) -> dict:
     return {"logdet_rel_error": float(error)}
 
 
-def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
+def inverse(d: int, batch: int, dtype: str, threads: int | None, device: str = "cpu") -> dict:
     """Newton inverse of the structured M-MGN map: the solve's time, worst relative residual
     and steps; and, with gradients, forward + backward of the inverse (outputs and log-det)
     beside that of the map itself, and their ratio less the solve: about one, as the inverse
@@ -132,9 +143,9 @@ def inverse(d: int, batch: int, dtype: str, threads: int | None) -> dict:
     set_threads(threads)
     torch.set_default_dtype(getattr(torch, dtype))
     repeats = max(3, 640 // d)  # more where a call takes milliseconds
-    model = _ours("structured", d)
+    model = _ours("structured", d).to(device)
     torch.manual_seed(2)
-    x = torch.randn(batch, d)
+    x = torch.randn(batch, d).to(device)
     with torch.no_grad():
         y = model.transport(x)
         seconds = timed(lambda: model.solve(y), repeats=repeats)
@@ -168,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--dims", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=64)
     add_threads_option(parser)
+    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:1'…")
     parser.add_argument("--dense-max", type=int, default=1024, help="largest d for dense exact")
     parser.add_argument(
         "--warm",
@@ -185,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_out_option(parser, "logdet_scaling.json")
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     dims = args.dims or ([16] if args.quick else [16, 64, 256, 1024])
     kept = {
         SECTIONS[name]: _kept(args.out, SECTIONS[name], args.batch)
@@ -195,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     inverses = _inverses(args, dims) if "inverse" in args.sections else kept["inverse"][0]
     payload = {
         "machine": machine() | {"threads": args.threads or torch.get_num_threads()},
+        "device": args.device,
         "batch": args.batch,
         "train_step": rows,
         "inverse": inverses,
@@ -240,6 +254,7 @@ def _train_steps(args: argparse.Namespace, dims: list[int]) -> list[dict]:
                     repeats=5 if args.quick else 20,
                     threads=args.threads,
                     warm=warm,
+                    device=args.device,
                 )
             )
             if method == "structured" or (method != "dense" and d <= 256):
@@ -251,6 +266,7 @@ def _train_steps(args: argparse.Namespace, dims: list[int]) -> list[dict]:
                         d=d,
                         batch=8,
                         threads=args.threads,
+                        device=args.device,
                     )
                 )
             rows.append(row)
@@ -278,6 +294,7 @@ def _inverses(args: argparse.Namespace, dims: list[int]) -> list[dict]:
                         batch=args.batch,
                         dtype=dtype,
                         threads=args.threads,
+                        device=args.device,
                     ),
                 }
             )
@@ -314,6 +331,8 @@ def rendered(payload: dict) -> str:
     under a table kept from an earlier run (``--sections``), the command it came from."""
     kept = payload.get("kept", {})
     threads = kept.get("train_step", payload)["machine"]["threads"]
+    device = payload.get("device", "cpu")
+    where = f"{threads} threads" if device == "cpu" else f"on {device}"
 
     def origin(key: str) -> list[str]:
         if key not in kept:
@@ -324,7 +343,7 @@ def rendered(payload: dict) -> str:
     return "\n\n".join(
         [
             f"Training step (forward + backward of the NLL), batch {payload['batch']}, "
-            f"{threads} threads, float32:",
+            f"{where}, float32:",
             markdown_table(payload["train_step"], TRAIN_COLUMNS),
             *origin("train_step"),
             f"Inverse of the structured M-MGN map (damped Newton), batch {payload['batch']}:",

@@ -6,11 +6,13 @@ the peers a user would run instead.
 Every method fits the benchmark's Mix3 → Mix10 pair at each ``d`` (Korotin et al. 2021, the
 benchmark's own input mixture) from the same ``--samples`` training samples per side, in its
 own process on one CPU thread. Its clock is the process's CPU time (``time.process_time``,
-all of its threads), scoring excluded; at checkpoints on a 1–2–5 grid of CPU seconds, and at
-the end, the map is scored on 4096 fresh source points against the known map (L2-UVP and
-cosine, :mod:`otflows.metrics`). A run stops at ``--budget`` CPU seconds or at the end of its
-own schedule, whichever comes first. A method that fails or diverges is reported with its
-error, never dropped.
+all of its threads), scoring excluded; with ``--device cuda`` every method runs on the GPU
+(otflows and the entropic map in torch, the OTT-JAX peers in JAX, which takes the GPU where it
+has one), one run at a time, and the clock is wall-clock time. At checkpoints on a 1–2–5 grid
+of seconds, and at the end, the map is scored on 4096 fresh source points against the known
+map (L2-UVP and cosine, :mod:`otflows.metrics`). A run stops at ``--budget`` seconds or at the
+end of its own schedule, whichever comes first. A method that fails or diverges is reported
+with its error, never dropped.
 
 Methods (``--methods``), each with its authors' recommended settings:
 
@@ -38,7 +40,11 @@ a peer that is not installed is skipped with a message. POT's ``NearestBrenierPo
 is not run: it solves a quadratically constrained program with one constraint per pair of
 samples (cvxpy), 4·10⁸ at 20 000 samples per side. Beside every ``d`` stands the best
 published L2-UVP (Korotin et al. 2021: GPU runs of 20 000–250 000 iterations, hours per pair).
-Writes JSON and a figure of L2-UVP against CPU seconds, one panel per ``d``.
+Writes JSON and a figure of L2-UVP against CPU seconds (GPU wall-clock seconds), one panel
+per ``d``.
+
+    otflows bench peers --w2bench PATH --device cuda --dims 8 64 128 --budget 75 \
+        --methods otflows-timed ott-enot --out benchmarks/results/peers_gpu_75s.json
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from otflows.bench.common import (
     save_figure,
     write_json,
 )
+from otflows.validation import as_device
 
 __all__ = ["METHODS", "PUBLISHED_BEST", "main"]
 
@@ -88,20 +95,32 @@ REPORT_AT = (60, 300, 900, 3600)  # CPU seconds at which the table compares the 
 
 
 class OutOfBudget(Exception):
-    r"""Raised from a training callback once the run's CPU budget is spent."""
+    r"""Raised from a training callback once the run's time budget is spent."""
 
 
-class CpuClock:
-    r"""A run's CPU seconds (``time.process_time``: every thread of the process), with the
-    scoring at checkpoints left out. ``points`` holds ``(cpu_seconds, step, l2_uvp, cos)``.
+def unit(payload: dict) -> str:
+    r"""What the clock of the benchmark's JSON ``payload`` counts: ``"CPU s"``, or ``"GPU s"``
+    (wall-clock) for a run with ``--device cuda``.
+
+    Example:
+        >>> unit({"args": {"budget": "300"}}), unit({"args": {"device": "cuda"}})
+        ('CPU s', 'GPU s')
+    """
+    return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"
+
+
+class Clock:
+    r"""A run's seconds, with the scoring at checkpoints left out: its CPU seconds
+    (``time.process_time``: every thread of the process) by default, or ``timer``'s (wall-clock
+    time on a GPU). ``points`` holds ``(seconds, step, l2_uvp, cos)``.
 
     Arguments:
-        budget: CPU seconds the run may spend.
+        budget: Seconds the run may spend.
         score: Scores a map given as a function ``[N, D] -> [N, D]`` on NumPy arrays:
             ``(l2_uvp, cos)``.
 
     Example:
-        >>> clock = CpuClock(10.0, lambda T: (1.0, 0.9))
+        >>> clock = Clock(10.0, lambda T: (1.0, 0.9))
         >>> clock.checkpoint(0, lambda x: x)
         >>> clock.points[0][1:]
         (0, 1.0, 0.9)
@@ -110,17 +129,20 @@ class CpuClock:
     GRID = tuple(m * 10.0**e for e in range(-1, 5) for m in (1, 2, 5))
 
     def __init__(
-        self, budget: float, score: Callable[[Callable[[np.ndarray], np.ndarray]], tuple]
+        self,
+        budget: float,
+        score: Callable[[Callable[[np.ndarray], np.ndarray]], tuple],
+        timer: Callable[[], float] = time.process_time,
     ):
-        self.budget, self.score = budget, score
+        self.budget, self.score, self.timer = budget, score, timer
         self.points: list[tuple[float, int, float, float]] = []
-        self._start, self._paused = time.process_time(), 0.0
+        self._start, self._paused = timer(), 0.0
         self._next = 0
 
     @property
     def seconds(self) -> float:
-        r"""CPU seconds spent training so far."""
-        return time.process_time() - self._start - self._paused
+        r"""Seconds spent training so far."""
+        return self.timer() - self._start - self._paused
 
     def due(self) -> bool:
         r"""Whether a checkpoint of the grid (or the budget) has been passed since the last."""
@@ -132,12 +154,12 @@ class CpuClock:
         r"""Scores ``transport`` now (its time not counted); raises :class:`OutOfBudget`
         once the budget is spent."""
         seconds = self.seconds
-        paused_at = time.process_time()
+        paused_at = self.timer()
         uvp, cos = self.score(transport)
         self.points.append((seconds, step, uvp, cos))
         while self._next < len(self.GRID) and self.GRID[self._next] <= seconds:
             self._next += 1
-        self._paused += time.process_time() - paused_at
+        self._paused += self.timer() - paused_at
         if seconds >= self.budget or not math.isfinite(uvp):
             raise OutOfBudget
 
@@ -187,7 +209,9 @@ def _cpu_seconds_as_wall_clock() -> Iterator[None]:
         time.perf_counter = wall
 
 
-def _otflows(data: dict, clock: CpuClock, steps: int, timed: bool, seed: int) -> dict[str, Any]:
+def _otflows(
+    data: dict, clock: Clock, steps: int, timed: bool, seed: int, device: str
+) -> dict[str, Any]:
     from otflows.maps import BrenierMap
 
     def callback(phase: str, step: int, otmap: BrenierMap) -> None:
@@ -198,10 +222,11 @@ def _otflows(data: dict, clock: CpuClock, steps: int, timed: bool, seed: int) ->
         {"max_iter": 10**6, "max_time": clock.budget - clock.seconds} if timed else {}
     )
     otmap = BrenierMap(
-        **({"max_iter": steps} | budget), random_state=seed, progress=False, device="cpu"
+        **({"max_iter": steps} | budget), random_state=seed, progress=False, device=device
     )
+    timing = _cpu_seconds_as_wall_clock() if device == "cpu" else contextlib.nullcontext()
     try:
-        with _cpu_seconds_as_wall_clock():
+        with timing:
             otmap.fit(Xs=data["Xs"], Xt=data["Xt"], callback=callback)
     except OutOfBudget:
         return {"stopped": "budget"}
@@ -211,20 +236,27 @@ def _otflows(data: dict, clock: CpuClock, steps: int, timed: bool, seed: int) ->
     return {"stopped": "budget" if otmap.log_["fit"]["out_of_time"] else "schedule"}
 
 
-def _entropic(data: dict, clock: CpuClock) -> dict[str, Any]:
+def _entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     r"""The entropic map (:class:`otflows.EntropicMap`, its ε rule) of the first
-    :data:`ENTROPIC_ROWS` samples per side: one checkpoint, once Sinkhorn has converged."""
+    :data:`ENTROPIC_ROWS` samples per side, on ``device``: one checkpoint, once Sinkhorn has
+    converged."""
+    import torch
+
     from otflows.maps import EntropicMap
 
-    entropic = EntropicMap().fit(Xs=data["Xs"][:ENTROPIC_ROWS], Xt=data["Xt"][:ENTROPIC_ROWS])
+    Xs, Xt = (torch.as_tensor(data[k][:ENTROPIC_ROWS]).to(device) for k in ("Xs", "Xt"))
+    entropic = EntropicMap().fit(Xs=Xs, Xt=Xt)
     try:
-        clock.checkpoint(entropic.n_iter_, entropic.transform)
+        clock.checkpoint(
+            entropic.n_iter_,
+            lambda X: entropic.transform(torch.as_tensor(X).to(device)).cpu().numpy(),
+        )
     except OutOfBudget:
         return {"stopped": "budget"}
     return {"stopped": "converged"}
 
 
-def _ott(method: str, data: dict, clock: CpuClock, batch_size: int, seed: int) -> dict:
+def _ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
     import jax
     import jax.numpy as jnp
     import optax
@@ -292,8 +324,8 @@ def _ott(method: str, data: dict, clock: CpuClock, batch_size: int, seed: int) -
 
 def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""One method's run on the pair at ``d``, in this (fresh, one-thread) process: its
-    checkpoints ``points`` (CPU seconds, step, L2-UVP, cos), how it stopped and the machine
-    (:func:`otflows.bench.common.machine`)."""
+    checkpoints ``points`` (CPU seconds, or GPU wall-clock seconds; step, L2-UVP, cos), how
+    it stopped and the machine (:func:`otflows.bench.common.machine`)."""
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import torch
 
@@ -305,12 +337,14 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
         family = "otflows" if method.startswith("otflows") else method.split("-")[0]
         for module in IMPORTS[family]:
             importlib.import_module(module)
-        clock = CpuClock(args.budget, _scorer(data))
+        timer = time.process_time if args.device == "cpu" else time.perf_counter
+        clock = Clock(args.budget, _scorer(data), timer)
         row["points"] = clock.points  # filled as the run goes, kept if it fails
         if method.startswith("otflows"):
-            row |= _otflows(data, clock, args.steps, method == "otflows-timed", args.seed)
+            timed = method == "otflows-timed"
+            row |= _otflows(data, clock, args.steps, timed, args.seed, args.device)
         elif method == "entropic":
-            row |= _entropic(data, clock)
+            row |= _entropic(data, clock, args.device)
         else:
             row |= _ott(method, data, clock, args.batch_size, args.seed)
     except Exception as error:  # reported in the table, never dropped
@@ -361,16 +395,16 @@ def rows(runs: list[dict], budget: float) -> list[dict]:
     return table
 
 
-def columns(budget: float) -> list[tuple[str, str]]:
-    r"""The table's columns for a run of ``budget`` CPU seconds."""
+def columns(budget: float, clock: str = "CPU s") -> list[tuple[str, str]]:
+    r"""The table's columns for a run of ``budget`` seconds of ``clock`` (:func:`unit`)."""
     return [
         ("d", "d"),
         ("method", "method"),
-        *((f"at_{s}", f"L2-UVP (%) at {s} CPU s") for s in REPORT_AT if s <= budget),
+        *((f"at_{s}", f"L2-UVP (%) at {s} {clock}") for s in REPORT_AT if s <= budget),
         ("final", "L2-UVP (%) at the end"),
         ("cos", "cos"),
         ("steps", "steps"),
-        ("cpu_s", "CPU s"),
+        ("cpu_s", clock),
         ("error", "error"),
     ]
 
@@ -378,12 +412,13 @@ def columns(budget: float) -> list[tuple[str, str]]:
 def rendered(payload: dict) -> str:
     r"""The table of the benchmark's JSON ``payload``, from its runs' checkpoints."""
     budget = float(payload["args"]["budget"])
-    return markdown_table(rows(payload["runs"], budget), columns(budget))
+    return markdown_table(rows(payload["runs"], budget), columns(budget, unit(payload)))
 
 
 def figure(payload: dict) -> Figure:
-    r"""L2-UVP against CPU seconds (log axes) of the JSON ``payload``'s runs, one panel per
-    ``d`` (four to a row), the published best as a dashed line."""
+    r"""L2-UVP against CPU seconds, or GPU wall-clock seconds (log axes), of the JSON
+    ``payload``'s runs, one panel per ``d`` (four to a row), the published best as a dashed
+    line."""
     runs = payload["runs"]
     dims = sorted({r["d"] for r in runs})
     columns = min(len(dims), 4)
@@ -396,7 +431,7 @@ def figure(payload: dict) -> Figure:
             ax.plot(seconds, uvp, marker=".", label=run["method"])
         if d in PUBLISHED_BEST:
             ax.axhline(PUBLISHED_BEST[d], color="k", ls="--", lw=1, label="published best")
-        ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="CPU seconds")
+        ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel=unit(payload))
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes[len(dims) :]:
         ax.set_axis_off()
@@ -407,12 +442,19 @@ def figure(payload: dict) -> Figure:
     return fig
 
 
-def _kept_runs(path: Path, tasks: list[tuple[int, str]], budget: float) -> list[dict]:
+def _kept_runs(
+    path: Path, tasks: list[tuple[int, str]], budget: float, args_device: str
+) -> list[dict]:
     r"""The runs of the JSON at ``path`` that ``tasks`` do not redo, each with its own
     provenance (the file's, where the run has none)."""
     if not path.is_file():
         return []
     payload = json.loads(path.read_text())
+    device = payload["args"].get("device", "cpu")
+    if device != args_device:
+        raise ValueError(
+            f"--update keeps the runs of {path}, run on {device}; this run is on {args_device}"
+        )
     if float(payload["args"]["budget"]) != budget:
         raise ValueError(
             f"--update keeps the runs of {path}, whose budget is {payload['args']['budget']} "
@@ -428,7 +470,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds per run")
+    parser.add_argument(
+        "--budget", type=float, default=300.0, help="CPU seconds (GPU: wall-clock) per run"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="'cpu' (CPU time, one thread per run), or 'cuda': every method on the GPU, "
+        "timed by the wall clock, one run at a time",
+    )
     parser.add_argument("--samples", type=int, default=20_000, help="training samples per side")
     parser.add_argument("--test-samples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=1024, help="the peers' minibatch")
@@ -448,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_out_option(parser, "peers.json", figure=True)
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
+    if args.device != "cpu":
+        args.jobs = 1  # runs sharing a GPU would share its time
     if args.quick:
         args.dims, args.budget, args.samples, args.test_samples = [2], 5.0, 2000, 512
         args.steps = 20
@@ -467,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return f"d = {run['d']} {run['method']}: {run.get('error') or score}"
 
     tasks = [(d, method) for d in args.dims for method in methods]
-    kept = _kept_runs(args.out, tasks, args.budget) if args.update else []
+    kept = _kept_runs(args.out, tasks, args.budget, args.device) if args.update else []
     runs = [run | provenance() for run in in_parallel(fit_one, tasks, args, args.jobs, describe)]
     runs = sorted(kept + runs, key=lambda r: (r["d"], METHODS.index(r["method"])))
     payload = {

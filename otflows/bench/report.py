@@ -11,8 +11,9 @@ A table on a page is a block
     <!-- end of tables -->
 
 that :func:`render` rewrites from the JSON at each ``PATH`` (relative to the page's folder) by
-the module ``NAME`` names (:data:`RENDERERS`: the benchmarks of :data:`otflows.bench.BENCHMARKS`
-and ``demo``). One JSON is rendered by the module's ``rendered(payload)``, or else as the
+the module ``NAME`` names (:data:`RENDERERS`: the benchmarks of :data:`otflows.bench.BENCHMARKS`,
+``demo``, and the studies that chose the defaults, :data:`STUDIES`, scripts of the repository's
+``benchmarks/`` folder). One JSON is rendered by the module's ``rendered(payload)``, or else as the
 JSON's ``rows`` under the module's ``COLUMNS``; several, one table of them side by side, by its
 ``rendered_together(payloads)``. A published number is what its JSON renders, never typed by
 hand. A figure lives beside its JSON (``PATH.png``), written by the command that writes the
@@ -29,13 +30,44 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from otflows.bench import BENCHMARKS
 from otflows.bench.common import markdown_table, save_figure
 
-__all__ = ["RENDERERS", "main", "pages", "redraw", "render", "rendered_page"]
+__all__ = ["RENDERERS", "STUDIES", "main", "pages", "redraw", "render", "rendered_page", "study"]
 
-RENDERERS = BENCHMARKS | {"demo": "otflows.demo"}  # a block's NAME → the module rendering it
+# The project's own studies: scripts in the repository's benchmarks/ folder, not installed.
+STUDIES = {
+    "defaults": "defaults_study",
+    "fit-defaults": "fit_defaults_study",
+    "import-time": "import_time",
+    "kl-race": "kl_race",
+}
+# a block's NAME → the module rendering it
+RENDERERS = BENCHMARKS | {"demo": "otflows.demo"} | STUDIES
+SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"  # in a checkout of the repository
+
+
+def study(name: str) -> ModuleType:
+    r"""The study ``name`` of :data:`STUDIES`, imported from the repository's ``benchmarks/``
+    folder (put on ``sys.path``, so that the processes it starts import it too).
+
+    Example:
+        >>> study("import-time").__name__
+        'import_time'
+    """
+    if not SCRIPTS.is_dir():
+        raise FileNotFoundError(f"the studies are scripts of the repository: no {SCRIPTS}")
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(STUDIES[name])
+
+
+def _renderer(name: str) -> ModuleType:
+    return study(name) if name in STUDIES else importlib.import_module(RENDERERS[name])
+
+
 BLOCK = re.compile(r"<!-- tables: (\S+) ([^>]+?) -->\n.*?<!-- end of tables -->", re.DOTALL)
 
 
@@ -52,7 +84,7 @@ def rendered_page(text: str, base: str | Path) -> str:
         name, paths = match[1], match[2].split()
         if name not in RENDERERS:
             raise ValueError(f"unknown renderer {name!r} in {match[0].splitlines()[0]}")
-        module = importlib.import_module(RENDERERS[name])
+        module = _renderer(name)
         payloads = [json.loads((Path(base) / path).read_text()) for path in paths]
         if len(payloads) > 1:
             tables = module.rendered_together(payloads)
@@ -82,7 +114,7 @@ def redraw(page: str | Path) -> list[Path]:
     page = Path(page)
     drawn = []
     for match in BLOCK.finditer(page.read_text()):
-        module = importlib.import_module(RENDERERS[match[1]])
+        module = _renderer(match[1])
         if not hasattr(module, "figure"):
             continue
         for path in match[2].split():

@@ -13,10 +13,11 @@ __all__ = ["InverseError", "InverseResult", "masked_iterations", "newton_solve"]
 # Step lengths t, t/2, t/4, t/8 tried in one evaluation of T once t = 1 has failed: the same
 # iterates as halving one length at a time, in a quarter of the (small, overhead-bound) calls.
 LADDER = 4
-# Full Newton steps taken on every row, decided on the device, before the rows still active are
-# solved as a smaller batch (see `masked_iterations`). Warm-started solves (the semi-dual's
-# conjugates) mostly converge within two.
-MASKED_ITER = 2
+# Damped Newton steps taken on every row, decided on the device, before the rows still active
+# are solved as a smaller batch (see `masked_iterations`): with the LADDER of step lengths, four
+# were enough for every conjugate of the semi-dual's steps on the W2 pair at d = 8 (`otflows
+# bench step-speed`: three host reads per step).
+MASKED_ITER = 4
 
 
 @dataclass
@@ -88,9 +89,10 @@ def newton_solve(
     Choosing the active rows, and a step length per row, reads values back to the host: on a
     GPU each read waits for the device, and each smaller batch launches its own small
     kernels. So the first ``masked_iter`` steps are taken on every row at once with no host
-    read: a row moves by the full step where that passes the Armijo test and it is not yet
-    converged, and stays put otherwise (a masked update). Convergence is then read once, and
-    the few rows still active go on as above.
+    read: :data:`LADDER` step lengths :math:`1, \frac12, \frac14, \frac18` are tried in one
+    evaluation of :math:`T`, and a row not yet converged moves by the longest that passes the
+    Armijo test, and stays put where none does (a masked update). Convergence is then read
+    once, and the few rows still active go on as above.
 
     Arguments:
         T: The map, ``[B, D] -> [B, D]``; ``T(x, *rows)`` given ``rows``.
@@ -104,7 +106,7 @@ def newton_solve(
         max_iter: The most Newton steps per row.
         max_halvings: The most step lengths tried per Newton step.
         armijo: The Armijo constant :math:`c \in (0, \frac12)`.
-        masked_iter: Full steps on every row before the first host read (``None``:
+        masked_iter: Masked steps on every row before the first host read (``None``:
             :func:`masked_iterations` of ``y``'s device).
 
     Returns:
@@ -126,13 +128,16 @@ def newton_solve(
         r = T(x, *rows) - y
         tolerance = rtol * (1.0 + y.norm(dim=-1))
         iterations = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+        ladder = 0.5 ** torch.arange(LADDER, dtype=y.dtype, device=y.device)  # [k]
+        rows_k = [row.repeat_interleave(LADDER, 0) for row in rows]
         for _ in range(masked_iter):
-            merit = r.square().sum(-1)
-            x_t = x - solve(x, r, *rows)
-            r_t = T(x_t, *rows) - y
-            move = (merit > tolerance.square()) & (
-                r_t.square().sum(-1) <= (1.0 - 2.0 * armijo) * merit
-            )
+            merit = r.square().sum(-1)  # [B]
+            x_t = x[:, None] - ladder[:, None] * solve(x, r, *rows)[:, None]  # [B, k, D]
+            r_t = T(x_t.flatten(0, 1), *rows_k).view_as(x_t) - y[:, None]
+            ok = r_t.square().sum(-1) <= (1.0 - 2.0 * armijo * ladder) * merit[:, None]
+            move = (merit > tolerance.square()) & ok.any(1)
+            longest = ok.int().argmax(1)[:, None, None].expand(-1, 1, x.shape[1])
+            x_t, r_t = x_t.gather(1, longest)[:, 0], r_t.gather(1, longest)[:, 0]
             x, r = torch.where(move[:, None], x_t, x), torch.where(move[:, None], r_t, r)
             iterations += move.long()
         residual = r.norm(dim=-1)

@@ -272,8 +272,8 @@ class SemiDual(Objective):
             491 / 512 / 795 ms, while after 100 steps at d = 64 L-BFGS took 156 ms against
             474. L-BFGS needs no Jacobian: the choice for networks without a factored one
             at large ``D``.
-        masked_iter: Newton's full steps on every conjugate before its first host read
-            (:func:`otflows.linalg.newton_solve`; ``None``: none on the CPU, two on a GPU).
+        masked_iter: Newton's masked steps on every conjugate before its first host read
+            (:func:`otflows.linalg.newton_solve`; ``None``: none on the CPU, four on a GPU).
 
     Attributes:
         x_star: The conjugates' warm starts :math:`x^*` of every target sample ``[M, D]``.
