@@ -9,7 +9,7 @@ import torch
 from otflows import BrenierMap, EntropicMap
 from otflows.bench.small_data import rendered
 from otflows.datasets import GaussianCoupling, two_moons
-from otflows.maps import estimator
+from otflows.maps import floor as floor_module
 from otflows.maps.entropic import sinkhorn_potentials
 from otflows.metrics import extrapolation_ratio, l2_uvp, w2_difference, wasserstein2_squared
 
@@ -65,7 +65,7 @@ def test_a_network_clearly_better_than_the_bures_map_is_kept(moons_fit):
     floor = otmap.log_["floor"]
     assert otmap.log_["kept"] == "network"
     assert floor["w2_network"] + 2 * floor["difference_se"] < floor["w2_bures"]
-    assert 0 < floor["extrapolation"] <= estimator.EXTRAPOLATION_LIMIT
+    assert 0 < floor["extrapolation"] <= floor_module.EXTRAPOLATION_LIMIT
 
 
 def test_a_kept_network_maps_rows_outside_the_training_rows_as_it_maps_rows_near_them(moons_fit):
@@ -88,7 +88,7 @@ def test_a_network_that_grows_off_the_rows_ends_at_the_bures_map(moons_fit, monk
     """The same fit, held to a limit on growth off the rows that its network exceeds, ends at
     the Bures map however much better it maps the held-out rows."""
     Xs, Xt, _ = moons_fit
-    monkeypatch.setattr(estimator, "EXTRAPOLATION_LIMIT", 0.5)
+    monkeypatch.setattr(floor_module, "EXTRAPOLATION_LIMIT", 0.5)
     otmap = BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
     floor = otmap.log_["floor"]
     assert otmap.log_["kept"] == "bures" and floor["extrapolation"] > 0.5

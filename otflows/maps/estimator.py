@@ -8,7 +8,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast, overload
 
@@ -18,33 +17,19 @@ from ot.da import BaseTransport
 from torch import Tensor
 
 from otflows import distributed
-from otflows.affine import bures_map, set_affine, start_affine
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
-from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.objectives import Objective, build_objective
-from otflows.metrics import extrapolation_ratio, w2_difference, wasserstein2_squared
+from otflows.maps.phases import MapFit, PhaseOptions
+from otflows.maps.problem import CHUNK, MapProblem, build_problem, chunked
 from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
-from otflows.trainer import Checkpoint, Validation, WithReplacement, load_checkpoint, train
+from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_device, as_samples, hold_out, hold_out_with_context, with_context
+from otflows.validation import as_device, as_samples, with_context
 
 __all__ = ["BrenierMap"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-CHUNK = 8192  # samples per forward pass of transform / inverse_transform
-VALIDATION_ROWS = 1024  # at most this many held-out samples per side
 SCORES = ("w2", "objective")
-# standard errors by which the network must beat the Bures map on the held-out rows: more than
-# a paired test's two, since validation chose the network's weights on those same rows
-FLOOR_SIGNIFICANCE = 3.0
-# Off the rows: probes are the held-out source rows moved this much further from the training
-# rows' mean (a little outside them); the network is kept only if, at the 90th percentile of
-# the probes, it maps them at most EXTRAPOLATION_LIMIT times as far from the Bures map as it
-# maps their ten nearest training rows (`otflows.metrics.extrapolation_ratio`). The networks
-# kept on the W2 pair at d = 8 and on N(0, I) → two moons (2000 rows per side) score 1.0–1.2.
-PROBE_STRETCH = 1.25
-EXTRAPOLATION_LIMIT = 2.0
-NEIGHBOUR_ROWS = 8192  # training rows among which the probes' neighbours are sought
 
 
 def _seed(random_state: Any) -> int | None:
@@ -344,6 +329,51 @@ class BrenierMap(BaseTransport):
             >>> otmap.fit(Xs=Xs, Xt=Xt, ct=c).transform(Xs[:4], cs=np.full((4, 1), 1.5)).shape
             (4, 2)
         """
+        objective = self._check_fit(Xs, ys, Xt, cs, ct)
+        dtype, device = self._spec(Xs)
+        seed = distributed.broadcast_seed(_seed(self.random_state))
+        problem = build_problem(
+            cast(Any, Xs),
+            cast(Any, Xt),
+            **{"cs": cs, "ct": ct, "Xs_val": Xs_val, "Xt_val": Xt_val},
+            **{"cs_val": cs_val, "ct_val": ct_val},
+            dtype=dtype,
+            device=device,
+            seed=seed,
+            validation_fraction=self.validation_fraction,
+        )
+        T = self._new_transform(problem.Xs.shape[1], problem.context_features, seed)
+        T.to(dtype=dtype, device=device)
+        signature = self._signature(problem)
+        saved = None
+        if checkpoint is not None and resume:
+            saved = load_checkpoint(checkpoint, signature, device)
+        start = time.perf_counter()
+        self.n_features_in_ = problem.Xs.shape[1]
+        self.context_features_ = problem.context_features
+        self.conditions_ = None if problem.conditions is None else problem.conditions.table
+        self.transform_ = T
+        self.log_: dict[str, Any] = {"objective": objective.config, "refine": []}
+        if saved is not None:
+            self.log_ = json.loads(saved["extra"]["log"])
+        run = MapFit(
+            T,
+            problem,
+            objective,
+            self._phase_options(),
+            checkpoint=checkpoint,
+            signature=signature,
+            saved_phase=-1 if saved is None else saved["extra"]["phase"],
+            log=self.log_,
+            callback=None if callback is None else lambda name, step: callback(name, step, self),
+        )
+        self._run_phases(run, saved)
+        self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
+        return self
+
+    def _check_fit(self, Xs: Any, ys: Any, Xt: Any, cs: Any, ct: Any) -> Objective:
+        r"""The settings and the arguments that :meth:`fit` checks before the data; the
+        objective, built."""
         conditional = ct is not None
         if cs is not None and not conditional:
             raise ValueError(
@@ -358,327 +388,44 @@ class BrenierMap(BaseTransport):
             )
         if Xs is None or Xt is None:
             raise ValueError("fit needs Xs (source samples [N, D]) and Xt (target samples)")
-        dtype, device = self._spec(Xs)
-        Xs = as_samples(Xs, "Xs", dtype=dtype, device=device)
-        Xt = as_samples(Xt, "Xt", features=Xs.shape[1], dtype=dtype, device=device)
-        for name, X in (("Xs", Xs), ("Xt", Xt)):
-            if len(X) <= X.shape[1]:
-                raise ValueError(
-                    f"{name} has {len(X)} rows for {X.shape[1]} features: a map needs more "
-                    "rows than features on each side (its Bures start estimates a [D, D] "
-                    "covariance); reduce the features first (e.g. PCA) or give more rows"
-                )
-        spec: dict[str, Any] = {"features": Xs.shape[1], "dtype": dtype, "device": device}
-        C = None
-        if ct is not None:
-            Xt, ct = with_context(Xt, ct, "Xt", "ct", **spec)
-            C = ct.shape[1]
-            if cs is not None:
-                Xs, cs = with_context(Xs, cs, "Xs", "cs", context_features=C, **spec)
-        else:
-            cs = None
         objective = build_objective(self.objective)
         if conditional and not objective.conditional:
             raise ValueError(
                 f"objective {objective.name!r} does not fit conditional maps; use 'semidual'"
             )
-        seed = distributed.broadcast_seed(_seed(self.random_state))
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            T = BrenierTransform(self._build_net(Xs.shape[1], C), gamma=self.gamma)
-        T.to(dtype=dtype, device=device)
-        if (Xs_val is None) != (Xt_val is None):
-            raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
-        Xs, Xs_val, cs, cs_val = self._held_out(Xs, cs, Xs_val, cs_val, "Xs", generator, spec)
-        Xt, Xt_val, ct, ct_val = self._held_out(Xt, ct, Xt_val, ct_val, "Xt", generator, spec)
-        conditions = None
-        if ct is not None:
-            conditions = Conditions(ct, cs)
-            if Xs_val is not None and ct_val is not None and cs_val is None:  # shared source
-                cs_val = ct_val[torch.arange(len(Xs_val), device=device) % len(ct_val)]
-        signature = self._signature(Xs, Xt, Xs_val, conditions)
-        saved: dict[str, Any] | None = None
-        if checkpoint is not None and resume:
-            saved = load_checkpoint(checkpoint, signature, device)
-        saved_phase = -1 if saved is None else saved["extra"]["phase"]
+        return objective
 
-        start = time.perf_counter()
-        self.n_features_in_ = Xs.shape[1]
-        self.context_features_ = C
-        self.conditions_ = None if conditions is None else conditions.table
-        self.transform_ = T
-        self.log_: dict[str, Any] = {"objective": objective.config, "refine": []}
-        if saved is not None:
-            self.log_ = json.loads(saved["extra"]["log"])
-        T.train()
-        T.initialize(Xs, ct)
-        self.bures_matrix_, self.bures_offset_ = bures_map(Xs, Xt)
-        set_affine(T, self.bures_matrix_, self.bures_offset_)
-        scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
-        batch_sizes = (self.batch_size, self.target_batch_size or self.batch_size)
-        sampler = WithReplacement((len(Xs), len(Xt)), batch_sizes, generator)
-        bures = (self.bures_matrix_, self.bures_offset_)
-        if conditions is not None:
-            sampler = ByCondition(conditions, len(Xs), batch_sizes, generator)
-            bures = conditions.bures_maps(Xs, Xt, bures)  # [G, D, D], [G, D]
-
-        def bures_target(x: Tensor, k: Tensor | None) -> Tensor:
-            if conditions is None or k is None:
-                return x @ bures[0] + bures[1]
-            g = conditions.target[k]
-            return torch.einsum("bd,bde->be", x, bures[0][g]) + bures[1][g]
-
-        interval = self.validation_interval or max(1, self.max_iter // 20)
-        validation = None
-        if Xs_val is not None and Xt_val is not None:
-            val_objective = copy.deepcopy(objective)
-            held_out = (Xs_val, Xt_val, cs_val, ct_val)
-            validation = Validation(
-                lambda: self._validate(val_objective, *held_out),
-                self.validation_score,
-                interval,
-                self.patience,
-            )
-
-        def source_rows(
-            i: Tensor, k: Tensor | None
-        ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-            r"""This process's shard of the source batch: its rows, their conditions (those
-            of the target rows ``k``) and ``k``."""
-            x = Xs[distributed.shard(i).to(device)]
-            if k is None or ct is None:
-                return x, None, None
-            k = distributed.shard(k).to(device)
-            return x, ct[k], k
-
-        def regression(target: Callable[[Tensor, Tensor | None], Tensor]) -> Callable[..., Tensor]:
-            def loss(i: Tensor, j: Tensor, k: Tensor | None = None) -> Tensor:
-                x, c, k = source_rows(i, k)
-                return (T.transport(x, c) - target(x, k)).square().sum(-1).mean() / scale
-
-            return loss
-
-        def objective_loss(i: Tensor, j: Tensor, k: Tensor | None = None) -> Tensor:
-            # each process: its shard of the source batch, and of the target batch too when
-            # the loss is a mean over samples (else the objective gathers the whole batch)
-            x, c, _ = source_rows(i, k)
-            j = j.to(device)
-            if objective.separable:
-                j = distributed.shard(j)
-            if ct is None:
-                return objective.loss(T, x, Xt[j], j)
-            return objective.loss(T, x, Xt[j], j, c, ct[j])
-
-        def phase(index: int, name: str, loss: Callable[..., Tensor], **options: Any) -> dict:
-            stateful = options.pop("stateful", {})
-            extra = options.pop("extra", dict)
-            history = train(
-                T,
-                loss,
-                sampler,
-                options.pop("steps", self.max_iter),
-                lr=self.lr,
-                clip_grad=self.clip_grad,
-                checkpoint=None
-                if checkpoint is None
-                else Checkpoint(
-                    checkpoint,
-                    interval,
-                    signature,
-                    stateful,
-                    lambda: {"phase": index, "log": json.dumps(self.log_)} | extra(),
-                    resume=index == saved_phase,
-                ),
-                callback=None if callback is None else lambda step: callback(name, step, self),
-                callback_every=interval,
-                progress=self.progress,
-                description=name,
-                **options,
-            )
-            return asdict(history)
-
-        # a resumed fit skips the phases before the checkpoint's (their logs are restored)
-        if self.init_iter and saved_phase <= 0:
-            self.log_["init"] = phase(
-                0, "Bures start", regression(bures_target), steps=self.init_iter, schedule="cosine"
-            )
-        objective.setup(T, Xs, Xt, ct)
-        stateful = {}  # the validation's conjugates are warm-started too
-        if validation is not None:
-            val_objective.setup(T, held_out[0], held_out[1], held_out[3])
-            stateful["val_objective"] = val_objective
-        if saved_phase <= 1:
-            self.log_["fit"] = phase(
-                1,
-                "fit",
-                objective_loss,
-                schedule="warmup_cosine",
-                max_time=self._time_left(),
-                validation=validation,
-                stateful={"objective": objective} | stateful,
-            )
+    def _run_phases(self, run: MapFit, saved: dict[str, Any] | None) -> None:
+        r"""The fit's phases in order (a resumed fit skips those before its checkpoint's,
+        whose logs it restored), then the Bures floor; the fitted attributes they set."""
+        self.bures_matrix_, self.bures_offset_ = run.bures
+        if self.init_iter and run.saved_phase <= 0:
+            self.log_["init"] = run.bures_start(self.init_iter)
+        run.setup_objective()
+        if run.saved_phase <= 1:
+            self.log_["fit"] = run.train_objective(self._time_left())
         for r in range(self.refine_rounds):
-            index = 2 + r
-            if index < saved_phase:
-                continue
-            if saved is not None and index == saved_phase:
-                before, S = (self._transform_from(saved["extra"][k]) for k in ("before", "S"))
-            else:
-                before, S, inner_log = self._residual_map(Xs, Xt, Xs_val, Xt_val, generator)
-                self.log_["refine"].append({"inner": inner_log})
-
-            @torch.no_grad()
-            def composed(x: Tensor, k: Tensor | None, before=before, S=S) -> Tensor:
-                return S.transport(before.transport(x))
-
-            self.log_["refine"][r]["regression"] = phase(
-                index,
-                f"refine {r + 1}",
-                regression(composed),
-                schedule="warmup_cosine",
-                validation=validation,
-                stateful=stateful,
-                extra=lambda before=before, S=S: {
-                    "before": before.state_dict(),
-                    "S": S.state_dict(),
-                },
-            )
-        T.eval()
-        if validation is not None and conditions is None:
-            self.log_["floor"] = self._floor(Xs, Xt, held_out[0], held_out[1], seed)
+            if 2 + r >= run.saved_phase:
+                self._refine(run, r, saved)
+        self.transform_.eval()
+        if run.problem.held_out is not None and run.problem.conditions is None:
+            self.log_["floor"] = run.floor()
+            self.bures_matrix_, self.bures_offset_ = run.bures
         self.log_["kept"] = self.log_.get("floor", {}).get("kept", "network")
-        self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
-        return self
 
-    @torch.no_grad()
-    def _floor(
-        self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor, Xt_val: Tensor, seed: int
-    ) -> dict[str, Any]:
-        r"""The Bures map as the last candidate beside the fitted network. The network is kept
-        only where it is both
-
-        - better: it maps the held-out source rows ``Xs_val`` significantly nearer the held-out
-          target rows ``Xt_val`` in exact :math:`W_2^2` than the Bures map of the training rows
-          does, by more than :data:`FLOOR_SIGNIFICANCE` bootstrap standard errors of the
-          paired difference (:func:`otflows.metrics.w2_difference`);
-        - sane off the rows: probes a little outside them (the held-out source rows moved
-          :data:`PROBE_STRETCH` times as far from the training rows' mean) are mapped about as
-          far from the Bures map as their nearest training rows are (the 90th percentile of
-          :func:`otflows.metrics.extrapolation_ratio` at most :data:`EXTRAPOLATION_LIMIT`).
-
-        Otherwise the fit ends at the Bures map of all the rows, training and held-out (then
-        ``bures_matrix_`` and ``bures_offset_``), the simpler answer it starts from, set
-        exactly: the network's other terms are zeroed (:func:`otflows.affine.start_affine`
-        with ``shrink=0``), so it holds far off the data too. Returns what was kept, both
-        scores, the difference's error and the probes' extrapolation ratio."""
-        T, A, b = self.transform_, self.bures_matrix_, self.bures_offset_
-        network = _chunked(T.transport, Xs_val)
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        rows = Xs[torch.randperm(len(Xs), generator=generator)[:NEIGHBOUR_ROWS].to(Xs.device)]
-        mean = Xs.mean(0)
-        probes = mean + PROBE_STRETCH * (Xs_val - mean)
-        ratio = extrapolation_ratio(
-            rows,
-            _chunked(T.transport, rows) - (rows @ A + b),
-            probes,
-            _chunked(T.transport, probes) - (probes @ A + b),
-            neighbours=min(10, len(rows)),
-        )
-        extrapolation = float(np.quantile(ratio, 0.9))
-        trained = copy.deepcopy(T.state_dict())
-        start_affine(T, A, b, Xs, shrink=0.0)
-        bures = _chunked(T.transport, Xs_val)
-        delta, se = w2_difference(network, bures, Xt_val, seed=seed)
-        better = delta + FLOOR_SIGNIFICANCE * se < 0
-        kept = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else "bures"
-        if kept == "network":
-            T.load_state_dict(trained)
+    def _refine(self, run: MapFit, r: int, saved: dict[str, Any] | None) -> None:
+        r"""Refinement round ``r``: its maps (a resumed round's from the checkpoint, else fitted
+        and their inner fit's log added to ``log_`` before the round runs, so that its
+        checkpoints hold it), then the regression, logged."""
+        if saved is not None and 2 + r == run.saved_phase:
+            before, S = (self._transform_from(saved["extra"][k]) for k in ("before", "S"))
         else:
-            self.bures_matrix_, self.bures_offset_ = bures_map(
-                torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
-            )
-            start_affine(T, self.bures_matrix_, self.bures_offset_, Xs, shrink=0.0)
-        w2_bures = wasserstein2_squared(bures, Xt_val)
-        return {
-            "kept": kept,
-            "w2_network": w2_bures + delta,
-            "w2_bures": w2_bures,
-            "difference_se": se,
-            "extrapolation": extrapolation,
-        }
-
-    def _validate(
-        self,
-        objective: Objective,
-        Xs_val: Tensor,
-        Xt_val: Tensor,
-        cs_val: Tensor | None = None,
-        ct_val: Tensor | None = None,
-    ) -> dict:
-        r"""The validation metrics of the map as it is: ``w2``, the exact :math:`W_2^2`
-        between the held-out :math:`T_\#\mu` and :math:`\nu` samples; ``objective``, the
-        objective's value on them, as its per-sample terms. Conditional: both averaged over
-        the conditions with their target rows' weights (:meth:`Conditions.balance`), the
-        :math:`W_2^2` condition by condition."""
-        T = self.transform_
-        pushed = _chunked(T.transport, Xs_val, cs_val)
-        index = torch.arange(len(Xt_val), device=Xt_val.device)
-        terms = objective.terms(T, Xs_val, Xt_val, index, cs_val, ct_val)
-        if ct_val is None:
-            return {"w2": wasserstein2_squared(pushed, Xt_val), "objective": terms}
-        groups = Conditions(ct_val, cs_val, strict=False)
-        p, w_s, w_t = groups.balance()
-        assert groups.source is not None
-        w2 = sum(
-            float(p[g])
-            * wasserstein2_squared(pushed[groups.source == g], Xt_val[groups.target == g])
-            for g in range(len(groups))
-            if p[g] > 0
-        )
-        source, target = terms
-        return {"w2": w2, "objective": (source * w_s.to(source), target * w_t.to(target))}
-
-    def _held_out(
-        self,
-        X: Tensor,
-        c: Tensor | None,
-        X_val: Tensor | np.ndarray | None,
-        c_val: Tensor | np.ndarray | None,
-        name: str,
-        generator: torch.Generator,
-        spec: dict[str, Any],
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        r"""One side's ``(X, X_val, c, c_val)``: the held-out samples given (with their
-        conditions ``c_val`` where ``c`` is given), or a random ``validation_fraction`` of
-        the rows, with their conditions (at most :data:`VALIDATION_ROWS` rows), or none."""
-        cname = "cs" if name == "Xs" else "ct"
-        if X_val is not None:
-            if c is None:
-                if c_val is not None:
-                    raise ValueError(f"{cname}_val is given without {cname}")
-                return X, as_samples(X_val, f"{name}_val", **spec), None, None
-            if c_val is None:
-                raise ValueError(f"{cname}_val must be given with {name}_val (their conditions)")
-            X_val, c_val = with_context(
-                X_val, c_val, f"{name}_val", f"{cname}_val", context_features=c.shape[1], **spec
-            )
-            return X, X_val, c, c_val
-        if self.validation_fraction == 0:
-            return X, None, c, None
-        options: dict[str, Any] = {"max_rows": VALIDATION_ROWS, "advice": ", Xs_val and Xt_val,"}
-        if c is None:
-            X, X_val = hold_out(X, name, self.validation_fraction, generator, **options)
-            return X, X_val, None, None
-        return hold_out_with_context(X, c, name, self.validation_fraction, generator, **options)
+            before, S, inner_log = self._residual_map(run.problem)
+            self.log_["refine"].append({"inner": inner_log})
+        self.log_["refine"][r]["regression"] = run.refine(r, before, S)
 
     def _residual_map(
-        self,
-        Xs: Tensor,
-        Xt: Tensor,
-        Xs_val: Tensor | None,
-        Xt_val: Tensor | None,
-        generator: torch.Generator,
+        self, problem: MapProblem
     ) -> tuple[BrenierTransform, BrenierTransform, dict]:
         r"""One refinement round's maps: :math:`T` as it is now (a frozen copy) and the optimal
         map :math:`S` from :math:`T_\#\mu` (the pushed ``Xs``) to ``Xt``, fitted with this
@@ -689,9 +436,9 @@ class BrenierMap(BaseTransport):
 
         @torch.no_grad()
         def push(X: Tensor | None) -> Tensor | None:
-            return None if X is None else _chunked(before.transport, X)
+            return None if X is None else chunked(before.transport, X)
 
-        seed = int(torch.randint(2**62, (), generator=generator))
+        seed = int(torch.randint(2**62, (), generator=problem.generator))
         settings: dict[str, Any] = {
             "max_iter": self.refine_iter,
             "max_time": None,
@@ -700,7 +447,9 @@ class BrenierMap(BaseTransport):
         }
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
-        inner.fit(push(Xs), Xt=Xt, Xs_val=push(Xs_val), Xt_val=Xt_val)
+        inner.fit(
+            push(problem.Xs), Xt=problem.Xt, Xs_val=push(problem.Xs_val), Xt_val=problem.Xt_val
+        )
         return before, inner.transform_.requires_grad_(False), inner.log_
 
     def _time_left(self) -> float | None:
@@ -720,17 +469,25 @@ class BrenierMap(BaseTransport):
         T.to(dtype=parameter.dtype, device=parameter.device).load_state_dict(state)
         return T.eval().requires_grad_(False)
 
-    def _signature(
-        self, Xs: Tensor, Xt: Tensor, Xs_val: Tensor | None, conditions: Conditions | None
-    ) -> dict[str, Any]:
+    def _signature(self, problem: MapProblem) -> dict[str, Any]:
         r"""What a checkpoint's fit must share with this one: the settings and the data's
         sizes."""
         config = self._config()
         config.pop("progress")
-        shapes: dict[str, Any] = {"Xs": list(Xs.shape), "Xt": list(Xt.shape)}
-        shapes["validation rows"] = None if Xs_val is None else len(Xs_val)
-        shapes["conditions"] = None if conditions is None else list(conditions.table.shape)
-        return {"kind": "BrenierMap.fit", **config, **shapes}
+        return {"kind": "BrenierMap.fit", **config, **problem.shapes()}
+
+    def _phase_options(self) -> PhaseOptions:
+        r"""The options every phase of the fit shares."""
+        return PhaseOptions(
+            steps=self.max_iter,
+            lr=self.lr,
+            clip_grad=self.clip_grad,
+            interval=self.validation_interval or max(1, self.max_iter // 20),
+            batch_sizes=(self.batch_size, self.target_batch_size or self.batch_size),
+            validation_score=self.validation_score,
+            patience=self.patience,
+            progress=self.progress,
+        )
 
     def _check_params(self, conditional: bool = False) -> None:
         counts = {"max_iter": self.max_iter, "batch_size": self.batch_size}
@@ -780,6 +537,13 @@ class BrenierMap(BaseTransport):
                     f"{name} ({counts[name]}) must be a multiple of the number of "
                     f"processes ({size})"
                 )
+
+    def _new_transform(self, features: int, context_features: int | None, seed: int):
+        r"""A fresh :class:`BrenierTransform` of this estimator's network, initialised from
+        ``seed`` (the global generator is left as it was)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return BrenierTransform(self._build_net(features, context_features), gamma=self.gamma)
 
     def _build_net(self, features: int, context_features: int | None = None):
         kwargs = dict(self.net_kwargs or {})
@@ -951,7 +715,7 @@ class BrenierMap(BaseTransport):
                 X, c, name, cname, context_features=C, features=self.n_features_in_, **spec
             )
         with torch.no_grad():
-            Y = _chunked(f, Z, c, batch_size)
+            Y = chunked(f, Z, c, batch_size)
         if isinstance(X, Tensor):
             return Y
         out = Y.cpu().numpy()
@@ -1014,15 +778,3 @@ class BrenierMap(BaseTransport):
         )
         estimator.log_ = json.loads(payload["log"])
         return estimator
-
-
-def _chunked(
-    f: Callable[[Tensor, Tensor | None], Tensor],
-    X: Tensor,
-    c: Tensor | None = None,
-    rows: int = CHUNK,
-) -> Tensor:
-    r"""``f(X, c)`` ``[N, D]``, ``rows`` rows (and their conditions ``c [N, C]``) at a time."""
-    chunks = X.split(rows)
-    contexts = [None] * len(chunks) if c is None else c.split(rows)
-    return torch.cat([f(x, ci) for x, ci in zip(chunks, contexts, strict=True)])
