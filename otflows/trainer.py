@@ -27,7 +27,9 @@ from otflows.optim import adam, descend
 
 __all__ = [
     "Checkpoint",
+    "Report",
     "Sampler",
+    "Schedule",
     "Shuffled",
     "TrainingHistory",
     "Validation",
@@ -212,6 +214,57 @@ class Checkpoint:
     resume: bool = False
 
 
+@dataclass(frozen=True)
+class Schedule:
+    r"""How a training loop descends: Adam's steps, learning rate and its schedule.
+
+    Attributes:
+        steps: The number of steps (the schedule's length).
+        lr: Adam's peak learning rate.
+        kind: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.optim.adam`).
+        clip_grad: The gradient-norm clip (``None``: none).
+        weight_decay: Adam's weight decay.
+        max_time: A budget of wall-clock seconds for the loop (``None``: none); the schedule
+            follows whichever share is further along, of the steps or of the time, and the
+            model is also validated, called back and saved each time another twentieth of
+            the budget has passed (not only every so many steps).
+    """
+
+    steps: int
+    lr: float
+    kind: str | None = "cosine"
+    clip_grad: float | None = None
+    weight_decay: float = 0.0
+    max_time: float | None = None
+
+    def __post_init__(self) -> None:
+        steps = self.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"the number of steps must be a positive integer; got {steps!r}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(
+                f"max_time must be a positive number of seconds; got {self.max_time!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Report:
+    r"""What a training loop shows and calls back.
+
+    Attributes:
+        callback: Called as ``callback(step)`` every ``every`` steps and at the end; its time
+            is not counted in the history's ``seconds``.
+        every: Steps between callbacks (default the validation's, else 100).
+        progress: Whether to show a tqdm progress bar.
+        description: The progress bar's label.
+    """
+
+    callback: Callable[[int], None] | None = None
+    every: int | None = None
+    progress: bool = True
+    description: str = "training"
+
+
 def not_worse(terms: tuple[Tensor, ...], best: tuple[Tensor, ...]) -> bool:
     r"""Whether a score given by per-sample ``terms`` is not significantly worse than the
     ``best`` one on the same samples: the mean of the paired differences,
@@ -260,23 +313,16 @@ def train(
     model: nn.Module,
     loss: Callable[..., Tensor],
     sampler: Sampler,
-    steps: int,
+    schedule: Schedule,
     *,
-    lr: float,
-    schedule: str | None = "cosine",
-    clip_grad: float | None = None,
-    weight_decay: float = 0.0,
-    max_time: float | None = None,
     validation: Validation | None = None,
     checkpoint: Checkpoint | None = None,
-    callback: Callable[[int], None] | None = None,
-    callback_every: int | None = None,
-    progress: bool = True,
-    description: str = "training",
+    report: Report | None = None,
 ) -> TrainingHistory:
-    r"""Minimises ``loss(*sampler.draw())`` over ``model``'s parameters for ``steps`` steps of
-    Adam (:func:`otflows.optim.adam`'s schedule over ``steps``; :func:`otflows.optim.descend`),
-    or for ``max_time`` seconds if they run out first (the schedule then anneals over the time).
+    r"""Minimises ``loss(*sampler.draw())`` over ``model``'s parameters for ``schedule.steps``
+    steps of Adam (:func:`otflows.optim.adam`'s schedule over them;
+    :func:`otflows.optim.descend`), or for ``schedule.max_time`` seconds if they run out first
+    (the schedule then anneals over the time).
 
     With ``validation``, the model is scored before the first step, every
     ``validation.every`` steps and after the last; the weights it keeps (the best-scoring
@@ -291,22 +337,11 @@ def train(
         loss: The minibatch loss, a function of the indices that ``sampler`` draws.
         sampler: The minibatch indices of each step (:class:`Shuffled`,
             :class:`WithReplacement`).
-        steps: The number of steps (the schedule's length).
-        lr: Adam's peak learning rate.
-        schedule: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.optim.adam`).
-        clip_grad: The gradient-norm clip (``None``: none).
-        weight_decay: Adam's weight decay.
-        max_time: A budget of wall-clock seconds for the loop (``None``: none); the schedule
-            follows whichever share is further along, of the steps or of the time, and the
-            model is also validated, called back and saved each time another twentieth of
-            the budget has passed (not only every so many steps).
+        schedule: The steps, learning rate and time budget (:class:`Schedule`).
         validation: How to validate (:class:`Validation`); ``None``: never.
         checkpoint: Where to save and whence to resume (:class:`Checkpoint`).
-        callback: Called as ``callback(step)`` every ``callback_every`` steps and at the end;
-            its time is not counted in ``history.seconds``.
-        callback_every: Steps between callbacks (default ``validation.every``, else 100).
-        progress: Whether to show a tqdm progress bar.
-        description: The progress bar's label.
+        report: The progress bar and the callback (:class:`Report`; ``None``: a bar, no
+            callback).
 
     Returns:
         The :class:`TrainingHistory` (also of the steps before a resume).
@@ -316,14 +351,12 @@ def train(
         >>> model = nn.ParameterList([w])
         >>> X = torch.linspace(0, 2, 10)
         >>> history = train(model, lambda i: (X[i] - w).square().mean(), Shuffled(10, 5, 0),
-        ...                 200, lr=0.1, progress=False)
+        ...                 Schedule(200, lr=0.1), report=Report(progress=False))
         >>> round(w.item(), 2)
         1.0
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"the number of steps must be a positive integer; got {steps!r}")
-    if max_time is not None and not max_time > 0:
-        raise ValueError(f"max_time must be a positive number of seconds; got {max_time!r}")
+    report = report or Report()
+    steps, max_time, callback = schedule.steps, schedule.max_time, report.callback
     parameter = next(model.parameters())
     history, best_state, best_terms, step = TrainingHistory(), None, None, 0
     spent, budget = 0.0, math.inf if max_time is None else max_time  # as rank 0 measures
@@ -333,10 +366,10 @@ def train(
 
     optimizer, scheduler = adam(
         model.parameters(),
-        lr,
+        schedule.lr,
         steps,
-        schedule,
-        weight_decay,
+        schedule.kind,
+        schedule.weight_decay,
         None if max_time is None else elapsed,
     )
     if checkpoint is not None and checkpoint.resume:
@@ -404,7 +437,7 @@ def train(
         return since >= validation.patience
 
     shard_loss = distributed.parallel(model, loss)
-    every = callback_every or (validation.every if validation is not None else 100)
+    every = report.every or (validation.every if validation is not None else 100)
     spent = history.seconds
     twentieths = math.floor(20 * elapsed())  # of the time budget passed (0 without one)
     start = time.perf_counter() - history.seconds
@@ -414,13 +447,15 @@ def train(
     bar = tqdm(
         total=steps,
         initial=step,
-        disable=not progress or not distributed.is_main(),
-        desc=description,
+        disable=not report.progress or not distributed.is_main(),
+        desc=report.description,
         unit="step",
     )
     while step < steps and not history.stopped_early and not history.out_of_time:
         history.lr.append(optimizer.param_groups[0]["lr"])
-        value = descend(shard_loss(*sampler.draw()), optimizer, scheduler, clip_grad, step)
+        value = descend(
+            shard_loss(*sampler.draw()), optimizer, scheduler, schedule.clip_grad, step
+        )
         history.loss.append(value)
         step += 1
         bar.update()

@@ -16,7 +16,15 @@ from torch import Tensor, cat
 from otflows import distributed
 from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, nll
-from otflows.trainer import Checkpoint, Shuffled, TrainingHistory, Validation, train
+from otflows.trainer import (
+    Checkpoint,
+    Report,
+    Schedule,
+    Shuffled,
+    TrainingHistory,
+    Validation,
+    train,
+)
 from otflows.validation import (
     MappedSamples,
     as_samples,
@@ -238,12 +246,7 @@ def fit_flow(
         flow,
         loss,
         sampler,
-        total,
-        lr=lr,
-        schedule=schedule,
-        clip_grad=clip_grad,
-        weight_decay=weight_decay,
-        max_time=max_time,
+        Schedule(total, lr, schedule, clip_grad, weight_decay, max_time),
         validation=None if X_val is None else Validation(metrics, "nll", eval_every, patience),
         checkpoint=None
         if checkpoint is None
@@ -254,10 +257,12 @@ def fit_flow(
             stateful={} if initial is None else {"initial weights": initial},
             resume=resume,
         ),
-        callback=None if callback is None else lambda step: callback(step, flow),
-        callback_every=eval_every,
-        progress=progress,
-        description="fit_flow",
+        report=Report(
+            None if callback is None else lambda step: callback(step, flow),
+            eval_every,
+            progress,
+            "fit_flow",
+        ),
     )
     history = FlowHistory(**vars(history))
     if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows

@@ -58,7 +58,7 @@ def test_best_validation_weights_are_restored():
 def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
     """With per-sample terms, validation keeps the latest weights whose score is not
     significantly worse than the best (paired over samples), else the best ones."""
-    from otflows.trainer import Validation, WithReplacement, train
+    from otflows.trainer import Report, Schedule, Validation, WithReplacement, train
 
     w = torch.nn.Parameter(torch.zeros(1))
     model = torch.nn.ParameterList([w])
@@ -78,10 +78,9 @@ def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
         model,
         lambda i: (w - 1.0).square().sum(),
         WithReplacement((10,), (2,), torch.Generator()),
-        4,
-        lr=0.1,
+        Schedule(4, lr=0.1),
         validation=Validation(metrics, "score", every=1),
-        progress=False,
+        report=Report(progress=False),
     )
     assert history.best_step == kept
     assert history.val_metrics["score"] == pytest.approx(history.val_metrics["value"])

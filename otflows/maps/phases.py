@@ -21,7 +21,7 @@ from otflows.maps.floor import bures_floor
 from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
-from otflows.trainer import Checkpoint, Validation, WithReplacement, train
+from otflows.trainer import Checkpoint, Report, Schedule, Validation, WithReplacement, train
 from otflows.transforms import BrenierTransform
 
 __all__ = ["MapFit", "PhaseOptions", "validation_metrics"]
@@ -123,7 +123,7 @@ class MapFit:
     def bures_start(self, steps: int) -> dict:
         r"""``steps`` of regression onto the Bures map (each condition's); its history."""
         loss = self._regression(self._bures_target)
-        return self._phase(0, "Bures start", loss, steps=steps, schedule="cosine")
+        return self._phase(0, "Bures start", loss, "cosine", steps=steps)
 
     def setup_objective(self) -> None:
         r"""The objective's state from the map as it is (e.g. the semi-dual's warm starts),
@@ -141,7 +141,7 @@ class MapFit:
             1,
             "fit",
             self._objective_loss,
-            schedule="warmup_cosine",
+            "warmup_cosine",
             max_time=max_time,
             validation=self.validation,
             stateful={"objective": self.objective} | self.stateful,
@@ -159,7 +159,7 @@ class MapFit:
             2 + r,
             f"refine {r + 1}",
             self._regression(composed),
-            schedule="warmup_cosine",
+            "warmup_cosine",
             validation=self.validation,
             stateful=self.stateful,
             extra=lambda: {"before": before.state_dict(), "S": S.state_dict()},
@@ -180,11 +180,15 @@ class MapFit:
         index: int,
         name: str,
         loss: Callable[..., Tensor],
+        kind: str,
         steps: int | None = None,
+        max_time: float | None = None,
+        validation: Validation | None = None,
         stateful: dict[str, Any] | None = None,
         extra: Callable[[], dict[str, Any]] = dict,
-        **options: Any,
     ) -> dict:
+        r"""Phase ``index`` (``name``): ``loss`` trained under the ``kind`` of schedule; its
+        history as a dict."""
         o = self.options
         checkpoint = None
         if self.checkpoint is not None:
@@ -201,15 +205,15 @@ class MapFit:
             self.T,
             loss,
             self.sampler,
-            steps or o.steps,
-            lr=o.lr,
-            clip_grad=o.clip_grad,
+            Schedule(steps or o.steps, o.lr, kind, o.clip_grad, max_time=max_time),
+            validation=validation,
             checkpoint=checkpoint,
-            callback=None if callback is None else lambda step: callback(name, step),
-            callback_every=o.interval,
-            progress=o.progress,
-            description=name,
-            **options,
+            report=Report(
+                None if callback is None else lambda step: callback(name, step),
+                o.interval,
+                o.progress,
+                name,
+            ),
         )
         return asdict(history)
 
