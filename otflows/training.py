@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +30,7 @@ from otflows.validation import (
     MappedSamples,
     as_samples,
     held_out_rows,
-    hold_out,
-    hold_out_with_context,
+    split_held_out,
     with_context,
 )
 
@@ -174,14 +174,9 @@ def fit_flow(
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
     seed = distributed.broadcast_seed(seed)
     given = X_val is not None
-    if context is None:
-        if context_val is not None:
-            raise ValueError("context_val needs context (the training rows' contexts)")
-        X, X_val = _split(X, X_val, validation_fraction, seed, spec)
-    else:
-        X, X_val, context, context_val = _split_with_context(
-            X, X_val, context, context_val, validation_fraction, seed, spec
-        )
+    X, X_val, context, context_val = _rows(
+        X, X_val, context, context_val, validation_fraction, seed, spec
+    )
 
     def all_of_X() -> Tensor | MappedSamples:
         # the Gaussian of all of X, its held-out rows included, is the plain Gaussian a user
@@ -189,16 +184,7 @@ def fit_flow(
         return X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
 
     conditional = context is not None  # the Gaussian of X is not one of p(x | c)
-    if gaussian_start == "auto":
-        gaussian_start = (
-            isinstance(flow, BrenierFlow) and not conditional and starts_at_gaussian(*X.shape)
-        )
-    elif not isinstance(gaussian_start, bool):
-        raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
-    elif gaussian_start and conditional:
-        raise ValueError("gaussian_start: a conditional flow starts from its own weights")
-    if gaussian_start:
-        flow.start_from_gaussian(all_of_X())
+    gaussian_start = _start(flow, gaussian_start, conditional, X.shape, all_of_X)
     if lr is None:
         lr = LR["gaussian start" if gaussian_start else "random start"]
     # the Gaussian of X is a candidate too, set from the initial weights after training
@@ -208,22 +194,8 @@ def fit_flow(
         if candidate and isinstance(flow, BrenierFlow)
         else None
     )
-    steps_per_epoch = math.ceil(X.shape[0] / batch_size)
-    if max_iter is not None:
-        total = max_iter
-    elif epochs is not None:
-        total = steps_per_epoch * epochs
-    else:
-        total = max(MIN_STEPS, 10 * steps_per_epoch)
-    if total < 1:
-        raise ValueError(f"the number of steps must be >= 1; got {total}")
+    total, steps_per_epoch = _steps(X.shape[0], batch_size, epochs, max_iter)
     size = distributed.world()[1]
-    smallest = min(batch_size, X.shape[0] - (steps_per_epoch - 1) * batch_size)
-    if smallest < size:
-        raise ValueError(
-            f"each of the {size} processes needs a sample of every minibatch, but a minibatch "
-            f"of {smallest} occurs (N = {X.shape[0]}, batch_size = {batch_size})"
-        )
     eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
     if size > 1 and not (resume and checkpoint is not None and Path(checkpoint).exists()):
@@ -266,15 +238,111 @@ def fit_flow(
     )
     history = FlowHistory(**vars(history))
     if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
-        trained = copy.deepcopy(flow.state_dict())
-        flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
-        flow.start_from_gaussian(all_of_X())
-        history.gaussian_nll = nll(flow, X_val, context=context_val)
-        if history.gaussian_nll < history.best_metrics.get("nll", math.inf):
-            history.kept_gaussian = True
-        else:
-            flow.load_state_dict(trained)
+        _gaussian_candidate(flow, history, initial, all_of_X(), X_val)
     return history
+
+
+def _rows(
+    X: Tensor | np.ndarray | MappedSamples,
+    X_val: Tensor | np.ndarray | None,
+    context: Tensor | np.ndarray | None,
+    context_val: Tensor | np.ndarray | None,
+    fraction: float,
+    seed: int,
+    spec: dict,
+) -> tuple[Tensor | MappedSamples, Tensor | None, Tensor | None, Tensor | None]:
+    r"""The training rows (a :class:`MappedSamples` for a memmap), the held-out rows (``X_val``,
+    or ``fraction`` of ``X``: a memmap's last rows, an array's random ones) and both's
+    contexts."""
+    generator = torch.Generator().manual_seed(seed)
+    options: dict[str, Any] = {"max_rows": VALIDATION_ROWS, "advice": ", X_val,"} | spec
+    if context is not None:
+        if isinstance(X, np.memmap | MappedSamples):
+            raise ValueError("context: fit_flow takes contexts with X in memory, not a memmap")
+        X, context = with_context(X, context, "X", "context", **spec)
+        return split_held_out(X, context, X_val, context_val, fraction, generator, **options)
+    if context_val is not None:
+        raise ValueError("context_val needs context (the training rows' contexts)")
+    if isinstance(X, np.memmap):
+        X = MappedSamples(X, "X", **spec)  # checks the shape before any row is read
+    if not isinstance(X, MappedSamples):
+        X = as_samples(X, "X", **spec)
+        return split_held_out(X, None, X_val, None, fraction, generator, **options)
+    if X_val is not None:
+        return X, as_samples(X_val, "X_val", **spec), None, None
+    rows, n = X.shape[0], 0
+    if fraction > 0:
+        n = held_out_rows(rows, X.name, fraction, max_rows=VALIDATION_ROWS, advice=", X_val,")
+        X_val = as_samples(np.asarray(X.X[rows - n :]), f"{X.name}'s last rows", **spec)
+    return MappedSamples(X.X[: rows - n], X.name, **spec), X_val, None, None
+
+
+def _start(
+    flow: Flow,
+    gaussian_start: bool | str,
+    conditional: bool,
+    shape: tuple[int, ...],
+    all_of_X: Callable[[], Tensor | MappedSamples],
+) -> bool:
+    r"""Whether the flow trains from the Gaussian of the data (``"auto"``:
+    :func:`starts_at_gaussian` for an unconditional :class:`otflows.BrenierFlow`), set there
+    if so."""
+    if gaussian_start == "auto":
+        gaussian_start = (
+            isinstance(flow, BrenierFlow) and not conditional and starts_at_gaussian(*shape)
+        )
+    elif not isinstance(gaussian_start, bool):
+        raise ValueError(f"gaussian_start must be True, False or 'auto'; got {gaussian_start!r}")
+    elif gaussian_start and conditional:
+        raise ValueError("gaussian_start: a conditional flow starts from its own weights")
+    if gaussian_start:
+        flow.start_from_gaussian(all_of_X())
+    return bool(gaussian_start)
+
+
+def _steps(
+    rows: int, batch_size: int, epochs: int | None, max_iter: int | None
+) -> tuple[int, int]:
+    r"""The fit's steps (``max_iter``, ``epochs`` of ``rows``, else 10 epochs and at least
+    :data:`MIN_STEPS`) and the steps per epoch; an error where a process of a distributed run
+    would get no row of some minibatch."""
+    steps_per_epoch = math.ceil(rows / batch_size)
+    if max_iter is not None:
+        total = max_iter
+    elif epochs is not None:
+        total = steps_per_epoch * epochs
+    else:
+        total = max(MIN_STEPS, 10 * steps_per_epoch)
+    if total < 1:
+        raise ValueError(f"the number of steps must be >= 1; got {total}")
+    size = distributed.world()[1]
+    smallest = min(batch_size, rows - (steps_per_epoch - 1) * batch_size)
+    if smallest < size:
+        raise ValueError(
+            f"each of the {size} processes needs a sample of every minibatch, but a minibatch "
+            f"of {smallest} occurs (N = {rows}, batch_size = {batch_size})"
+        )
+    return total, steps_per_epoch
+
+
+def _gaussian_candidate(
+    flow: Flow,
+    history: FlowHistory,
+    initial: _Weights,
+    X: Tensor | MappedSamples,
+    X_val: Tensor,
+) -> None:
+    r"""The Gaussian of ``X`` as the last candidate: the flow ends at it (exactly, set from
+    its ``initial`` weights) where it scores better on ``X_val`` than every trained
+    checkpoint; ``history`` says so."""
+    trained = copy.deepcopy(flow.state_dict())
+    flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
+    flow.start_from_gaussian(X)
+    history.gaussian_nll = nll(flow, X_val)
+    if history.gaussian_nll < history.best_metrics.get("nll", math.inf):
+        history.kept_gaussian = True
+    else:
+        flow.load_state_dict(trained)
 
 
 class _Weights:
@@ -317,59 +385,3 @@ def starts_at_gaussian(rows: int, features: int) -> bool:
         (True, False)
     """
     return rows < ROWS_PER_DIMENSION * features
-
-
-def _split_with_context(
-    X: Tensor | np.ndarray | MappedSamples,
-    X_val: Tensor | np.ndarray | None,
-    context: Tensor | np.ndarray,
-    context_val: Tensor | np.ndarray | None,
-    fraction: float,
-    seed: int,
-    spec: dict,
-) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-    r""":func:`_split` for samples with contexts: the training rows ``[N, D]`` and their
-    contexts ``[N, C]``, and the validation rows and contexts (``X_val`` and ``context_val``,
-    or the same random ``fraction`` of both)."""
-    if isinstance(X, np.memmap | MappedSamples):
-        raise ValueError("context: fit_flow takes contexts with X in memory, not a memmap")
-    X, context = with_context(X, context, "X", "context", **spec)
-    if X_val is not None:
-        if context_val is None:
-            raise ValueError("context_val must be given with X_val (their contexts)")
-        X_val, context_val = with_context(X_val, context_val, "X_val", "context_val", **spec)
-        return X, X_val, context, context_val
-    if fraction == 0:
-        return X, None, context, None
-    generator = torch.Generator().manual_seed(seed)
-    X, X_val, context, context_val = hold_out_with_context(
-        X, context, "X", fraction, generator, max_rows=VALIDATION_ROWS
-    )
-    return X, X_val, context, context_val
-
-
-def _split(
-    X: Tensor | np.ndarray | MappedSamples,
-    X_val: Tensor | np.ndarray | None,
-    fraction: float,
-    seed: int,
-    spec: dict,
-) -> tuple[Tensor | MappedSamples, Tensor | None]:
-    r"""The training rows (a :class:`MappedSamples` for a memmap) and the validation rows:
-    ``X_val``, or ``fraction`` of ``X`` (a memmap's last rows, an array's random ones)."""
-    if X_val is not None:
-        X_val = as_samples(X_val, "X_val", **spec)
-    advice = ", X_val,"
-    if isinstance(X, np.memmap):
-        X = MappedSamples(X, "X", **spec)  # checks the shape before any row is read
-    if isinstance(X, MappedSamples):
-        rows, n = X.shape[0], 0
-        if X_val is None and fraction > 0:
-            n = held_out_rows(rows, X.name, fraction, max_rows=VALIDATION_ROWS, advice=advice)
-            X_val = as_samples(np.asarray(X.X[rows - n :]), f"{X.name}'s last rows", **spec)
-        return MappedSamples(X.X[: rows - n], X.name, **spec), X_val
-    X = as_samples(X, "X", **spec)
-    if X_val is None and fraction > 0:
-        generator = torch.Generator().manual_seed(seed)
-        X, X_val = hold_out(X, "X", fraction, generator, max_rows=VALIDATION_ROWS, advice=advice)
-    return X, X_val

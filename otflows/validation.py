@@ -15,6 +15,9 @@ __all__ = [
     "check_finite",
     "held_out_rows",
     "hold_out",
+    "hold_out_with_context",
+    "split_held_out",
+    "with_context",
 ]
 
 
@@ -292,3 +295,51 @@ def hold_out_with_context(
     train, held = hold_out(joint, name, fraction, generator, max_rows=max_rows, advice=advice)
     D = X.shape[1]
     return train[:, :D], held[:, :D], train[:, D:], held[:, D:]
+
+
+def split_held_out(
+    X: Tensor,
+    context: Tensor | None,
+    X_val: Tensor | np.ndarray | None,
+    context_val: Tensor | np.ndarray | None,
+    fraction: float,
+    generator: torch.Generator,
+    *,
+    names: tuple[str, str] = ("X", "context"),
+    what: str = "contexts",
+    max_rows: int | None = None,
+    advice: str = "",
+    **spec: Any,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    r"""A data set's training and held-out rows, with their contexts: ``(X, X_val, context,
+    context_val)``. The held-out rows are those given (``X_val``, with ``context_val`` where
+    ``X`` has a ``context``), checked with ``spec`` (:func:`as_samples`); else a random
+    ``fraction`` of the rows drawn with ``generator`` (:func:`hold_out`, at most
+    ``max_rows``; :func:`hold_out_with_context`); else none (``fraction`` 0). ``names`` and
+    ``what`` name the arguments in errors.
+
+    Example:
+        >>> X, c = torch.randn(10, 2), torch.randn(10, 1)
+        >>> parts = split_held_out(X, c, None, None, 0.2, torch.Generator().manual_seed(0))
+        >>> [tuple(p.shape) for p in parts]
+        [(8, 2), (2, 2), (8, 1), (2, 1)]
+    """
+    name, cname = names
+    if X_val is not None:
+        if context is None:
+            if context_val is not None:
+                raise ValueError(f"{cname}_val is given without {cname}")
+            return X, as_samples(X_val, f"{name}_val", **spec), None, None
+        if context_val is None:
+            raise ValueError(f"{cname}_val must be given with {name}_val (their {what})")
+        X_val, context_val = with_context(
+            X_val, context_val, f"{name}_val", f"{cname}_val", context.shape[1], **spec
+        )
+        return X, X_val, context, context_val
+    if fraction == 0:
+        return X, None, context, None
+    options: dict[str, Any] = {"max_rows": max_rows, "advice": advice}
+    if context is None:
+        X, held = hold_out(X, name, fraction, generator, **options)
+        return X, held, None, None
+    return hold_out_with_context(X, context, name, fraction, generator, **options)

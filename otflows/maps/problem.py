@@ -13,7 +13,7 @@ from torch import Tensor
 
 from otflows import distributed
 from otflows.maps.conditions import Conditions
-from otflows.validation import as_samples, hold_out, hold_out_with_context, with_context
+from otflows.validation import as_samples, split_held_out, with_context
 
 __all__ = ["CHUNK", "VALIDATION_ROWS", "MapProblem", "build_problem", "chunked"]
 
@@ -141,48 +141,20 @@ def build_problem(
     if (Xs_val is None) != (Xt_val is None):
         raise ValueError("give both Xs_val and Xt_val (held-out samples of each side)")
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    split = _splitter(validation_fraction, generator, spec)
-    Xs, Xs_val, cs, cs_val = split(Xs, cs, Xs_val, cs_val, "Xs")
-    Xt, Xt_val, ct, ct_val = split(Xt, ct, Xt_val, ct_val, "Xt")
+    options: dict[str, Any] = {"what": "conditions", "max_rows": VALIDATION_ROWS}
+    options |= {"advice": ", Xs_val and Xt_val,"} | spec
+    Xs, Xs_val, cs, cs_val = split_held_out(
+        Xs, cs, Xs_val, cs_val, validation_fraction, generator, names=("Xs", "cs"), **options
+    )
+    Xt, Xt_val, ct, ct_val = split_held_out(
+        Xt, ct, Xt_val, ct_val, validation_fraction, generator, names=("Xt", "ct"), **options
+    )
     conditions = None
     if ct is not None:
         conditions = Conditions(ct, cs)
         if Xs_val is not None and ct_val is not None and cs_val is None:  # shared source
             cs_val = ct_val[torch.arange(len(Xs_val), device=device) % len(ct_val)]
     return MapProblem(Xs, Xt, Xs_val, Xt_val, cs, ct, cs_val, ct_val, conditions, seed, generator)
-
-
-Split = Callable[..., tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]]
-
-
-def _splitter(fraction: float, generator: torch.Generator, spec: dict[str, Any]) -> Split:
-    r"""The held-out split of one side: ``(X, X_val, c, c_val)`` from the rows, their
-    conditions and the held-out ones given (:func:`build_problem`)."""
-
-    def split(
-        X: Tensor, c: Tensor | None, X_val: Array | None, c_val: Array | None, name: str
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        cname = "cs" if name == "Xs" else "ct"
-        if X_val is not None:
-            if c is None:
-                if c_val is not None:
-                    raise ValueError(f"{cname}_val is given without {cname}")
-                return X, as_samples(X_val, f"{name}_val", **spec), None, None
-            if c_val is None:
-                raise ValueError(f"{cname}_val must be given with {name}_val (their conditions)")
-            X_val, c_val = with_context(
-                X_val, c_val, f"{name}_val", f"{cname}_val", context_features=c.shape[1], **spec
-            )
-            return X, X_val, c, c_val
-        if fraction == 0:
-            return X, None, c, None
-        options: dict[str, Any] = {"max_rows": VALIDATION_ROWS, "advice": ", Xs_val and Xt_val,"}
-        if c is None:
-            X, held = hold_out(X, name, fraction, generator, **options)
-            return X, held, None, None
-        return hold_out_with_context(X, c, name, fraction, generator, **options)
-
-    return split
 
 
 def chunked(
