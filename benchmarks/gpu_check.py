@@ -1,7 +1,7 @@
 """The GPU check: everything otflows claims on a GPU, measured in one command (under 8 minutes
 on one H200-class GPU) and written to one JSON.
 
-    python benchmarks/gpu_check.py --w2bench ../shared/w2bench \
+    python benchmarks/gpu_check.py --w2bench ../w2bench \
         --out benchmarks/results/gpu_check.json
 
 1. The CUDA tests (``pytest -m cuda``: the contract, maps, flows and checkpoints on the GPU).
