@@ -163,6 +163,15 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def add_device_option(parser: argparse.ArgumentParser, more: str = "") -> None:
+    r"""``--device``: where the benchmark's fits run (``"cpu"``, ``"cuda"``, ``"cuda:1"``…;
+    ``more`` adds to its help); check it with :func:`otflows.validation.as_device` once
+    parsed."""
+    parser.add_argument(
+        "--device", default="cpu", help=f"where the fits run: 'cpu', 'cuda', 'cuda:1'…{more}"
+    )
+
+
 def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
     r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each and
     ``--out`` (:func:`add_out_option`)."""

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from otflows.bench.baselines import CPFLOW_ICNN, CPFlow, standard_normal_log_prob
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     description,
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--dims", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=64)
     add_threads_option(parser)
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:1'…")
+    add_device_option(parser)
     parser.add_argument("--dense-max", type=int, default=1024, help="largest d for dense exact")
     parser.add_argument(
         "--warm",

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     description,
@@ -44,6 +45,7 @@ from otflows.linalg import InverseError
 from otflows.maps import BrenierMap, EntropicMap, Objective, bures_map, fenchel_young_gap
 from otflows.metrics import l2_uvp, map_cosine
 from otflows.transforms import BrenierTransform
+from otflows.validation import as_device
 
 W2_PROBLEM = "W2 Mix3→Mix10"  # the W2 benchmark's rows: its pair at each d
 # The paper's linear-baseline row [L] (Korotin et al. 2021, Table, Mix3 → Mix10), by d.
@@ -115,7 +117,7 @@ def semidual_uvp(problem, X: np.ndarray, T: BrenierTransform) -> float | None:
     x = torch.as_tensor(X, dtype=torch.float64)
     true = problem.brenier_map(x)
     try:
-        gap = fenchel_young_gap(copy.deepcopy(T).double(), x, true)
+        gap = fenchel_young_gap(copy.deepcopy(T).double().cpu(), x, true)
     except InverseError as error:
         print(f"semi-dual gap not scored: {error}")
         return None
@@ -156,7 +158,7 @@ def run(problem, name: str, d: int, methods: list[tuple[str, str]], args) -> lis
             target_batch_size=args.target_batch_size,
             lr=args.lr,
             random_state=0,
-            device="cpu",
+            device=args.device,
             refine_rounds=rounds,
             refine_iter=args.refine_iter,
             validation_fraction=args.validation_fraction,
@@ -327,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="a smoke run (d = 2 and 8, 30 steps): its numbers mean nothing",
     )
     parser.add_argument("--progress", action="store_true")
+    add_device_option(parser)
     add_out_option(parser, "ot_maps.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -336,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.samples, args.batch_size, args.hidden = 4000, 64, 16
         args.test_samples = 512
     set_threads(args.threads)
+    as_device(args.device, "--device")
     keep_freed_memory()
     methods = [tuple(m.split(":")) for m in args.methods]
 

@@ -64,6 +64,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     description,
     in_parallel,
@@ -473,11 +474,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--budget", type=float, default=300.0, help="CPU seconds (GPU: wall-clock) per run"
     )
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        help="'cpu' (CPU time, one thread per run), or 'cuda': every method on the GPU, "
-        "timed by the wall clock, one run at a time",
+    add_device_option(
+        parser,
+        " ('cpu': CPU time, one thread per run; a GPU: every method "
+        "on it, timed by the wall clock, one run at a time)",
     )
     parser.add_argument("--samples", type=int, default=20_000, help="training samples per side")
     parser.add_argument("--test-samples", type=int, default=4096)

@@ -36,6 +36,7 @@ import torch
 
 from otflows.affine import bures_map
 from otflows.bench.common import (
+    add_device_option,
     add_study_options,
     description,
     in_parallel,
@@ -46,6 +47,7 @@ from otflows.bench.common import (
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.maps import BrenierMap, EntropicMap
 from otflows.metrics import l2_uvp, wasserstein2_squared
+from otflows.validation import as_device
 
 __all__ = ["CANDIDATES", "main", "problem_data", "rendered"]
 
@@ -168,6 +170,7 @@ def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) 
     torch.set_num_threads(args.threads)
     data = problem_data(problem, split, args.w2bench)
     settings = CANDIDATES[candidate] | {"random_state": split, "progress": False}
+    settings["device"] = args.device
     if args.quick:
         settings |= {"max_iter": 20, "init_iter": 10, "hidden_features": 8}
     start = time.perf_counter()
@@ -275,8 +278,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="rerun the baselines only, keeping the BrenierMap fits of --out's JSON (each row "
         "keeps the command, commit and date it came from)",
     )
+    add_device_option(parser, " (the BrenierMap fits; one job per GPU)")
     add_study_options(parser, "small_data_study.json")
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     names = REAL + (KNOWN if args.w2bench is not None else KNOWN[3:])
     names = [n for n in names if re.search(args.match, n)]
     if args.quick:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     description,
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=300, help="training steps per fit")
     parser.add_argument("--repeats", type=int, default=2, help="fits per mode")
     parser.add_argument("--samples", type=int, default=20000, help="samples per side")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:1'…")
+    add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: d = 2, 30 steps")
     add_threads_option(parser)
     add_out_option(parser, "step_speed.json")
