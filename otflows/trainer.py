@@ -357,8 +357,6 @@ def train(
     """
     report = report or Report()
     steps, max_time, callback = schedule.steps, schedule.max_time, report.callback
-    parameter = next(model.parameters())
-    history, best_state, best_terms, step = TrainingHistory(), None, None, 0
     spent, budget = 0.0, math.inf if max_time is None else max_time  # as rank 0 measures
 
     def elapsed() -> float:  # the share of the time budget spent, the same on every process
@@ -372,70 +370,10 @@ def train(
         schedule.weight_decay,
         None if max_time is None else elapsed,
     )
+    run = _Run(model, optimizer, scheduler, sampler)
     if checkpoint is not None and checkpoint.resume:
-        payload = load_checkpoint(checkpoint.path, checkpoint.signature, parameter.device)
-        if payload is not None:
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(payload["scheduler"])
-            sampler.load_state_dict(payload["sampler"])
-            for name, obj in checkpoint.stateful.items():
-                obj.load_state_dict(payload["stateful"][name])
-            history = TrainingHistory(**payload["history"])
-            best_state, step = payload["best_state"], payload["step"]
-            best_terms = payload.get("best_terms")
-
-    def save(checkpoint: Checkpoint) -> None:
-        if not distributed.is_main():
-            return
-        atomic_save(
-            {
-                "format_version": FORMAT_VERSION,
-                "kind": "training",
-                "signature": checkpoint.signature,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "sampler": sampler.state_dict(),
-                "stateful": {k: v.state_dict() for k, v in checkpoint.stateful.items()},
-                "history": asdict(history),
-                "best_state": best_state,
-                "best_terms": best_terms,
-                "extra": checkpoint.extra(),
-            },
-            checkpoint.path,
-        )
-
-    def validate(validation: Validation) -> None:
-        nonlocal best_state, best_terms
-        model.eval()
-        with torch.no_grad():
-            metrics = validation.metrics()
-        model.train()
-        terms = metrics[validation.score]
-        if not isinstance(terms, tuple):
-            terms = (torch.tensor([float(terms)]),)
-        history.val_step.append(step)
-        for name, value in metrics.items():
-            if isinstance(value, tuple):
-                value = sum(float(term.mean()) for term in value)
-            history.val_metrics.setdefault(name, []).append(float(value))
-        history.val_loss.append(history.val_metrics[validation.score][-1])
-        best = history.val_loss[-1] == history.best_val_loss
-        if best or (best_terms is not None and not_worse(terms, best_terms)):
-            history.best_step = step
-            best_state = copy.deepcopy(model.state_dict())
-        if best:
-            best_terms = tuple(term.detach().clone() for term in terms)
-
-    def stalled() -> bool:
-        if validation is None or validation.patience is None or history.best_step is None:
-            return False
-        since = len(history.val_step) - 1 - history.val_step.index(history.best_step)
-        return since >= validation.patience
-
+        run.restore(checkpoint)
+    history = run.history
     shard_loss = distributed.parallel(model, loss)
     every = report.every or (validation.every if validation is not None else 100)
     spent = history.seconds
@@ -443,21 +381,21 @@ def train(
     start = time.perf_counter() - history.seconds
     model.train()
     if validation is not None and not history.val_step:
-        validate(validation)
+        run.validate(validation)
     bar = tqdm(
         total=steps,
-        initial=step,
+        initial=run.step,
         disable=not report.progress or not distributed.is_main(),
         desc=report.description,
         unit="step",
     )
-    while step < steps and not history.stopped_early and not history.out_of_time:
+    while run.step < steps and not history.stopped_early and not history.out_of_time:
         history.lr.append(optimizer.param_groups[0]["lr"])
-        value = descend(
-            shard_loss(*sampler.draw()), optimizer, scheduler, schedule.clip_grad, step
-        )
+        batch_loss = shard_loss(*sampler.draw())
+        value = descend(batch_loss, optimizer, scheduler, schedule.clip_grad, run.step)
         history.loss.append(value)
-        step += 1
+        run.step += 1
+        step = run.step
         bar.update()
         postfix = {"loss": f"{value:.4g}"}
         history.seconds = time.perf_counter() - start
@@ -469,9 +407,9 @@ def train(
             timed, twentieths = passed > twentieths, max(passed, twentieths)
         last = step == steps or history.out_of_time
         if validation is not None and (step % validation.every == 0 or last or timed):
-            validate(validation)
+            run.validate(validation)
             postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
-            history.stopped_early = stalled() and not last
+            history.stopped_early = _stalled(history, validation) and not last
         if step % 10 == 0 or len(postfix) > 1:
             bar.set_postfix(postfix)
         history.seconds = time.perf_counter() - start
@@ -481,8 +419,99 @@ def train(
             model.train()
             start = time.perf_counter() - history.seconds
         if checkpoint is not None and (step % checkpoint.every == 0 or last or timed):
-            save(checkpoint)
+            run.save(checkpoint)
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
     return history
+
+
+class _Run:
+    r"""The state of one :func:`train` loop: the model, its optimiser and schedule, the
+    sampler, the history, the step, and the best weights and held-out terms kept so far."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        sampler: Sampler,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.sampler = sampler
+        self.history = TrainingHistory()
+        self.step = 0
+        self.best_state: dict[str, Tensor] | None = None
+        self.best_terms: tuple[Tensor, ...] | None = None
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        r"""The state saved at ``checkpoint.path``, where it exists (on the model's device)."""
+        device = next(self.model.parameters()).device
+        payload = load_checkpoint(checkpoint.path, checkpoint.signature, device)
+        if payload is None:
+            return
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.sampler.load_state_dict(payload["sampler"])
+        for name, obj in checkpoint.stateful.items():
+            obj.load_state_dict(payload["stateful"][name])
+        self.history = TrainingHistory(**payload["history"])
+        self.best_state, self.step = payload["best_state"], payload["step"]
+        self.best_terms = payload.get("best_terms")
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        r"""The whole state, atomically, by the main process."""
+        if not distributed.is_main():
+            return
+        atomic_save(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": "training",
+                "signature": checkpoint.signature,
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "stateful": {k: v.state_dict() for k, v in checkpoint.stateful.items()},
+                "history": asdict(self.history),
+                "best_state": self.best_state,
+                "best_terms": self.best_terms,
+                "extra": checkpoint.extra(),
+            },
+            checkpoint.path,
+        )
+
+    def validate(self, validation: Validation) -> None:
+        r"""Scores the model, logs the metrics, and keeps its weights where they are the best
+        or not significantly worse than the best (:func:`not_worse`)."""
+        history = self.history
+        self.model.eval()
+        with torch.no_grad():
+            metrics = validation.metrics()
+        self.model.train()
+        terms = metrics[validation.score]
+        if not isinstance(terms, tuple):
+            terms = (torch.tensor([float(terms)]),)
+        history.val_step.append(self.step)
+        for name, value in metrics.items():
+            if isinstance(value, tuple):
+                value = sum(float(term.mean()) for term in value)
+            history.val_metrics.setdefault(name, []).append(float(value))
+        history.val_loss.append(history.val_metrics[validation.score][-1])
+        best = history.val_loss[-1] == history.best_val_loss
+        if best or (self.best_terms is not None and not_worse(terms, self.best_terms)):
+            history.best_step = self.step
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        if best:
+            self.best_terms = tuple(term.detach().clone() for term in terms)
+
+
+def _stalled(history: TrainingHistory, validation: Validation) -> bool:
+    r"""Whether ``validation.patience`` validations have passed without newly kept weights."""
+    if validation.patience is None or history.best_step is None:
+        return False
+    since = len(history.val_step) - 1 - history.val_step.index(history.best_step)
+    return since >= validation.patience
