@@ -1,10 +1,10 @@
 r"""The one training loop behind every fit in otflows: flows, OT maps, their regressions.
 
-:func:`train` takes a model, a loss of a minibatch and a :class:`Sampler` of minibatch
-indices, and owns everything else: Adam and its schedule, gradient clipping, the progress bar,
-validation with the best weights kept (the starting weights among them) and early stopping,
-atomic checkpoints with an exact resume, a callback, and data parallelism under ``torchrun``
-(:mod:`otflows.distributed`).
+:func:`train` takes a model, a loss of a minibatch and a :class:`otflows.samplers.Sampler` of
+minibatch indices, and owns everything else: Adam and its schedule, gradient clipping, the
+progress bar, validation with the best weights kept (the starting weights among them) and early
+stopping, atomic checkpoints with an exact resume, a callback, and data parallelism under
+``torchrun`` (:mod:`otflows.distributed`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,16 +24,14 @@ from tqdm import tqdm
 from otflows import distributed
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.optim import adam, descend
+from otflows.samplers import Sampler
 
 __all__ = [
     "Checkpoint",
     "Report",
-    "Sampler",
     "Schedule",
-    "Shuffled",
     "TrainingHistory",
     "Validation",
-    "WithReplacement",
     "load_checkpoint",
     "not_worse",
     "train",
@@ -87,80 +85,6 @@ class TrainingHistory:
             return {}
         index = self.val_step.index(self.best_step)
         return {name: values[index] for name, values in self.val_metrics.items()}
-
-
-class Sampler(Protocol):
-    r"""Draws the minibatch indices of each step; its state makes a resumed run exact."""
-
-    def draw(self) -> tuple[Tensor, ...]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class Shuffled:
-    r"""Epochs over ``n`` rows: each a fresh permutation, cut into minibatches of
-    ``batch_size`` (the last may be smaller). :meth:`draw` gives ``(rows [B],)``.
-
-    Example:
-        >>> sampler = Shuffled(5, 2, seed=0)
-        >>> [len(sampler.draw()[0]) for _ in range(4)]
-        [2, 2, 1, 2]
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, batch_size
-        self.steps_per_epoch = math.ceil(n / batch_size)
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        self.order = torch.randperm(n, generator=self.generator)
-        self.position = 0
-
-    def draw(self) -> tuple[Tensor]:
-        if self.position == self.steps_per_epoch:
-            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
-        start = self.position * self.batch_size
-        self.position += 1
-        return (self.order[start : start + self.batch_size],)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "order": self.order,
-            "position": self.position,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
-        self.order, self.position = state["order"].cpu(), state["position"]
-
-
-class WithReplacement:
-    r"""Independent minibatches of indices drawn with replacement, one per data set:
-    ``sizes[k]`` rows, ``batch_sizes[k]`` a step. :meth:`draw` gives one index tensor each.
-
-    Example:
-        >>> sampler = WithReplacement((100, 50), (8, 4), generator=torch.Generator())
-        >>> [i.shape[0] for i in sampler.draw()]
-        [8, 4]
-    """
-
-    def __init__(
-        self, sizes: tuple[int, ...], batch_sizes: tuple[int, ...], generator: torch.Generator
-    ):
-        self.sizes, self.batch_sizes, self.generator = sizes, batch_sizes, generator
-
-    def draw(self) -> tuple[Tensor, ...]:
-        return tuple(
-            torch.randint(n, (b,), generator=self.generator)
-            for n, b in zip(self.sizes, self.batch_sizes, strict=True)
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
 
 
 @dataclass
@@ -335,8 +259,8 @@ def train(
     Arguments:
         model: The module trained in place.
         loss: The minibatch loss, a function of the indices that ``sampler`` draws.
-        sampler: The minibatch indices of each step (:class:`Shuffled`,
-            :class:`WithReplacement`).
+        sampler: The minibatch indices of each step (:class:`otflows.samplers.Shuffled`,
+            :class:`otflows.samplers.WithReplacement`).
         schedule: The steps, learning rate and time budget (:class:`Schedule`).
         validation: How to validate (:class:`Validation`); ``None``: never.
         checkpoint: Where to save and whence to resume (:class:`Checkpoint`).
@@ -350,6 +274,7 @@ def train(
         >>> w = nn.Parameter(torch.zeros(1))
         >>> model = nn.ParameterList([w])
         >>> X = torch.linspace(0, 2, 10)
+        >>> from otflows.samplers import Shuffled
         >>> history = train(model, lambda i: (X[i] - w).square().mean(), Shuffled(10, 5, 0),
         ...                 Schedule(200, lr=0.1), report=Report(progress=False))
         >>> round(w.item(), 2)

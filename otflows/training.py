@@ -17,15 +17,8 @@ from torch import Tensor, cat
 from otflows import distributed
 from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, nll
-from otflows.trainer import (
-    Checkpoint,
-    Report,
-    Schedule,
-    Shuffled,
-    TrainingHistory,
-    Validation,
-    train,
-)
+from otflows.samplers import Shuffled
+from otflows.trainer import Checkpoint, Report, Schedule, TrainingHistory, Validation, train
 from otflows.validation import (
     MappedSamples,
     as_samples,

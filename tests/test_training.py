@@ -58,7 +58,8 @@ def test_best_validation_weights_are_restored():
 def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
     """With per-sample terms, validation keeps the latest weights whose score is not
     significantly worse than the best (paired over samples), else the best ones."""
-    from otflows.trainer import Report, Schedule, Validation, WithReplacement, train
+    from otflows.samplers import WithReplacement
+    from otflows.trainer import Report, Schedule, Validation, train
 
     w = torch.nn.Parameter(torch.zeros(1))
     model = torch.nn.ParameterList([w])

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from otflows.affine import bures_map
-from otflows.trainer import WithReplacement
+from otflows.samplers import WithReplacement
 
 __all__ = ["ByCondition", "Conditions"]
 

@@ -21,7 +21,8 @@ from otflows.maps.floor import bures_floor
 from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
-from otflows.trainer import Checkpoint, Report, Schedule, Validation, WithReplacement, train
+from otflows.samplers import WithReplacement
+from otflows.trainer import Checkpoint, Report, Schedule, Validation, train
 from otflows.transforms import BrenierTransform
 
 __all__ = ["MapFit", "PhaseOptions", "validation_metrics"]
