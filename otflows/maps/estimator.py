@@ -3,13 +3,11 @@ r"""``BrenierMap``: the optimal transport map between two data sets, POT/scikit-
 from __future__ import annotations
 
 import copy
-import inspect
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,47 +15,20 @@ from ot.da import BaseTransport
 from torch import Tensor
 
 from otflows import distributed
-from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.maps.fitted import FittedMap
 from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
-from otflows.maps.problem import CHUNK, MapProblem, build_problem, chunked
-from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS, build_net
+from otflows.maps.problem import MapProblem, build_problem, chunked
+from otflows.maps.settings import changed_params, check_params, dtype_of, seed_of
+from otflows.nets import build_net
 from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_device, as_samples, with_context
+from otflows.validation import as_device
 
 __all__ = ["BrenierMap"]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-SCORES = ("w2", "objective")
 
-
-def _seed(random_state: Any) -> int | None:
-    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
-    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**62))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**62, dtype=np.int64))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
-        f"{type(random_state).__name__}"
-    )
-
-
-def _same(a: Any, b: Any) -> bool:
-    r"""Whether two parameter values are equal (``False`` where ``==`` is not a bool)."""
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError, RuntimeError):
-        return False
-
-
-class BrenierMap(BaseTransport):
+class BrenierMap(FittedMap, BaseTransport):
     r"""The :math:`W_2`-optimal map from source to target samples, as a Brenier transform.
 
     The map is :math:`T(x) = \nabla\varphi(x) = G(x) + \gamma x` with :math:`G` a monotone
@@ -107,10 +78,9 @@ class BrenierMap(BaseTransport):
             minibatches: ``None``, an int, or a NumPy ``Generator`` / ``RandomState`` (one
             seed is drawn from it per fit).
         net_kwargs: The network's other arguments (e.g. ``{"num_modules": 4}``).
-        target_batch_size: Target samples per step (``None``: ``batch_size``). The semi-dual's
-            cost is one Newton solve per target sample; on the :math:`W_2` benchmark (d = 64)
-            256 targets beside 1024 sources fitted the same map per step as 1024 (L2-UVP 9.6
-            vs 9.2 % after 1500 steps) with a quarter of the solves.
+        target_batch_size: Target samples per step (``None``: ``batch_size``): the
+            semi-dual solves one conjugate per target sample, and on the :math:`W_2` benchmark
+            (d = 64) 256 beside 1024 sources fitted the same map per step as 1024.
         init_iter: Steps of regression onto the Bures map before training (0: only the
             quadratic term is set).
         refine_rounds: Rounds of residual refinement after training (0: none). Each round's
@@ -120,43 +90,28 @@ class BrenierMap(BaseTransport):
             steps of Bures start).
         clip_grad: Gradient-norm clipping (``None``: none).
         validation_fraction: The share of each side's samples held out to validate the map
-            (at most 1024 rows each, so a side of 4096 rows or more holds out 1024; 0: none,
-            unless ``fit`` is given ``Xs_val`` and ``Xt_val``). A quarter: with fewer rows
-            held out, the Bures floor below could not tell a better network from noise on a
-            few thousand rows (``otflows bench small-data``). Validation needs no known map:
-            it scores :math:`T_\#\mu` against :math:`\nu` on held-out samples, keeps the
-            best-scoring weights (the Bures start among them) and can stop early. At the end
-            of the fit the exact Bures map is a last candidate: unless the fitted network maps
-            the held-out source rows significantly nearer the held-out target rows in
-            :math:`W_2^2` (beyond three bootstrap standard errors) and maps rows a little
-            outside the training rows about as far from the Bures map as the training rows
-            near them (at most twice, at the 90th percentile), the fit ends at the Bures
-            map (``log_["kept"]`` says which; not for conditional fits). With few rows per
-            dimension a flexible network can fit the training rows and extrapolate wildly off
-            them; this floor keeps such a fit from ending worse than the linear map.
+            (at most 1024 rows each; 0: none, unless ``fit`` is given ``Xs_val`` and
+            ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
+            :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
+            among them) and can stop early. Then the exact Bures map is a last candidate
+            (:func:`otflows.maps.floor.bures_floor`; not for conditional fits): the fit ends
+            at the network only where it maps the held-out rows significantly better and rows
+            a little outside the training rows sanely, and ``log_["kept"]`` says which. A
+            quarter, so that the floor can tell a better network from noise on a few
+            thousand rows (``otflows bench small-data``).
         validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
-            value on the held-out samples, or ``"w2"``, the exact :math:`W_2^2` between the
-            held-out :math:`T_\#\mu` and :math:`\nu` samples
-            (:func:`otflows.metrics.wasserstein2_squared`). Both are logged. By the
-            objective, which is a mean over samples, the fit keeps the latest weights whose
-            held-out value is within two standard errors of the best one's (paired over the
-            held-out samples, :func:`otflows.trainer.not_worse`); by :math:`W_2^2`, the best
-            ones. In
-            ``benchmarks/defaults_study.md`` the objective ranked a fit's checkpoints by their
-            true L2-UVP better (mean Spearman 0.90 against 0.80 with the default network),
-            while the best held-out :math:`W_2^2` ranked different settings' fits in their
-            L2-UVP order on the :math:`W_2` benchmark pairs.
+            value on the held-out samples (the latest weights within two paired standard
+            errors of the best, :func:`otflows.trainer.not_worse`), or ``"w2"``, the exact
+            :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
+            best). Both are logged; ``benchmarks/defaults_study.md`` compares them.
         patience: Validations that keep no new weights before training stops (``None``: it
             runs ``max_iter`` steps).
-        max_time: A budget of wall-clock seconds for the fit's training loops, the Bures
-            start's and training's (``None``: none). Training stops after ``max_iter`` steps
-            or when the budget is spent, whichever comes first, and its learning-rate
-            schedule anneals over whichever is further along, so a fit cut by its budget
-            ends annealed. Give a generous ``max_iter`` to fit for a time instead of a
-            number of steps. Refinement rounds are not counted (each runs its own
-            ``refine_iter`` steps).
+        max_time: A budget of wall-clock seconds for the Bures start and training (``None``:
+            none; refinement rounds run their own ``refine_iter`` steps). Training stops after
+            ``max_iter`` steps or when it is spent, the learning rate annealed over whichever
+            is further along: give a generous ``max_iter`` to fit for a time.
         progress: Whether to show a progress bar.
 
     Attributes:
@@ -236,14 +191,7 @@ class BrenierMap(BaseTransport):
         self.progress = progress
 
     def __repr__(self) -> str:
-        defaults = {
-            name: p.default for name, p in inspect.signature(type(self)).parameters.items()
-        }
-        changed = [
-            f"{name}={value!r}"
-            for name, value in self.get_params(deep=False).items()
-            if not _same(value, defaults[name])
-        ]
+        changed = changed_params(type(self), self.get_params(deep=False))
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self) -> Any:
@@ -331,7 +279,7 @@ class BrenierMap(BaseTransport):
         """
         objective = self._check_fit(Xs, ys, Xt, cs, ct)
         dtype, device = self._spec(Xs)
-        seed = distributed.broadcast_seed(_seed(self.random_state))
+        seed = distributed.broadcast_seed(seed_of(self.random_state))
         problem = build_problem(
             cast(Any, Xs),
             cast(Any, Xt),
@@ -380,7 +328,7 @@ class BrenierMap(BaseTransport):
                 "cs is given without ct: a conditional fit needs the target samples' "
                 "conditions ct [M, C] (cs may be None: source samples shared by every condition)"
             )
-        self._check_params(conditional)
+        check_params(self.get_params(deep=False), conditional)
         if Xt is None and ys is not None:
             raise ValueError(
                 "Xt is missing and ys is given: fit(Xs, Xt) passes the targets as ys, since "
@@ -489,55 +437,6 @@ class BrenierMap(BaseTransport):
             progress=self.progress,
         )
 
-    def _check_params(self, conditional: bool = False) -> None:
-        counts = {"max_iter": self.max_iter, "batch_size": self.batch_size}
-        for name in ("target_batch_size", "validation_interval", "patience"):
-            if getattr(self, name) is not None:
-                counts[name] = getattr(self, name)
-        if self.refine_rounds:
-            counts["refine_iter"] = self.refine_iter
-        for name, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        for name in ("init_iter", "refine_rounds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-        if self.max_time is not None and not (
-            isinstance(self.max_time, (int, float))
-            and not isinstance(self.max_time, bool)
-            and 0 < self.max_time < math.inf
-        ):
-            raise ValueError(
-                f"max_time must be a positive number of seconds; got {self.max_time!r}"
-            )
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}"
-            )
-        if self.validation_score not in SCORES:
-            raise ValueError(
-                f"validation_score must be one of {SCORES}; got {self.validation_score!r}"
-            )
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0; got {self.gamma}")
-        nets = CONDITIONAL_NETS if conditional else UNCONDITIONAL_NETS
-        if self.net not in nets:
-            kind = "conditional" if conditional else "unconditional (no ct given)"
-            raise ValueError(f"net must be one of {nets} for a {kind} fit; got {self.net!r}")
-        if conditional and self.refine_rounds:
-            raise ValueError(
-                "refine_rounds must be 0 for a conditional fit: residual refinement maps "
-                "unconditional samples only"
-            )
-        size = distributed.world()[1]
-        for name in ("batch_size", "target_batch_size"):
-            if counts.get(name, 0) % size:
-                raise ValueError(
-                    f"{name} ({counts[name]}) must be a multiple of the number of "
-                    f"processes ({size})"
-                )
-
     def _new_transform(self, features: int, context_features: int | None, seed: int):
         r"""A fresh :class:`BrenierTransform` of this estimator's network, initialised from
         ``seed`` (the global generator is left as it was)."""
@@ -556,9 +455,7 @@ class BrenierMap(BaseTransport):
 
     def _spec(self, X: Any = None) -> tuple[torch.dtype, torch.device]:
         r"""The dtype, and the device: ``device``, else that of a tensor ``X``, else the CPU."""
-        dtype = DTYPES.get(self.dtype) if isinstance(self.dtype, str) else self.dtype
-        if not isinstance(dtype, torch.dtype) or dtype not in DTYPES.values():
-            raise ValueError(f"dtype must be torch.float32 or torch.float64; got {self.dtype!r}")
+        dtype = dtype_of(self.dtype)
         if self.device is not None:
             return dtype, as_device(self.device)
         return dtype, X.device if isinstance(X, Tensor) else torch.device("cpu")
@@ -574,97 +471,6 @@ class BrenierMap(BaseTransport):
             config["random_state"] = None
         return config
 
-    # -- using the fitted map ----------------------------------------------------------------
-    @overload
-    def transform(
-        self,
-        Xs: np.ndarray,
-        ys: Any = ...,
-        Xt: Any = ...,
-        yt: Any = ...,
-        batch_size: int = ...,
-        *,
-        cs: Tensor | np.ndarray | None = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def transform(
-        self,
-        Xs: Tensor,
-        ys: Any = ...,
-        Xt: Any = ...,
-        yt: Any = ...,
-        batch_size: int = ...,
-        *,
-        cs: Tensor | np.ndarray | None = ...,
-    ) -> Tensor: ...
-
-    def transform(
-        self,
-        Xs: Tensor | np.ndarray | None = None,
-        ys: Any = None,
-        Xt: Any = None,
-        yt: Any = None,
-        batch_size: int = CHUNK,
-        *,
-        cs: Tensor | np.ndarray | None = None,
-    ) -> Tensor | np.ndarray:
-        r"""The optimal map :math:`T(x)` of source samples ``Xs [N, D]`` → ``[N, D]``, in
-        chunks of ``batch_size`` rows (the other arguments: POT's signature, not used); of a
-        conditional map, :math:`T(x; c)` at the conditions ``cs [N, C]``, seen in training
-        or not."""
-        return self._apply(
-            Xs, "Xs", lambda x, c: self.transform_.transport(x, c), batch_size, cs, "cs"
-        )
-
-    @overload
-    def inverse_transform(
-        self,
-        Xs: Any = ...,
-        ys: Any = ...,
-        *,
-        Xt: np.ndarray,
-        yt: Any = ...,
-        batch_size: int = ...,
-        ct: Tensor | np.ndarray | None = ...,
-    ) -> np.ndarray: ...
-
-    @overload
-    def inverse_transform(
-        self,
-        Xs: Any = ...,
-        ys: Any = ...,
-        *,
-        Xt: Tensor,
-        yt: Any = ...,
-        batch_size: int = ...,
-        ct: Tensor | np.ndarray | None = ...,
-    ) -> Tensor: ...
-
-    def inverse_transform(
-        self,
-        Xs: Any = None,
-        ys: Any = None,
-        Xt: Tensor | np.ndarray | None = None,
-        yt: Any = None,
-        batch_size: int = CHUNK,
-        *,
-        ct: Tensor | np.ndarray | None = None,
-    ) -> Tensor | np.ndarray:
-        r"""The exact inverse :math:`T^{-1}(y)` of target points ``Xt [M, D]`` → ``[M, D]``
-        (damped Newton to the transform's tolerance; raises
-        :class:`otflows.InverseError` naming the rows that miss it), in chunks of
-        ``batch_size`` rows; of a conditional map, :math:`T(\cdot\,; c)^{-1}(y)` at the
-        conditions ``ct [M, C]``. Give ``Xt`` by name, as in POT."""
-        if Xt is None and Xs is not None:
-            raise ValueError(
-                "inverse_transform maps target samples: call inverse_transform(Xt=...) (POT's "
-                "signature, whose first argument is Xs)"
-            )
-        return self._apply(
-            Xt, "Xt", lambda y, c: self.transform_.inverse(y, c)[0], batch_size, ct, "ct"
-        )
-
     def fit_transform(
         self,
         Xs: Tensor | np.ndarray | None = None,
@@ -677,104 +483,3 @@ class BrenierMap(BaseTransport):
         conditions among ``fit_params``."""
         fitted = self.fit(Xs, ys, Xt, yt, **fit_params)
         return fitted.transform(cast(Any, Xs), cs=fit_params.get("cs"))
-
-    def transform_labels(self, ys: Any = None) -> Any:
-        r"""Not defined: a Brenier map has no coupling to carry labels along."""
-        raise NotImplementedError("a BrenierMap has no coupling to transport labels with")
-
-    def inverse_transform_labels(self, yt: Any = None) -> Any:
-        r"""Not defined: a Brenier map has no coupling to carry labels along."""
-        raise NotImplementedError("a BrenierMap has no coupling to transport labels with")
-
-    def _apply(
-        self,
-        X: Any,
-        name: str,
-        f: Callable[[Tensor, Tensor | None], Tensor],
-        batch_size: int,
-        c: Any,
-        cname: str,
-    ) -> Any:
-        if not hasattr(self, "transform_"):
-            raise RuntimeError("this BrenierMap is not fitted yet: call fit(Xs=..., Xt=...)")
-        if X is None:
-            raise ValueError(f"{name} is required: samples [N, {self.n_features_in_}]")
-        parameter = next(self.transform_.parameters())
-        spec = {"dtype": parameter.dtype, "device": parameter.device}
-        C = self.context_features_
-        if C is None and c is not None:
-            raise ValueError(
-                f"{cname} must be None: this BrenierMap was fitted without conditions"
-            )
-        if C is not None and c is None:
-            raise ValueError(f"{cname} is required: this BrenierMap is conditional ([N, {C}])")
-        if c is None:
-            Z = as_samples(X, name, features=self.n_features_in_, **spec)
-        else:
-            Z, c = with_context(
-                X, c, name, cname, context_features=C, features=self.n_features_in_, **spec
-            )
-        with torch.no_grad():
-            Y = chunked(f, Z, c, batch_size)
-        if isinstance(X, Tensor):
-            return Y
-        out = Y.cpu().numpy()
-        return out.astype(X.dtype) if np.issubdtype(X.dtype, np.floating) else out
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        r"""Saves the fitted map (weights, config with the format version) atomically; read it
-        back with :meth:`load` (``torch.load(weights_only=True)``).
-
-        Example:
-            >>> import tempfile, os
-            >>> path = os.path.join(tempfile.mkdtemp(), "map.pt")
-            >>> X = np.random.default_rng(0).normal(size=(64, 2))
-            >>> otmap = BrenierMap(max_iter=2, init_iter=0, hidden_features=4, progress=False)
-            >>> otmap.fit(Xs=X, Xt=X + 1).save(path)
-            >>> bool(np.allclose(BrenierMap.load(path).transform(X), otmap.transform(X)))
-            True
-        """
-        if not hasattr(self, "transform_"):
-            raise RuntimeError("this BrenierMap is not fitted yet: nothing to save")
-        config = self._config()
-        config["dtype"] = str(next(self.transform_.parameters()).dtype).removeprefix("torch.")
-        atomic_save(
-            {
-                "format_version": FORMAT_VERSION,
-                "kind": "BrenierMap",
-                "config": json.dumps(config),
-                "state_dict": {k: v.cpu() for k, v in self.transform_.state_dict().items()},
-                "bures": [self.bures_matrix_.cpu(), self.bures_offset_.cpu()],
-                "conditions": None if self.conditions_ is None else self.conditions_.cpu(),
-                "log": json.dumps(self.log_),
-            },
-            path,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> BrenierMap:
-        r"""Loads a map saved by :meth:`save` (on ``device``, default the saved one or CPU)."""
-        payload = safe_load(path)
-        if payload.get("kind") != "BrenierMap":
-            raise ValueError(f"{path} is not a BrenierMap checkpoint")
-        config = json.loads(payload["config"])
-        config["device"] = device if device is not None else (config["device"] or "cpu")
-        estimator = cls(**config)
-        dtype, device = estimator._spec()
-        state = payload["state_dict"]
-        features = state["shift"].shape[0]
-        conditions = payload.get("conditions")
-        estimator.conditions_ = None if conditions is None else conditions.to(device, dtype)
-        estimator.context_features_ = None if conditions is None else conditions.shape[1]
-        estimator.transform_ = BrenierTransform(
-            estimator._build_net(features, estimator.context_features_), gamma=estimator.gamma
-        ).to(dtype=dtype, device=device)
-        estimator.transform_.load_state_dict(state)
-        estimator.transform_.eval()
-        estimator.n_features_in_ = features
-        estimator.bures_matrix_, estimator.bures_offset_ = (
-            b.to(dtype=dtype, device=device) for b in payload["bures"]
-        )
-        estimator.log_ = json.loads(payload["log"])
-        return estimator

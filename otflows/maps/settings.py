@@ -1,0 +1,127 @@
+r"""``BrenierMap``'s settings, checked before a fit, and what a fit makes of them: its seed and
+its dtype."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from otflows import distributed
+from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS
+
+__all__ = ["DTYPES", "SCORES", "changed_params", "check_params", "dtype_of", "seed_of"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+SCORES = ("w2", "objective")
+
+
+def check_params(params: dict[str, Any], conditional: bool = False) -> None:
+    r"""One clear error for the first of ``BrenierMap``'s ``params`` (its
+    ``get_params()``) that a fit (a ``conditional`` one) cannot take.
+
+    Example:
+        >>> from otflows import BrenierMap
+        >>> check_params(BrenierMap(max_iter=0).get_params())
+        Traceback (most recent call last):
+        ...
+        ValueError: max_iter must be a positive integer; got 0
+    """
+    p = SimpleNamespace(**params)
+    counts = {"max_iter": p.max_iter, "batch_size": p.batch_size}
+    for name in ("target_batch_size", "validation_interval", "patience"):
+        if params[name] is not None:
+            counts[name] = params[name]
+    if p.refine_rounds:
+        counts["refine_iter"] = p.refine_iter
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    for name in ("init_iter", "refine_rounds"):
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    if p.max_time is not None and not (
+        isinstance(p.max_time, (int, float))
+        and not isinstance(p.max_time, bool)
+        and 0 < p.max_time < math.inf
+    ):
+        raise ValueError(f"max_time must be a positive number of seconds; got {p.max_time!r}")
+    if not 0 <= p.validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1); got {p.validation_fraction!r}")
+    if p.validation_score not in SCORES:
+        raise ValueError(f"validation_score must be one of {SCORES}; got {p.validation_score!r}")
+    if not p.gamma > 0:
+        raise ValueError(f"gamma must be > 0; got {p.gamma}")
+    nets = CONDITIONAL_NETS if conditional else UNCONDITIONAL_NETS
+    if p.net not in nets:
+        kind = "conditional" if conditional else "unconditional (no ct given)"
+        raise ValueError(f"net must be one of {nets} for a {kind} fit; got {p.net!r}")
+    if conditional and p.refine_rounds:
+        raise ValueError(
+            "refine_rounds must be 0 for a conditional fit: residual refinement maps "
+            "unconditional samples only"
+        )
+    size = distributed.world()[1]
+    for name in ("batch_size", "target_batch_size"):
+        if counts.get(name, 0) % size:
+            raise ValueError(
+                f"{name} ({counts[name]}) must be a multiple of the number of processes ({size})"
+            )
+
+
+def dtype_of(dtype: torch.dtype | str) -> torch.dtype:
+    r"""``"float32"``, ``"float64"`` or those torch dtypes, as a torch dtype.
+
+    Example:
+        >>> dtype_of("float64")
+        torch.float64
+    """
+    resolved = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or resolved not in DTYPES.values():
+        raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}")
+    return resolved
+
+
+def seed_of(random_state: Any) -> int | None:
+    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
+    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**62))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**62, dtype=np.int64))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
+        f"{type(random_state).__name__}"
+    )
+
+
+def changed_params(cls: type, params: dict[str, Any]) -> list[str]:
+    r"""``"name=value"`` for each of ``params`` that differs from its default in ``cls``'s
+    signature: an estimator's repr, as scikit-learn prints it.
+
+    Example:
+        >>> from otflows import BrenierMap
+        >>> changed_params(BrenierMap, BrenierMap(lr=0.1).get_params())
+        ['lr=0.1']
+    """
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    return [
+        f"{name}={value!r}" for name, value in params.items() if not _same(value, defaults[name])
+    ]
+
+
+def _same(a: Any, b: Any) -> bool:
+    r"""Whether two parameter values are equal (``False`` where ``==`` is not a bool)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
