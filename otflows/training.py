@@ -188,28 +188,18 @@ def fit_flow(
         else None
     )
     total, steps_per_epoch = _steps(X.shape[0], batch_size, epochs, max_iter)
-    size = distributed.world()[1]
     eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
-    if size > 1 and not (resume and checkpoint is not None and Path(checkpoint).exists()):
-        # data-dependent initialisations (ActNorm…) on the whole first batch, as one process
-        with torch.no_grad():
-            first = sampler.order[:batch_size].to(parameter.device)
-            _log_prob(flow.train(), X[first], None if context is None else context[first])
+    if not (resume and checkpoint is not None and Path(checkpoint).exists()):
+        _initialise(flow, X, context, sampler.order[:batch_size])
 
     def metrics() -> dict[str, float]:
         assert X_val is not None  # validation runs only with held-out rows
         return {"nll": nll(flow, X_val, context=context_val)}
 
-    def loss(rows: Tensor) -> Tensor:
-        # the minibatch's NLL: each process's shard contributes its share of the sum
-        shard = distributed.shard(rows).to(parameter.device)
-        c = None if context is None else context[shard]
-        return -_log_prob(flow, X[shard], c).sum() * (size / len(rows))
-
     history = train(
         flow,
-        loss,
+        _nll_loss(flow, X, context),
         sampler,
         Schedule(total, lr, schedule, clip_grad, weight_decay, max_time),
         validation=None if X_val is None else Validation(metrics, "nll", eval_every, patience),
@@ -233,6 +223,34 @@ def fit_flow(
     if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
         _gaussian_candidate(flow, history, initial, all_of_X(), X_val)
     return history
+
+
+def _initialise(
+    flow: Flow, X: Tensor | MappedSamples, context: Tensor | None, first: Tensor
+) -> None:
+    r"""Under ``torchrun``, the flow's data-dependent initialisations (ActNorm…) on the whole
+    first minibatch ``first``, as one process would (a single process initialises on its
+    first training call)."""
+    if distributed.world()[1] == 1:
+        return
+    with torch.no_grad():
+        first = first.to(next(flow.parameters()).device)
+        _log_prob(flow.train(), X[first], None if context is None else context[first])
+
+
+def _nll_loss(
+    flow: Flow, X: Tensor | MappedSamples, context: Tensor | None
+) -> Callable[[Tensor], Tensor]:
+    r"""The minibatch loss of maximum likelihood: the NLL of the rows drawn, each process's
+    shard contributing its share of the sum."""
+    device, size = next(flow.parameters()).device, distributed.world()[1]
+
+    def loss(rows: Tensor) -> Tensor:
+        shard = distributed.shard(rows).to(device)
+        c = None if context is None else context[shard]
+        return -_log_prob(flow, X[shard], c).sum() * (size / len(rows))
+
+    return loss
 
 
 def _rows(

@@ -297,13 +297,7 @@ class BrenierMap(FittedMap, BaseTransport):
         if checkpoint is not None and resume:
             saved = load_checkpoint(checkpoint, signature, device)
         start = time.perf_counter()
-        self.n_features_in_ = problem.Xs.shape[1]
-        self.context_features_ = problem.context_features
-        self.conditions_ = None if problem.conditions is None else problem.conditions.table
-        self.transform_ = T
-        self.log_: dict[str, Any] = {"objective": objective.config, "refine": []}
-        if saved is not None:
-            self.log_ = json.loads(saved["extra"]["log"])
+        self._set_fitted(T, problem, objective, saved)
         run = MapFit(
             T,
             problem,
@@ -318,6 +312,23 @@ class BrenierMap(FittedMap, BaseTransport):
         self._run_phases(run, saved)
         self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
         return self
+
+    def _set_fitted(
+        self,
+        T: BrenierTransform,
+        problem: MapProblem,
+        objective: Objective,
+        saved: dict[str, Any] | None,
+    ) -> None:
+        r"""The fitted attributes a fit starts with: the transform, the data's sizes and
+        conditions, and the log (a resumed fit's, from its checkpoint)."""
+        self.n_features_in_ = problem.Xs.shape[1]
+        self.context_features_ = problem.context_features
+        self.conditions_ = None if problem.conditions is None else problem.conditions.table
+        self.transform_ = T
+        self.log_ = {"objective": objective.config, "refine": []}
+        if saved is not None:
+            self.log_ = json.loads(saved["extra"]["log"])
 
     def _check_fit(self, Xs: Any, ys: Any, Xt: Any, cs: Any, ct: Any) -> Objective:
         r"""The settings and the arguments that :meth:`fit` checks before the data; the
