@@ -50,19 +50,19 @@ per ``d``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from otflows.bench import peer_methods
 from otflows.bench.common import (
     add_device_option,
     add_out_option,
@@ -81,7 +81,6 @@ __all__ = ["METHODS", "PUBLISHED_BEST", "main"]
 # Best published L2-UVP (%) per d on Mix3 → Mix10 (Korotin et al. 2021, over all their solvers).
 PUBLISHED_BEST = {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.4, 32: 2.8, 64: 3.2, 128: 2.0, 256: 2.6}
 METHODS = ("otflows", "otflows-timed", "entropic", "ott-enot", "ott-w2nd-icnn", "ott-w2nd-mlp")
-ENTROPIC_ROWS = 5000  # samples per side of the entropic map (its memory grows as their square)
 IMPORTS = {
     "otflows": ("ot", "otflows.maps"),
     "entropic": ("otflows.maps",),
@@ -95,10 +94,6 @@ IMPORTS = {
 REPORT_AT = (60, 300, 900, 3600)  # CPU seconds at which the table compares the methods
 
 
-class OutOfBudget(Exception):
-    r"""Raised from a training callback once the run's time budget is spent."""
-
-
 def unit(payload: dict) -> str:
     r"""What the clock of the benchmark's JSON ``payload`` counts: ``"CPU s"``, or ``"GPU s"``
     (wall-clock) for a run with ``--device cuda``.
@@ -108,61 +103,6 @@ def unit(payload: dict) -> str:
         ('CPU s', 'GPU s')
     """
     return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"
-
-
-class Clock:
-    r"""A run's seconds, with the scoring at checkpoints left out: its CPU seconds
-    (``time.process_time``: every thread of the process) by default, or ``timer``'s (wall-clock
-    time on a GPU). ``points`` holds ``(seconds, step, l2_uvp, cos)``.
-
-    Arguments:
-        budget: Seconds the run may spend.
-        score: Scores a map given as a function ``[N, D] -> [N, D]`` on NumPy arrays:
-            ``(l2_uvp, cos)``.
-
-    Example:
-        >>> clock = Clock(10.0, lambda T: (1.0, 0.9))
-        >>> clock.checkpoint(0, lambda x: x)
-        >>> clock.points[0][1:]
-        (0, 1.0, 0.9)
-    """
-
-    GRID = tuple(m * 10.0**e for e in range(-1, 5) for m in (1, 2, 5))
-
-    def __init__(
-        self,
-        budget: float,
-        score: Callable[[Callable[[np.ndarray], np.ndarray]], tuple],
-        timer: Callable[[], float] = time.process_time,
-    ):
-        self.budget, self.score, self.timer = budget, score, timer
-        self.points: list[tuple[float, int, float, float]] = []
-        self._start, self._paused = timer(), 0.0
-        self._next = 0
-
-    @property
-    def seconds(self) -> float:
-        r"""Seconds spent training so far."""
-        return self.timer() - self._start - self._paused
-
-    def due(self) -> bool:
-        r"""Whether a checkpoint of the grid (or the budget) has been passed since the last."""
-        return self._next < len(self.GRID) and self.seconds >= min(
-            self.GRID[self._next], self.budget
-        )
-
-    def checkpoint(self, step: int, transport: Callable[[np.ndarray], np.ndarray]) -> None:
-        r"""Scores ``transport`` now (its time not counted); raises :class:`OutOfBudget`
-        once the budget is spent."""
-        seconds = self.seconds
-        paused_at = self.timer()
-        uvp, cos = self.score(transport)
-        self.points.append((seconds, step, uvp, cos))
-        while self._next < len(self.GRID) and self.GRID[self._next] <= seconds:
-            self._next += 1
-        self._paused += self.timer() - paused_at
-        if seconds >= self.budget or not math.isfinite(uvp):
-            raise OutOfBudget
 
 
 def _data(d: int, args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -197,132 +137,6 @@ def _scorer(data: dict[str, np.ndarray]) -> Callable:
     return score
 
 
-@contextlib.contextmanager
-def _cpu_seconds_as_wall_clock() -> Iterator[None]:
-    r"""Within it, ``time.perf_counter`` reads the process's CPU time, so a time budget
-    (``BrenierMap(max_time=)``) is spent in CPU seconds, as every method's clock here is,
-    whatever else shares the machine (each run has its own process)."""
-    wall = time.perf_counter
-    time.perf_counter = time.process_time
-    try:
-        yield
-    finally:
-        time.perf_counter = wall
-
-
-def _otflows(
-    data: dict, clock: Clock, steps: int, timed: bool, seed: int, device: str
-) -> dict[str, Any]:
-    from otflows.maps import BrenierMap
-
-    def callback(phase: str, step: int, otmap: BrenierMap) -> None:
-        offset = 0 if phase == "Bures start" else otmap.init_iter
-        clock.checkpoint(offset + step, otmap.transform)
-
-    budget: dict[str, Any] = (
-        {"max_iter": 10**6, "max_time": clock.budget - clock.seconds} if timed else {}
-    )
-    otmap = BrenierMap(
-        **({"max_iter": steps} | budget), random_state=seed, progress=False, device=device
-    )
-    timing = _cpu_seconds_as_wall_clock() if device == "cpu" else contextlib.nullcontext()
-    try:
-        with timing:
-            otmap.fit(Xs=data["Xs"], Xt=data["Xt"], callback=callback)
-    except OutOfBudget:
-        return {"stopped": "budget"}
-    # the kept weights (the best by validation) after the last step
-    clock.points.pop()
-    clock.checkpoint(otmap.init_iter + len(otmap.log_["fit"]["loss"]), otmap.transform)
-    return {"stopped": "budget" if otmap.log_["fit"]["out_of_time"] else "schedule"}
-
-
-def _entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
-    r"""The entropic map (:class:`otflows.EntropicMap`, its ε rule) of the first
-    :data:`ENTROPIC_ROWS` samples per side, on ``device``: one checkpoint, once Sinkhorn has
-    converged."""
-    import torch
-
-    from otflows.maps import EntropicMap
-
-    Xs, Xt = (torch.as_tensor(data[k][:ENTROPIC_ROWS]).to(device) for k in ("Xs", "Xt"))
-    entropic = EntropicMap().fit(Xs=Xs, Xt=Xt)
-    try:
-        clock.checkpoint(
-            entropic.n_iter_,
-            lambda X: entropic.transform(torch.as_tensor(X).to(device)).cpu().numpy(),
-        )
-    except OutOfBudget:
-        return {"stopped": "budget"}
-    return {"stopped": "converged"}
-
-
-def _ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from ott.neural.methods import expectile_neural_dual, neuraldual
-    from ott.neural.networks import icnn, potentials
-
-    d = data["Xs"].shape[1]
-    rng = jax.random.PRNGKey(seed)
-    iterations = 10**8  # the CPU budget stops the run
-    if method == "ott-enot":
-        solver: Any = expectile_neural_dual.ExpectileNeuralDual(
-            d, num_train_iters=iterations, rng=rng
-        )
-    elif method == "ott-w2nd-icnn":
-        schedule = optax.cosine_decay_schedule(1e-3, 5001, alpha=1e-2)
-        first = (jnp.asarray(data["Xs"][:batch_size]), jnp.asarray(data["Xt"][:batch_size]))
-        solver = neuraldual.W2NeuralDual(
-            d,
-            icnn.ICNN(d, [64, 64, 64, 64], pos_weights=True, gaussian_map_samples=first),
-            potentials.PotentialMLP([64, 64, 64, 64], is_potential=False),
-            optax.adam(schedule, b1=0.5, b2=0.5),
-            optax.adam(schedule, b1=0.9, b2=0.999),
-            num_train_iters=iterations,
-            rng=rng,
-            pos_weights=True,
-        )
-    else:
-        schedule = optax.cosine_decay_schedule(5e-4, 20_001, alpha=1e-2)
-        optimizer = optax.adamw(learning_rate=schedule)
-        mlp = potentials.PotentialMLP(dim_hidden=[64, 64, 64, 64])
-        solver = neuraldual.W2NeuralDual(
-            d,
-            mlp,
-            potentials.PotentialMLP(dim_hidden=[64, 64, 64, 64]),
-            optimizer,
-            optimizer,
-            num_train_iters=iterations,
-            rng=rng,
-            pos_weights=False,
-        )
-    generator = np.random.default_rng(seed)
-
-    def batches(X: np.ndarray):
-        X = X.astype(np.float32)
-        while True:
-            yield X[generator.integers(len(X), size=batch_size)]
-
-    def callback(step: int, learned: Any) -> None:
-        if clock.due():
-            transport = jax.jit(learned.transport)  # compiled, as training is
-            clock.checkpoint(step, lambda x: transport(jnp.asarray(x, jnp.float32)))
-
-    try:
-        solver(
-            batches(data["Xs"]),
-            batches(data["Xt"]),
-            batches(data["Xs"]),
-            batches(data["Xt"]),
-            callback=callback,
-        )
-    except OutOfBudget:
-        return {"stopped": "budget"}
-    return {"stopped": "schedule"}
-
-
 def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""One method's run on the pair at ``d``, in this (fresh, one-thread) process: its
     checkpoints ``points`` (CPU seconds, or GPU wall-clock seconds; step, L2-UVP, cos), how
@@ -339,15 +153,15 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
         for module in IMPORTS[family]:
             importlib.import_module(module)
         timer = time.process_time if args.device == "cpu" else time.perf_counter
-        clock = Clock(args.budget, _scorer(data), timer)
+        clock = peer_methods.Clock(args.budget, _scorer(data), timer)
         row["points"] = clock.points  # filled as the run goes, kept if it fails
         if method.startswith("otflows"):
             timed = method == "otflows-timed"
-            row |= _otflows(data, clock, args.steps, timed, args.seed, args.device)
+            row |= peer_methods.otflows(data, clock, args.steps, timed, args.seed, args.device)
         elif method == "entropic":
-            row |= _entropic(data, clock, args.device)
+            row |= peer_methods.entropic(data, clock, args.device)
         else:
-            row |= _ott(method, data, clock, args.batch_size, args.seed)
+            row |= peer_methods.ott(method, data, clock, args.batch_size, args.seed)
     except Exception as error:  # reported in the table, never dropped
         row["error"] = f"{type(error).__name__}: {error}"
     if row["points"] and not math.isfinite(row["points"][-1][2]):
