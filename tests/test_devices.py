@@ -5,6 +5,7 @@ them). Tensors are made on the device under test, never on a default one."""
 import numpy as np
 import pytest
 import torch
+from test_contract import NETS  # the networks of the contract, at the sizes it tests
 
 from otflows import BrenierFlow, BrenierMap, BrenierTransform, build_net, fit_flow
 from otflows.datasets import GaussianCoupling
@@ -14,13 +15,6 @@ from otflows.metrics import wasserstein2_squared
 
 CUDA = [pytest.param("cuda", marks=pytest.mark.cuda)] if torch.cuda.is_available() else []
 DEVICES = ["cpu", *CUDA]
-NETS = {
-    "cmgn": dict(hidden_features=12, num_layers=3),
-    "mmgn": dict(hidden_features=6, num_modules=3),
-    "icgn": dict(hidden_features=12),
-    "icnn": dict(hidden_features=12, num_layers=3),
-    "qicnn": dict(hidden_features=12, num_layers=3, quadratic_rank=2),
-}
 SMALL = {
     "hidden_features": 8,
     "max_iter": 20,
@@ -38,11 +32,14 @@ def pair():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NETS)
-def test_the_contract_holds_on_the_device(name, device):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_contract_holds_on_the_device(name, device, seed):
     """Float64: a symmetric Jacobian ⪰ γI, the exact log-det equal to slogdet of the Jacobian,
     and the inverse to its tolerance, all computed on the device."""
     generator = torch.Generator(device="cpu").manual_seed(0)
-    net = build_net(name, 3, **NETS[name])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_net(name, 3, **NETS[name])
     T = BrenierTransform(net, gamma=0.05).to(device=device, dtype=torch.float64)
     x = (2 * torch.randn(8, 3, generator=generator, dtype=torch.float64)).to(device)
     T.initialize(x)
@@ -55,7 +52,8 @@ def test_the_contract_holds_on_the_device(name, device):
     with torch.no_grad():
         x_back, inverse_logdet = T.inverse(y)
     torch.testing.assert_close(x_back, x, rtol=0, atol=1e-8)
-    torch.testing.assert_close(inverse_logdet, -logdet, rtol=1e-9, atol=1e-9)
+    # at x_back, within the inverse's tolerance of x: the log-det moves by its gradient times that
+    torch.testing.assert_close(inverse_logdet, -logdet, rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize("device", DEVICES)
