@@ -289,23 +289,29 @@ def _parser() -> argparse.ArgumentParser:
         "map, color-transfer, bench; 'otflows COMMAND --help' describes each.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_demo_parser, _fit_parser, _map_parser, _color_transfer_parser, _bench_parser):
+        add(commands)
+    return parser
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
-            name,
-            help=help,
-            description=help,
-            formatter_class=_HelpFormatter,
-        )
 
-    p = command("demo", "fit an M-MGN flow to the d = 2 Gaussian coupling and score it")
+def _command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    r"""The subcommand ``name``, its help the first line of its description."""
+    return commands.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+
+def _demo_parser(commands: Any) -> None:
+    r"""``otflows demo``."""
+    p = _command(commands, "demo", "fit an M-MGN flow to the d = 2 Gaussian coupling and score it")
     p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--samples", type=int, default=50_000, help="training samples")
     p.add_argument("--json", help="also write the scores as JSON, with the machine and command")
     _common_options(p, out="otflows_demo.png", out_help="the coupling figure (.png)")
     p.set_defaults(run=demo)
 
-    p = command("fit", "fit a Brenier flow to samples in a .npy or .csv file")
+
+def _fit_parser(commands: Any) -> None:
+    r"""``otflows fit``."""
+    p = _command(commands, "fit", "fit a Brenier flow to samples in a .npy or .csv file")
     p.add_argument(
         "--data", required=True, help="samples [N, D] (.npy, or .csv with one row each)"
     )
@@ -384,7 +390,12 @@ def _parser() -> argparse.ArgumentParser:
     _common_options(p, out=None, out_help="checkpoint path (.pt)", device=True)
     p.set_defaults(run=fit)
 
-    p = command("map", "fit the OT map between two sample files and write the mapped source")
+
+def _map_parser(commands: Any) -> None:
+    r"""``otflows map``."""
+    p = _command(
+        commands, "map", "fit the OT map between two sample files and write the mapped source"
+    )
     p.add_argument("--source", required=True, help="source samples [N, D] (.npy or .csv)")
     p.add_argument("--target", required=True, help="target samples [M, D] (.npy or .csv)")
     p.add_argument(
@@ -407,7 +418,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=map_command)
 
-    p = command("color-transfer", "recolour an image with another's colours by their OT map")
+
+def _color_transfer_parser(commands: Any) -> None:
+    r"""``otflows color-transfer``."""
+    p = _command(
+        commands, "color-transfer", "recolour an image with another's colours by their OT map"
+    )
     p.add_argument("source", help="the image to recolour (PNG or JPEG)")
     p.add_argument("target", help="the image whose colours are wanted")
     p.add_argument("out", help="the recoloured image (PNG)")
@@ -417,6 +433,9 @@ def _parser() -> argparse.ArgumentParser:
     _common_options(p, out=False, out_help="", device=True)
     p.set_defaults(run=color_transfer_command)
 
+
+def _bench_parser(commands: Any) -> None:
+    r"""``otflows bench``, listing every benchmark."""
     listing = "\n".join(f"  {name:<15} {summary(name)}" for name in sorted(BENCHMARKS))
     p = commands.add_parser(
         "bench",
@@ -429,7 +448,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help="one of those below")
     p.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --quick")
     p.set_defaults(run=lambda args: run_benchmark(args.name, args.options))
-    return parser
 
 
 def _common_options(
