@@ -93,45 +93,11 @@ def lbfgs_minimize(
                 S, U, rho = S[:, active], U[:, active], rho[:, active]
             if rows.numel() == 0:
                 break
-            # two-loop recursion, newest pair first
-            q, alpha = g.clone(), []
-            newest = [(k - 1 - i) % memory for i in range(min(k, memory))]
-            for j in newest:
-                a = rho[j] * (S[j] * q).sum(-1)
-                q -= a[:, None] * U[j]
-                alpha.append(a)
-            p = scale[:, None] * (q if precondition is None else precondition(q))
-            for j, a in zip(reversed(newest), reversed(alpha), strict=True):
-                b = rho[j] * (U[j] * p).sum(-1)
-                p += (a - b)[:, None] * S[j]
-            p = -p
-            slope = (g * p).sum(-1)
-            uphill = slope >= 0  # (only from round-off) fall back to steepest descent
-            p[uphill] = -g[uphill]
-            slope[uphill] = -g[uphill].square().sum(-1)
-            # backtracking line search
-            t = torch.ones_like(f)
-            x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
-            accepted = torch.zeros_like(rows, dtype=torch.bool)
-            for _ in range(max_halvings):
-                pending = (~accepted).nonzero().squeeze(1)
-                x_t = x[pending] + t[pending, None] * p[pending]
-                f_t, g_t = value_and_grad(x_t, rows[pending])
-                ok = (f_t <= f[pending] + armijo * t[pending] * slope[pending]) & (
-                    f_t < f[pending]
-                )
-                # near the minimum f stops resolving the decrease: the approximate Wolfe
-                # test accepts a step within round-off of f that has not overshot along p,
-                # if it lowers the gradient (so that rows at the floor stop)
-                level = f_t <= f[pending] + APPROXIMATE_WOLFE * f[pending].abs()
-                level &= (g_t * p[pending]).sum(-1) <= -0.8 * slope[pending]
-                ok |= level & (g_t.norm(dim=-1) < residual[rows[pending]])
-                done = pending[ok]
-                x_new[done], f_new[done], g_new[done] = x_t[ok], f_t[ok], g_t[ok]
-                accepted[done] = True
-                if bool(accepted.all()):
-                    break
-                t[pending[~ok]] /= 2.0
+            p, slope = _direction(g, S, U, rho, scale, k, memory, precondition)
+            step = (x, f, g, p, slope, residual[rows])
+            x_new, f_new, g_new, accepted = _line_search(
+                value_and_grad, rows, *step, armijo, max_halvings
+            )
             s, u = x_new - x, g_new - g
             su = (s * u).sum(-1)
             curved = su > torch.finfo(x.dtype).eps * s.norm(dim=-1) * u.norm(dim=-1)
@@ -147,3 +113,72 @@ def lbfgs_minimize(
             # a row where no step length decreased f is at the floating-point floor: it stops
             tol = torch.where(accepted, tol, torch.inf)
         return InverseResult(x_out, residual, tolerance, iterations, residual <= tolerance)
+
+
+def _direction(
+    g: Tensor,
+    S: Tensor,
+    U: Tensor,
+    rho: Tensor,
+    scale: Tensor,
+    k: int,
+    memory: int,
+    precondition: Callable[[Tensor], Tensor] | None,
+) -> tuple[Tensor, Tensor]:
+    r"""The L-BFGS direction :math:`p` ``[n, D]`` of iteration ``k`` at the gradients ``g``
+    ``[n, D]``, by the two-loop recursion over the pairs ``S``, ``U`` ``[m, n, D]`` (newest
+    first), and its slope :math:`g^\top p` ``[n]``; steepest descent where round-off made it
+    uphill."""
+    q, alpha = g.clone(), []
+    newest = [(k - 1 - i) % memory for i in range(min(k, memory))]
+    for j in newest:
+        a = rho[j] * (S[j] * q).sum(-1)
+        q -= a[:, None] * U[j]
+        alpha.append(a)
+    p = scale[:, None] * (q if precondition is None else precondition(q))
+    for j, a in zip(reversed(newest), reversed(alpha), strict=True):
+        b = rho[j] * (U[j] * p).sum(-1)
+        p += (a - b)[:, None] * S[j]
+    p = -p
+    slope = (g * p).sum(-1)
+    uphill = slope >= 0  # (only from round-off) fall back to steepest descent
+    p[uphill] = -g[uphill]
+    slope[uphill] = -g[uphill].square().sum(-1)
+    return p, slope
+
+
+def _line_search(
+    value_and_grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    rows: Tensor,
+    x: Tensor,
+    f: Tensor,
+    g: Tensor,
+    p: Tensor,
+    slope: Tensor,
+    residual: Tensor,
+    armijo: float,
+    max_halvings: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""The backtracking line search of :func:`lbfgs_minimize` along ``p`` from ``x``: each
+    row's new point, value and gradient, and whether a step length was accepted ``[n]``."""
+    t = torch.ones_like(f)
+    x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
+    accepted = torch.zeros_like(rows, dtype=torch.bool)
+    for _ in range(max_halvings):
+        pending = (~accepted).nonzero().squeeze(1)
+        x_t = x[pending] + t[pending, None] * p[pending]
+        f_t, g_t = value_and_grad(x_t, rows[pending])
+        ok = (f_t <= f[pending] + armijo * t[pending] * slope[pending]) & (f_t < f[pending])
+        # near the minimum f stops resolving the decrease: the approximate Wolfe test accepts
+        # a step within round-off of f that has not overshot along p, if it lowers the
+        # gradient (so that rows at the floor stop)
+        level = f_t <= f[pending] + APPROXIMATE_WOLFE * f[pending].abs()
+        level &= (g_t * p[pending]).sum(-1) <= -0.8 * slope[pending]
+        ok |= level & (g_t.norm(dim=-1) < residual[pending])
+        done = pending[ok]
+        x_new[done], f_new[done], g_new[done] = x_t[ok], f_t[ok], g_t[ok]
+        accepted[done] = True
+        if bool(accepted.all()):
+            break
+        t[pending[~ok]] /= 2.0
+    return x_new, f_new, g_new, accepted

@@ -139,32 +139,53 @@ def newton_solve(
             idx = active.nonzero().squeeze(1)
             x_a, r_a, y_a = x[idx], r[idx], y[idx]
             rows_a = [row[idx] for row in rows]
-            step = solve(x_a, r_a, *rows_a)
-            merit = r_a.square().sum(-1)
-            t = torch.ones_like(merit)  # each row's longest step length not yet tried
-            accepted = torch.zeros_like(active[idx])
-            tried, lengths = 0, 1  # t = 1 first, then LADDER halvings per evaluation
-            while tried < max_halvings and not bool(accepted.all()):
-                pending = (~accepted).nonzero().squeeze(1)
-                halvings = torch.arange(lengths, dtype=t.dtype, device=t.device)
-                ts = t[pending, None] * 0.5**halvings  # [n, k]
-                x_t = x_a[pending, None] - ts[..., None] * step[pending, None]  # [n, k, D]
-                rows_t = [row[pending].repeat_interleave(len(halvings), 0) for row in rows_a]
-                r_t = T(x_t.flatten(0, 1), *rows_t).view_as(x_t) - y_a[pending, None]
-                ok = r_t.square().sum(-1) <= (1.0 - 2.0 * armijo * ts) * merit[pending, None]
-                found = ok.any(1)
-                longest = ok.int().argmax(1)[found]  # the first (longest) passing length
-                done = pending[found]
-                x_a[done], r_a[done] = x_t[found, longest], r_t[found, longest]
-                accepted[done] = True
-                t[pending[~found]] = ts[~found, -1] / 2.0
-                tried += lengths
-                lengths = min(LADDER, max_halvings - tried)
+            x_a, r_a, accepted = _damped_step(
+                T, solve, y_a, x_a, r_a, rows_a, max_halvings, armijo
+            )
             x[idx], r[idx] = x_a, r_a
             iterations[idx] += accepted.long()
             residual[idx] = r_a.norm(dim=-1)
             active[idx] = accepted & (residual[idx] > tolerance[idx])
         return InverseResult(x, residual, tolerance, iterations, residual <= tolerance)
+
+
+def _damped_step(
+    T: Callable[..., Tensor],
+    solve: Callable[..., Tensor],
+    y: Tensor,
+    x: Tensor,
+    r: Tensor,
+    rows: list[Tensor],
+    max_halvings: int,
+    armijo: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One damped Newton step of the rows ``x`` ``[n, D]`` (residuals ``r``): the longest
+    step length :math:`1, \frac12, \frac14, \dots` passing the Armijo test, :data:`LADDER`
+    lengths per evaluation of ``T`` once the full step has failed, within ``max_halvings``.
+    Returns the new points, their residuals and which rows took a step ``[n]``."""
+    x, r = x.clone(), r.clone()
+    step = solve(x, r, *rows)
+    merit = r.square().sum(-1)
+    t = torch.ones_like(merit)  # each row's longest step length not yet tried
+    accepted = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    tried, lengths = 0, 1  # t = 1 first, then LADDER halvings per evaluation
+    while tried < max_halvings and not bool(accepted.all()):
+        pending = (~accepted).nonzero().squeeze(1)
+        halvings = torch.arange(lengths, dtype=t.dtype, device=t.device)
+        ts = t[pending, None] * 0.5**halvings  # [n, k]
+        x_t = x[pending, None] - ts[..., None] * step[pending, None]  # [n, k, D]
+        rows_t = [row[pending].repeat_interleave(len(halvings), 0) for row in rows]
+        r_t = T(x_t.flatten(0, 1), *rows_t).view_as(x_t) - y[pending, None]
+        ok = r_t.square().sum(-1) <= (1.0 - 2.0 * armijo * ts) * merit[pending, None]
+        found = ok.any(1)
+        longest = ok.int().argmax(1)[found]  # the first (longest) passing length
+        done = pending[found]
+        x[done], r[done] = x_t[found, longest], r_t[found, longest]
+        accepted[done] = True
+        t[pending[~found]] = ts[~found, -1] / 2.0
+        tried += lengths
+        lengths = min(LADDER, max_halvings - tried)
+    return x, r, accepted
 
 
 def _masked_step(
