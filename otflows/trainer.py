@@ -282,18 +282,14 @@ def train(
     """
     report = report or Report()
     steps, max_time, callback = schedule.steps, schedule.max_time, report.callback
-    spent, budget = 0.0, math.inf if max_time is None else max_time  # as rank 0 measures
-
-    def elapsed() -> float:  # the share of the time budget spent, the same on every process
-        return spent / budget
-
+    budget = _Budget(max_time)
     optimizer, scheduler = adam(
         model.parameters(),
         schedule.lr,
         steps,
         schedule.kind,
         schedule.weight_decay,
-        None if max_time is None else elapsed,
+        None if max_time is None else budget.elapsed,
     )
     run = _Run(model, optimizer, scheduler, sampler)
     if checkpoint is not None and checkpoint.resume:
@@ -301,8 +297,7 @@ def train(
     history = run.history
     shard_loss = distributed.parallel(model, loss)
     every = report.every or (validation.every if validation is not None else 100)
-    spent = history.seconds
-    twentieths = math.floor(20 * elapsed())  # of the time budget passed (0 without one)
+    budget.start(history.seconds)
     start = time.perf_counter() - history.seconds
     model.train()
     if validation is not None and not history.val_step:
@@ -324,12 +319,7 @@ def train(
         bar.update()
         postfix = {"loss": f"{value:.4g}"}
         history.seconds = time.perf_counter() - start
-        timed = False  # another twentieth of the time budget has passed
-        if max_time is not None:
-            spent = distributed.from_main(history.seconds)
-            history.out_of_time = spent >= max_time
-            passed = math.floor(20 * elapsed())
-            timed, twentieths = passed > twentieths, max(passed, twentieths)
+        history.out_of_time, timed = budget.update(history.seconds)
         last = step == steps or history.out_of_time
         if validation is not None and (step % validation.every == 0 or last or timed):
             run.validate(validation)
@@ -349,6 +339,34 @@ def train(
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     return history
+
+
+class _Budget:
+    r"""A loop's budget of ``max_time`` seconds (``None``: none), as the main process measures
+    them, so that every process agrees: the share spent, whether it is spent, and whether
+    another twentieth of it has passed (when the loop also validates, calls back and saves)."""
+
+    def __init__(self, max_time: float | None) -> None:
+        self.max_time, self.spent, self.twentieths = max_time, 0.0, 0
+
+    def elapsed(self) -> float:
+        r"""The share of the budget spent (0 without one)."""
+        return 0.0 if self.max_time is None else self.spent / self.max_time
+
+    def start(self, seconds: float) -> None:
+        r"""The loop starts having spent ``seconds`` (a resumed loop: its earlier steps')."""
+        self.spent = seconds
+        self.twentieths = math.floor(20 * self.elapsed())
+
+    def update(self, seconds: float) -> tuple[bool, bool]:
+        r"""``seconds`` spent now: whether the budget is spent, and whether another twentieth
+        of it has passed since the last update."""
+        if self.max_time is None:
+            return False, False
+        self.spent = distributed.from_main(seconds)
+        passed = math.floor(20 * self.elapsed())
+        timed, self.twentieths = passed > self.twentieths, max(passed, self.twentieths)
+        return self.spent >= self.max_time, timed
 
 
 class _Run:
