@@ -281,64 +281,22 @@ def train(
         1.0
     """
     report = report or Report()
-    steps, max_time, callback = schedule.steps, schedule.max_time, report.callback
-    budget = _Budget(max_time)
+    budget = _Budget(schedule.max_time)
     optimizer, scheduler = adam(
         model.parameters(),
         schedule.lr,
-        steps,
+        schedule.steps,
         schedule.kind,
         schedule.weight_decay,
-        None if max_time is None else budget.elapsed,
+        None if schedule.max_time is None else budget.elapsed,
     )
     run = _Run(model, optimizer, scheduler, sampler)
     if checkpoint is not None and checkpoint.resume:
         run.restore(checkpoint)
-    history = run.history
-    shard_loss = distributed.parallel(model, loss)
-    every = report.every or (validation.every if validation is not None else 100)
-    budget.start(history.seconds)
-    start = time.perf_counter() - history.seconds
-    model.train()
-    if validation is not None and not history.val_step:
-        run.validate(validation)
-    bar = tqdm(
-        total=steps,
-        initial=run.step,
-        disable=not report.progress or not distributed.is_main(),
-        desc=report.description,
-        unit="step",
-    )
-    while run.step < steps and not history.stopped_early and not history.out_of_time:
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        batch_loss = shard_loss(*sampler.draw())
-        value = descend(batch_loss, optimizer, scheduler, schedule.clip_grad, run.step)
-        history.loss.append(value)
-        run.step += 1
-        step = run.step
-        bar.update()
-        postfix = {"loss": f"{value:.4g}"}
-        history.seconds = time.perf_counter() - start
-        history.out_of_time, timed = budget.update(history.seconds)
-        last = step == steps or history.out_of_time
-        if validation is not None and (step % validation.every == 0 or last or timed):
-            run.validate(validation)
-            postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
-            history.stopped_early = _stalled(history, validation) and not last
-        if step % 10 == 0 or len(postfix) > 1:
-            bar.set_postfix(postfix)
-        history.seconds = time.perf_counter() - start
-        last = last or history.stopped_early
-        if callback is not None and (step % every == 0 or last or timed):
-            callback(step)
-            model.train()
-            start = time.perf_counter() - history.seconds
-        if checkpoint is not None and (step % checkpoint.every == 0 or last or timed):
-            run.save(checkpoint)
-    bar.close()
+    run.loop(distributed.parallel(model, loss), schedule, budget, validation, checkpoint, report)
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
-    return history
+    return run.history
 
 
 class _Budget:
@@ -386,6 +344,62 @@ class _Run:
         self.step = 0
         self.best_state: dict[str, Tensor] | None = None
         self.best_terms: tuple[Tensor, ...] | None = None
+
+    def loop(
+        self,
+        shard_loss: Callable[..., Tensor],
+        schedule: Schedule,
+        budget: _Budget,
+        validation: Validation | None,
+        checkpoint: Checkpoint | None,
+        report: Report,
+    ) -> None:
+        r"""The steps of :func:`train` from where the run is: each a descent on a drawn
+        minibatch, then, when due, a validation (and early stopping), the callback (its time
+        not counted) and a checkpoint."""
+        history, steps, callback = self.history, schedule.steps, report.callback
+        every = report.every or (validation.every if validation is not None else 100)
+        budget.start(history.seconds)
+        start = time.perf_counter() - history.seconds
+        self.model.train()
+        if validation is not None and not history.val_step:
+            self.validate(validation)
+        bar = tqdm(
+            total=steps,
+            initial=self.step,
+            disable=not report.progress or not distributed.is_main(),
+            desc=report.description,
+            unit="step",
+        )
+        while self.step < steps and not history.stopped_early and not history.out_of_time:
+            history.lr.append(self.optimizer.param_groups[0]["lr"])
+            batch_loss = shard_loss(*self.sampler.draw())
+            value = descend(
+                batch_loss, self.optimizer, self.scheduler, schedule.clip_grad, self.step
+            )
+            history.loss.append(value)
+            self.step += 1
+            step = self.step
+            bar.update()
+            postfix = {"loss": f"{value:.4g}"}
+            history.seconds = time.perf_counter() - start
+            history.out_of_time, timed = budget.update(history.seconds)
+            last = step == steps or history.out_of_time
+            if validation is not None and (step % validation.every == 0 or last or timed):
+                self.validate(validation)
+                postfix[validation.score] = f"{history.val_loss[-1]:.4g}"
+                history.stopped_early = _stalled(history, validation) and not last
+            if step % 10 == 0 or len(postfix) > 1:
+                bar.set_postfix(postfix)
+            history.seconds = time.perf_counter() - start
+            last = last or history.stopped_early
+            if callback is not None and (step % every == 0 or last or timed):
+                callback(step)
+                self.model.train()
+                start = time.perf_counter() - history.seconds
+            if checkpoint is not None and (step % checkpoint.every == 0 or last or timed):
+                self.save(checkpoint)
+        bar.close()
 
     def restore(self, checkpoint: Checkpoint) -> None:
         r"""The state saved at ``checkpoint.path``, where it exists (on the model's device)."""

@@ -268,8 +268,7 @@ def rendered_together(payloads: list[dict]) -> str:
     return markdown_table(table, columns)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otflows bench ot-maps", description=description(__doc__)
     )
@@ -331,7 +330,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--progress", action="store_true")
     add_device_option(parser)
     add_out_option(parser, "ot_maps.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    args = _parser().parse_args(argv)
     if args.quick:
         args.gaussian_dims, args.w2_dims = [2, 8], [2]
         args.max_iter = args.sinkhorn_iter = 30
