@@ -26,6 +26,7 @@ from sklearn.datasets import load_sample_image
 
 from otflows import BrenierMap
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     description,
@@ -37,6 +38,7 @@ from otflows.bench.common import (
 from otflows.color import color_transfer, sample_pixels
 from otflows.metrics import sinkhorn_divergence
 from otflows.plotting import plot_color_transfer
+from otflows.validation import as_device
 
 COLUMNS = [
     ("method", "method"),
@@ -64,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (stride 8)")
     add_threads_option(parser)
+    add_device_option(parser, " (the BrenierMap fit)")
     add_out_option(parser, "color_transfer.json", figure=True)
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     if args.quick:
         args.pixels, args.max_iter, args.sinkhorn_pixels, args.stride = 1000, 30, 300, 8
         args.score_pixels = 200
@@ -83,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         lr=1e-2,
         random_state=0,
         validation_fraction=0,
+        device=args.device,
     )
     mapped, fitted, scores = color_transfer(
         source, target, estimator, args.pixels, seed=0, score_pixels=args.score_pixels
