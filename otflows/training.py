@@ -159,12 +159,7 @@ def fit_flow(
     spec = dict(
         features=getattr(flow, "features", None), dtype=parameter.dtype, device=parameter.device
     )
-    if epochs is not None and max_iter is not None:
-        raise ValueError("give either epochs or max_iter, not both")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
+    _check_options(epochs, max_iter, batch_size, validation_fraction)
     seed = distributed.broadcast_seed(seed)
     given = X_val is not None
     X, X_val, context, context_val = _rows(
@@ -182,11 +177,7 @@ def fit_flow(
         lr = LR["gaussian start" if gaussian_start else "random start"]
     # the Gaussian of X is a candidate too, set from the initial weights after training
     candidate = keep_gaussian and not gaussian_start and X_val is not None and not conditional
-    initial = (
-        _Weights(copy.deepcopy(flow.state_dict()))
-        if candidate and isinstance(flow, BrenierFlow)
-        else None
-    )
+    initial = _Weights.of(flow) if candidate and isinstance(flow, BrenierFlow) else None
     total, steps_per_epoch = _steps(X.shape[0], batch_size, epochs, max_iter)
     eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
@@ -223,6 +214,18 @@ def fit_flow(
     if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
         _gaussian_candidate(flow, history, initial, all_of_X(), X_val)
     return history
+
+
+def _check_options(
+    epochs: int | None, max_iter: int | None, batch_size: int, validation_fraction: float
+) -> None:
+    r"""One clear error for the first of :func:`fit_flow`'s options it cannot take."""
+    if epochs is not None and max_iter is not None:
+        raise ValueError("give either epochs or max_iter, not both")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
 
 
 def _initialise(
@@ -362,6 +365,11 @@ class _Weights:
 
     def __init__(self, state: dict[str, Tensor]) -> None:
         self.state = state
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> _Weights:
+        r"""A copy of ``model``'s weights now."""
+        return cls(copy.deepcopy(model.state_dict()))
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.state
