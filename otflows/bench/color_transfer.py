@@ -50,8 +50,7 @@ COLUMNS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otflows bench color-transfer", description=description(__doc__)
     )
@@ -68,7 +67,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     add_threads_option(parser)
     add_device_option(parser, " (the BrenierMap fit)")
     add_out_option(parser, "color_transfer.json", figure=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    args = _parser().parse_args(argv)
     as_device(args.device, "--device")
     if args.quick:
         args.pixels, args.max_iter, args.sinkhorn_pixels, args.stride = 1000, 30, 300, 8
