@@ -356,9 +356,7 @@ def test_density_skips_digits_without_scikit_learn(tmp_path, monkeypatch, capsys
     assert "digits skipped: it is read with scikit-learn" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "name", ["color-transfer", "logdet", "ot-maps", "peers", "small-data", "step-speed"]
-)
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_a_benchmarks_unknown_device_is_one_clear_error(name):
     """Nothing falls back to the CPU: the benchmark refuses before any work, naming --device."""
     with pytest.raises(ValueError, match=r"--device must be a torch device .* got 'cdua'"):

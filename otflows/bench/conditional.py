@@ -49,6 +49,7 @@ from matplotlib.figure import Figure
 
 from otflows.bench.baselines import autoregressive_flow
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     description,
@@ -63,6 +64,7 @@ from otflows.flows import BrenierFlow
 from otflows.maps import BrenierMap
 from otflows.metrics import l2_uvp, log_prob
 from otflows.training import fit_flow
+from otflows.validation import as_device
 
 FEATURES = 8
 METHODS = ("brenier", "maf")
@@ -79,9 +81,11 @@ def problem(task: str) -> ConditionalGaussian:
     return ConditionalGaussian.smooth(FEATURES, 1, seed=1)
 
 
-def flow_run(task: str, method: str, samples: int, steps: int, threads: int | None) -> dict:
-    r"""Fits one conditional flow to ``samples`` (c, x) pairs and scores it on 5000 fresh
-    ones: KL and the L2-UVP of its map to noise."""
+def flow_run(
+    task: str, method: str, samples: int, steps: int, threads: int | None, device: str = "cpu"
+) -> dict:
+    r"""Fits one conditional flow to ``samples`` (c, x) pairs on ``device`` and scores it on
+    5000 fresh ones: KL and the L2-UVP of its map to noise."""
     set_threads(threads)
     truth = problem(task)
     c, x = truth.sample(samples, seed=1)
@@ -92,6 +96,7 @@ def flow_run(task: str, method: str, samples: int, steps: int, threads: int | No
         flow = BrenierFlow(FEATURES, "qicnn", context_features=C)
     else:
         flow = autoregressive_flow(FEATURES, "maf", 5, 64, context_features=C)
+    flow.to(device)
     history = fit_flow(
         flow,
         x.astype(np.float32),
@@ -105,12 +110,12 @@ def flow_run(task: str, method: str, samples: int, steps: int, threads: int | No
     q = log_prob(flow, x_test.astype(np.float32), context=c_test.astype(np.float32))
     with torch.no_grad():
         z = flow.transport(
-            torch.as_tensor(x_test, dtype=torch.float32),
-            torch.as_tensor(c_test, dtype=torch.float32),
+            torch.as_tensor(x_test, dtype=torch.float32, device=device),
+            torch.as_tensor(c_test, dtype=torch.float32, device=device),
         )
     return {
-        "kl": float(np.mean(truth.log_prob(x_test, c_test) - q.double().numpy())),
-        "l2_uvp": l2_uvp(z.double().numpy(), truth.to_normal(x_test, c_test)),
+        "kl": float(np.mean(truth.log_prob(x_test, c_test) - q.double().cpu().numpy())),
+        "l2_uvp": l2_uvp(z.double().cpu().numpy(), truth.to_normal(x_test, c_test)),
         "steps": len(history.loss),
         "best_step": history.best_step,
         "seconds": history.seconds,
@@ -126,7 +131,7 @@ def scored_doses(score: Callable[[float], float]) -> list[dict]:
     ]
 
 
-def pairs_run(samples: int, steps: int, threads: int | None) -> dict:
+def pairs_run(samples: int, steps: int, threads: int | None, device: str = "cpu") -> dict:
     r"""Fits the conditional OT map on 9 doses (``samples`` target rows each, as many shared
     source rows in all) and scores it at every dose and halfway between."""
     set_threads(threads)
@@ -136,7 +141,8 @@ def pairs_run(samples: int, steps: int, threads: int | None) -> dict:
     Xt = truth.sample(len(ct), seed=2, context=ct)[1]
     Xs = rng.normal(size=(len(ct), FEATURES))
     start = time.perf_counter()
-    otmap = BrenierMap(max_iter=steps, random_state=0, progress=False).fit(Xs=Xs, Xt=Xt, ct=ct)
+    otmap = BrenierMap(max_iter=steps, random_state=0, progress=False, device=device)
+    otmap.fit(Xs=Xs, Xt=Xt, ct=ct)
     seconds = time.perf_counter() - start
     z = np.random.default_rng(3).normal(size=(4000, FEATURES))
 
@@ -156,7 +162,7 @@ def mixture_weights(dose: np.ndarray) -> np.ndarray:
 
 
 def w2pair_run(
-    folder: str, dim: int, samples: int, steps: int, threads: int | None
+    folder: str, dim: int, samples: int, steps: int, threads: int | None, device: str = "cpu"
 ) -> dict[str, Any]:
     r"""Fits the conditional map to the W2 pair with dose-dependent mixture weights
     (``samples`` rows per side and dose) and one unconditional map to all doses pooled;
@@ -167,10 +173,11 @@ def w2pair_run(
     Xs = pair.sample_source(len(c), seed=1, weights=mixture_weights(c[:, 0]))
     Xt = pair.sample_target(len(c), seed=2, weights=mixture_weights(c[:, 0]))
     start = time.perf_counter()
-    otmap = BrenierMap(max_iter=steps, random_state=0, progress=False)
-    otmap.fit(Xs=Xs, Xt=Xt, cs=c, ct=c)
+    settings: dict[str, Any] = {"max_iter": steps, "random_state": 0, "progress": False}
+    settings["device"] = device
+    otmap = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt, cs=c, ct=c)
     seconds = time.perf_counter() - start
-    pooled = BrenierMap(max_iter=steps, random_state=0, progress=False).fit(Xs=Xs, Xt=Xt)
+    pooled = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt)
 
     @functools.cache
     def test_points(dose: float) -> tuple[np.ndarray, np.ndarray]:
@@ -299,8 +306,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--w2-dim", type=int, default=FEATURES, help="the w2pair's dimension")
     parser.add_argument("--quick", action="store_true", help="a smoke run: short fits")
     add_threads_option(parser)
+    add_device_option(parser)
     add_out_option(parser, "conditional.json", figure=True)
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     if args.quick:
         args.samples, args.steps, args.pair_samples, args.pair_steps = 2000, 20, 200, 20
     plan = [
@@ -309,8 +318,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for method in METHODS
     ]
     fresh = not args.quick
-    flows = run_isolated(flow_run, [p | {"threads": args.threads} for p in plan], "flows", fresh)
-    pair = {"samples": args.pair_samples, "steps": args.pair_steps, "threads": args.threads}
+    where = {"threads": args.threads, "device": args.device}
+    flows = run_isolated(flow_run, [p | where for p in plan], "flows", fresh)
+    pair = {"samples": args.pair_samples, "steps": args.pair_steps} | where
     pairs = run_isolated(pairs_run, [pair], "pairs", fresh)[0]
     if args.w2bench is None:
         w2pair: dict[str, Any] = {"error": "skipped: no --w2bench folder given"}
@@ -321,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         w2pair = run_isolated(w2pair_run, [task], "w2pair", fresh)[0]
     payload: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},
-        "flows": [{k: v for k, v in r.items() if k != "threads"} for r in flows],
+        "flows": [{k: v for k, v in r.items() if k not in where} for r in flows],
         "pairs": pairs,
         "pairs_rows": summarise(pairs),
         "w2pair": w2pair,

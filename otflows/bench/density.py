@@ -37,6 +37,7 @@ from torch.distributions import MultivariateNormal
 
 from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     aggregate,
@@ -50,6 +51,7 @@ from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
 from otflows.training import ROWS_PER_DIMENSION, fit_flow, starts_at_gaussian
+from otflows.validation import as_device
 
 METHODS = ("gaussian", "brenier", "cpflow", "maf", "iaf")
 ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
@@ -137,8 +139,9 @@ def run(
     threads: int | None,
     small: bool,
     start: str = "auto",
+    device: str = "cpu",
 ) -> dict:
-    """Trains and scores one model (run in a fresh process by :func:`main`)."""
+    """Trains and scores one model on ``device`` (run in a fresh process by :func:`main`)."""
     set_threads(threads)
     splits = data(dataset, seed, scaling, Path(root) if root else None, small)
     X = torch.as_tensor(splits["train"], dtype=torch.float32)
@@ -149,10 +152,10 @@ def run(
         log_p = MultivariateNormal(X64.mean(0), torch.cov(X64.T)).log_prob(test).numpy()
         fitted = {"parameters": d + d * (d + 1) // 2, "seconds": 0.0, "best_step": None}
     else:
-        model = build(method, d, X, "toy" if d <= 2 else "large", start)
+        model = build(method, d, X, "toy" if d <= 2 else "large", start).to(device)
         history = fit_flow(
             model,
-            X,
+            X.to(device),
             max_iter=steps,
             batch_size=256 if d <= 2 else 128,
             lr=1e-2 if method == "cpflow" or (method == "brenier" and d <= 2) else 1e-3,
@@ -165,7 +168,7 @@ def run(
             progress=False,
             eval_every=SMALL_EVAL_EVERY if len(X) < SMALL_DATA else None,
         )
-        log_p = log_prob(model, splits["test"], batch_size=1000).double().numpy()
+        log_p = log_prob(model, splits["test"], batch_size=1000).double().cpu().numpy()
         fitted = {
             "parameters": parameter_count(model),
             "seconds": history.seconds,
@@ -256,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--seeds", type=int, default=1)
     add_threads_option(parser)
+    add_device_option(parser)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -263,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_out_option(parser, "density.json")
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     if args.quick:
         args.data, args.steps, args.seeds = ["two_moons"], 10, 1
     if "digits" in args.data and find_spec("sklearn") is None:
@@ -275,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         threads=args.threads,
         small=args.quick,
         start=args.brenier_start,
+        device=args.device,
     )
     plan = [
         dict(dataset=name, method=method, seed=seed, **options)

@@ -43,6 +43,7 @@ from otflows.bench.baselines import (
 )
 from otflows.bench.common import (
     Curve,
+    add_device_option,
     add_out_option,
     add_threads_option,
     aggregate,
@@ -57,6 +58,7 @@ from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, log_prob
 from otflows.plotting import plot_couplings
 from otflows.training import fit_flow
+from otflows.validation import as_device
 
 # MGN paper, Table 2: (NLL, cost) as published; the NLL is the prior term only.
 PUBLISHED = {
@@ -113,15 +115,16 @@ def run(
     baseline_steps: int,
     checkpoints: int,
     threads: int | None,
+    device: str = "cpu",
 ) -> dict:
-    """Trains and scores one flow (run in a fresh process by :func:`main`)."""
+    """Trains and scores one flow on ``device`` (run in a fresh process by :func:`main`)."""
     set_threads(threads)
     task = problem(d)
-    X = torch.as_tensor(task.sample(50_000, seed=seed + 1), dtype=torch.float32)
+    X = torch.as_tensor(task.sample(50_000, seed=seed + 1), dtype=torch.float32, device=device)
     X_test = task.sample(10_000, seed=seed + 1000)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    model = build(method, d, X)
+    model = build(method, d, X).to(device)
     curve = Curve(lambda flow: kl_divergence(flow, X_test[:2000], task.log_prob))
     if method == "whitening":
         seconds = time.perf_counter() - start
@@ -147,12 +150,12 @@ def run(
             callback=curve,
             **protocol,
         ).seconds
-    Xt = torch.as_tensor(X_test, dtype=torch.float32)
+    Xt = torch.as_tensor(X_test, dtype=torch.float32, device=device)
     model.eval()
     TX_t = transport(model, Xt).double()
     prior = -standard_normal_log_prob(TX_t).mean()
-    TX = TX_t.numpy()
-    log_p = log_prob(model, X_test).double().numpy()  # once: exact log-dets are the cost here
+    TX = TX_t.cpu().numpy()
+    log_p = log_prob(model, X_test).double().cpu().numpy()  # once: exact log-dets cost the most
     true = task.brenier_map(X_test)
     return {
         "prior_nll": float(prior),
@@ -242,9 +245,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--baseline-steps", type=int, default=782, help="CP-Flow's and IAF's")
     parser.add_argument("--checkpoints", type=int, default=10, help="KL measurements per run")
     add_threads_option(parser)
+    add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="d = 2, one seed, short runs")
     add_out_option(parser, "gaussian.json", figure=True)
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     if args.quick:
         args.dims, args.seeds, args.steps, args.baseline_steps = [2], 1, 60, 40
         args.checkpoints = 2
@@ -253,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         baseline_steps=args.baseline_steps,
         checkpoints=args.checkpoints,
         threads=args.threads,
+        device=args.device,
     )
     plan = [
         dict(method=method, d=d, seed=seed, **options)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from otflows.bench.baselines import parameter_count
 from otflows.bench.common import (
+    add_device_option,
     add_out_option,
     add_threads_option,
     aggregate,
@@ -37,6 +38,7 @@ from otflows.bench.common import (
 )
 from otflows.nets import build_net
 from otflows.optim import adam, descend
+from otflows.validation import as_device
 
 # (net, sizes): each at most 100 parameters at d = 2
 NETS = {
@@ -70,34 +72,35 @@ def grad_f(x: Tensor) -> Tensor:
     return torch.stack([4 * x1**3 + x1 + x2 / 2, x1 / 2 + 3 * x2 - x2**2], dim=1)
 
 
-def grid(n: int = 100) -> Tensor:
-    """The ``n × n`` evaluation grid on [0, 1]², ``[n², 2]``."""
-    t = torch.linspace(0.0, 1.0, n)
+def grid(n: int = 100, device: str | torch.device = "cpu") -> Tensor:
+    """The ``n × n`` evaluation grid on [0, 1]², ``[n², 2]``, on ``device``."""
+    t = torch.linspace(0.0, 1.0, n, device=device)
     return torch.cartesian_prod(t, t)
 
 
-def trial(name: str, seed: int, epochs: int, samples: int, lr: float) -> dict:
-    """Trains one network from seed ``seed``; its grid MSE (dB) and squared-error map."""
+def trial(name: str, seed: int, epochs: int, samples: int, lr: float, device: str = "cpu") -> dict:
+    """Trains one network from seed ``seed`` on ``device``; its grid MSE (dB) and
+    squared-error map."""
     net_name, sizes = NETS[name]
     generator = torch.Generator().manual_seed(seed)
-    X = torch.rand(samples, 2, generator=generator)
+    X = torch.rand(samples, 2, generator=generator).to(device)
     Y = grad_f(X)
     torch.manual_seed(seed)
-    net = build_net(net_name, 2, **sizes)
+    net = build_net(net_name, 2, **sizes).to(device)
     batch = min(1000, samples)
     steps = epochs * math.ceil(samples / batch)
     optimizer, scheduler = adam(net.parameters(), lr=lr, total=steps)
     start = time.perf_counter()
     for step in range(steps):
         if step % math.ceil(samples / batch) == 0:
-            order = torch.randperm(samples, generator=generator)
+            order = torch.randperm(samples, generator=generator).to(device)
         index = order[(step * batch) % samples :][:batch]
         loss = (net(X[index]) - Y[index]).square().sum(-1).mean()
         descend(loss, optimizer, scheduler, clip_grad=None, step=step)
     seconds = time.perf_counter() - start
-    G = grid()
+    G = grid(device=device)
     with torch.no_grad():
-        error = (net(G) - grad_f(G)).square().sum(-1)
+        error = (net(G) - grad_f(G)).square().sum(-1).cpu()
     return {
         "db": 10 * math.log10(float(error.mean())),
         "parameters": parameter_count(net),
@@ -143,15 +146,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam's initial rate (cosine)")
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     add_threads_option(parser)
+    add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="2 trials, 3 epochs of 20 000")
     add_out_option(parser, "gradient_field.json", figure=True)
     args = parser.parse_args(argv)
+    as_device(args.device, "--device")
     if args.quick:
         args.trials, args.epochs, args.samples = 2, 3, 20_000
     set_threads(args.threads)
     plan = [(name, seed) for name in args.nets for seed in range(args.trials)]
     runs = [
-        {"method": name, "seed": seed, **trial(name, seed, args.epochs, args.samples, args.lr)}
+        {"method": name, "seed": seed}
+        | trial(name, seed, args.epochs, args.samples, args.lr, args.device)
         for name, seed in tqdm(plan, desc="gradient field", unit="trial")
     ]
     rows = []
