@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENTROPIC_ROWS", "Clock", "OutOfBudget", "entropic", "otflows", "ott"]
+__all__ = ["ENTROPIC_ROWS", "Clock", "OutOfBudget", "run_entropic", "run_otflows", "run_ott"]
 
 ENTROPIC_ROWS = 5000  # samples per side of the entropic map (its memory grows as their square)
 
@@ -89,7 +89,7 @@ def _cpu_seconds_as_wall_clock() -> Iterator[None]:
         time.perf_counter = wall
 
 
-def otflows(
+def run_otflows(
     data: dict, clock: Clock, steps: int, timed: bool, seed: int, device: str
 ) -> dict[str, Any]:
     r"""``BrenierMap()`` fitted to ``data["Xs"]`` and ``data["Xt"]`` on ``device``, scored by
@@ -101,7 +101,7 @@ def otflows(
         >>> rng = np.random.default_rng(0)
         >>> data = {"Xs": rng.normal(size=(300, 2)), "Xt": rng.normal(size=(300, 2)) + 1}
         >>> clock = Clock(60.0, lambda T: (0.0, 1.0))
-        >>> otflows(data, clock, steps=5, timed=False, seed=0, device="cpu")
+        >>> run_otflows(data, clock, steps=5, timed=False, seed=0, device="cpu")
         {'stopped': 'schedule'}
     """
     from otflows.maps import BrenierMap
@@ -128,7 +128,7 @@ def otflows(
     return {"stopped": "budget" if otmap.log_["fit"]["out_of_time"] else "schedule"}
 
 
-def entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
+def run_entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     r"""The entropic map (:class:`otflows.EntropicMap`, its ε rule) of the first
     :data:`ENTROPIC_ROWS` samples per side, on ``device``: one checkpoint, once Sinkhorn has
     converged. Returns how it stopped.
@@ -136,7 +136,7 @@ def entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     Example:
         >>> rng = np.random.default_rng(0)
         >>> data = {"Xs": rng.normal(size=(100, 2)), "Xt": rng.normal(size=(100, 2)) + 1}
-        >>> entropic(data, Clock(60.0, lambda T: (0.0, 1.0)), device="cpu")
+        >>> run_entropic(data, Clock(60.0, lambda T: (0.0, 1.0)), device="cpu")
         {'stopped': 'converged'}
     """
     import torch
@@ -155,14 +155,14 @@ def entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     return {"stopped": "converged"}
 
 
-def ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
+def run_ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
     r"""OTT-JAX's ``method`` (``"ott-enot"``: ``ExpectileNeuralDual``; ``"ott-w2nd-icnn"``,
     ``"ott-w2nd-mlp"``: ``W2NeuralDual``, see ``otflows bench peers``) on minibatches of
     ``batch_size`` rows drawn with replacement, scored by ``clock`` when due and stopped at
     its budget (JAX takes the GPU where it has one). Returns how it stopped. Needs
     ``pip install "otflows[peers]"``; for example::
 
-        ott("ott-enot", data, Clock(300.0, score), batch_size=1024, seed=0)
+        run_ott("ott-enot", data, Clock(300.0, score), batch_size=1024, seed=0)
     """
     import jax
     import jax.numpy as jnp

@@ -157,11 +157,11 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
         row["points"] = clock.points  # filled as the run goes, kept if it fails
         if method.startswith("otflows"):
             timed = method == "otflows-timed"
-            row |= peer_methods.otflows(data, clock, args.steps, timed, args.seed, args.device)
+            row |= peer_methods.run_otflows(data, clock, args.steps, timed, args.seed, args.device)
         elif method == "entropic":
-            row |= peer_methods.entropic(data, clock, args.device)
+            row |= peer_methods.run_entropic(data, clock, args.device)
         else:
-            row |= peer_methods.ott(method, data, clock, args.batch_size, args.seed)
+            row |= peer_methods.run_ott(method, data, clock, args.batch_size, args.seed)
     except Exception as error:  # reported in the table, never dropped
         row["error"] = f"{type(error).__name__}: {error}"
     if row["points"] and not math.isfinite(row["points"][-1][2]):

@@ -162,8 +162,8 @@ def _damped_step(
     r"""One damped Newton step of the rows ``x`` ``[n, D]`` (residuals ``r``): the longest
     step length :math:`1, \frac12, \frac14, \dots` passing the Armijo test, :data:`LADDER`
     lengths per evaluation of ``T`` once the full step has failed, within ``max_halvings``.
-    Returns the new points, their residuals and which rows took a step ``[n]``."""
-    x, r = x.clone(), r.clone()
+    Updates ``x`` and ``r`` in place (the caller's copies of its active rows) and returns them,
+    with which rows took a step ``[n]``."""
     step = solve(x, r, *rows)
     merit = r.square().sum(-1)
     t = torch.ones_like(merit)  # each row's longest step length not yet tried

@@ -104,9 +104,12 @@ class MapFit:
         set_affine(T, *self.bures)
         self.scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
         sizes = options.batch_sizes
-        self.sampler = WithReplacement((len(Xs), len(Xt)), sizes, problem.generator)
-        self.targets = self.bures  # the Bures start's: [D, D], [D]; [G, D, D], [G, D]
-        if problem.conditions is not None:
+        # the minibatches, and the Bures start's targets: [D, D], [D]; [G, D, D], [G, D]
+        self.sampler: WithReplacement
+        if problem.conditions is None:
+            self.sampler = WithReplacement((len(Xs), len(Xt)), sizes, problem.generator)
+            self.targets = self.bures
+        else:
             self.sampler = ByCondition(problem.conditions, len(Xs), sizes, problem.generator)
             self.targets = problem.conditions.bures_maps(Xs, Xt, self.bures)
         self.validation: Validation | None = None
