@@ -141,12 +141,22 @@ def map_command(args: argparse.Namespace) -> None:
     save_array(args.out, mapped, "--out")
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
-        f"{otmap.log_['seconds']:.1f} s; {_kept(otmap.log_)}; cost E|x - T(x)|^2 = "
+        f"{otmap.log_['seconds']:.1f} s ({_settings(otmap.settings_)}); {_kept(otmap.log_)}; "
+        "cost E|x - T(x)|^2 = "
         f"{np.square(mapped - Xs).sum(-1).mean():.6g}; wrote {written}"
     )
     if args.save:
         otmap.save(args.save)
         print(f"saved the map: {args.save}")
+
+
+def _settings(settings: dict) -> str:
+    r"""The fit's width, learning rate and validation score, and the size that chose them."""
+    return (
+        f"width {settings['hidden_features']}, lr {settings['lr']:g}, validated by "
+        f"{settings['validation_score']}; {settings['rows_per_dimension']:.4g} training rows "
+        f"per dimension: {settings['size']}"
+    )
 
 
 def _kept(log: dict) -> str:

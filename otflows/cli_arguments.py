@@ -13,7 +13,8 @@ from otflows.bench import run as run_benchmark
 from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.maps.settings import DTYPES
 from otflows.nets import UNCONDITIONAL_NETS
-from otflows.training import FIT_FLOW, LR, MIN_STEPS, ROWS_PER_DIMENSION, VALIDATION_ROWS, fit_flow
+from otflows.sizes import ROWS_PER_DIMENSION
+from otflows.training import FIT_FLOW, LR, MIN_STEPS, VALIDATION_ROWS, fit_flow
 
 __all__ = ["BUILDERS", "STARTS", "build_parser"]
 
@@ -39,7 +40,10 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         help="what the map is fitted to (BrenierMap's objective)",
     )
     p.add_argument(
-        "--hidden-features", type=int, default=_default("hidden_features"), help="network width"
+        "--hidden-features",
+        type=int,
+        default=_default("hidden_features"),
+        help="network width (default: by the training rows per dimension, as BrenierMap's)",
     )
     p.add_argument("--max-iter", type=int, default=_default("max_iter"), help="optimisation steps")
     p.add_argument(
@@ -52,7 +56,12 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         help="target samples per step (default --batch-size): the semi-dual's cost, one "
         "Newton solve each",
     )
-    p.add_argument("--lr", type=float, default=_default("lr"), help="Adam's peak learning rate")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=_default("lr"),
+        help="Adam's peak learning rate (default: by the training rows per dimension)",
+    )
     p.add_argument(
         "--refine-rounds",
         type=int,

@@ -18,6 +18,7 @@ from otflows import distributed
 from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, nll
 from otflows.samplers import Shuffled
+from otflows.sizes import few_rows
 from otflows.trainer import Checkpoint, Report, Schedule, TrainingHistory, Validation, train
 from otflows.validation import (
     MappedSamples,
@@ -31,7 +32,6 @@ __all__ = [
     "FIT_FLOW",
     "LR",
     "MIN_STEPS",
-    "ROWS_PER_DIMENSION",
     "VALIDATION_ROWS",
     "FlowHistory",
     "fit_flow",
@@ -41,9 +41,6 @@ __all__ = [
 
 # The defaults of a fit, chosen by the study in benchmarks/fit_defaults_study.md:
 MIN_STEPS = 2000  # the automatic budget: 10 epochs, and at least this many steps
-# with fewer training rows than this per dimension a flow starts at the data's Gaussian and
-# trains gently; with more, from random weights
-ROWS_PER_DIMENSION = 100
 LR = {"gaussian start": 1e-3, "random start": 1e-2}  # Adam's default learning rates
 # the BrenierFlow that `otflows fit` builds (the study's architecture)
 FIT_FLOW = {"net": "mmgn", "num_blocks": 4, "hidden_features": 32}
@@ -394,13 +391,14 @@ class FlowHistory(TrainingHistory):
 
 def starts_at_gaussian(rows: int, features: int) -> bool:
     r"""Whether :func:`fit_flow` (``gaussian_start="auto"``) trains from the Gaussian of the
-    data: with fewer than :data:`ROWS_PER_DIMENSION` training rows per dimension, where a flow
-    from random weights overfits before it beats that Gaussian (scikit-learn's small tabular
-    sets), rather than from random weights, which learn multimodal data far faster (the 2-D
+    data: with fewer than :data:`otflows.sizes.ROWS_PER_DIMENSION` training rows per
+    dimension (:func:`otflows.sizes.few_rows`), where a flow from random weights overfits
+    before it beats that Gaussian (scikit-learn's small tabular sets), rather than from
+    random weights, which learn multimodal data far faster (the 2-D
     toys; ``benchmarks/fit_defaults_study.md``).
 
     Example:
         >>> starts_at_gaussian(1294, 64), starts_at_gaussian(1440, 2)
         (True, False)
     """
-    return rows < ROWS_PER_DIMENSION * features
+    return few_rows(rows, features)

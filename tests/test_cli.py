@@ -316,7 +316,10 @@ def test_help_is_plain_text_with_defaults(command, capsys):
     assert "``" not in text and ":class:" not in text and ":math:" not in text
     assert "(default: float32)" in text  # --dtype shows its default
     if command in ("map", "color-transfer"):
-        assert f"(default: {BrenierMap().lr})" in text  # the estimator's own default
+        assert f"(default: {BrenierMap().max_iter})" in text  # the estimator's own default
+        # the settings that follow the data's size say so, not "None"
+        assert "(default: by the training rows per dimension)" in " ".join(text.split())
+        assert "(default: None)" not in text
 
 
 def test_bench_help_is_plain_text(capsys):

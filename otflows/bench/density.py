@@ -50,7 +50,8 @@ from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import ROWS_PER_DIMENSION, fit_flow, starts_at_gaussian
+from otflows.sizes import ROWS_PER_DIMENSION
+from otflows.training import fit_flow, starts_at_gaussian
 from otflows.validation import as_device
 
 METHODS = ("gaussian", "brenier", "cpflow", "maf", "iaf")

@@ -8,7 +8,7 @@ Problems (none used to tune any default):
   (cultivar 1 → 2), digits (0–4 → 5–9) and diabetes (by sex). Each population is split at
   random in halves, training and test rows, once per ``--splits`` seed.
 - Small samples of the :math:`W_2` benchmark's pair and of a Gaussian pair (closed-form map),
-  ``n`` rows per side, 2000 fresh test rows per side.
+  ``n`` rows per side, 2000 fresh test rows per side, drawn anew for each ``--splits`` seed.
 
 Each map is fitted on the training rows and scored by the exact :math:`W_2^2` between the
 mapped test source rows and the test target rows (what a user gets off the training rows),
@@ -46,15 +46,19 @@ from otflows.bench.common import (
 )
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.maps import BrenierMap, EntropicMap
+from otflows.maps.settings import BY_SIZE
 from otflows.metrics import l2_uvp, wasserstein2_squared
 from otflows.validation import as_device
 
 __all__ = ["CANDIDATES", "main", "problem_data", "rendered"]
 
+# the settings that BrenierMap uses with many rows per dimension, here at every size
+MANY_ROWS = BY_SIZE["many rows"]
 CANDIDATES: dict[str, dict[str, Any]] = {
     "BrenierMap()": {},
+    "width 64, lr 3e-2, by objective": MANY_ROWS,
     "held-out 0.1": {"validation_fraction": 0.1},
-    "by held-out W2": {"validation_score": "w2"},
+    "by held-out W2": MANY_ROWS | {"validation_score": "w2"},
     "width 16, lr 1e-2, by W2": {"hidden_features": 16, "lr": 1e-2, "validation_score": "w2"},
 }
 TABLES = {  # name: (loader, the two populations as a function of (X, y))
@@ -81,6 +85,7 @@ REAL = [
 KNOWN = [
     "W2 d=8 n=200",
     "W2 d=8 n=500",
+    "W2 d=8 n=1000",
     "W2 d=8 n=2000",
     "Gaussian d=16 n=200",
     "Gaussian d=16 n=500",
@@ -178,6 +183,7 @@ def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) 
     row = {"problem": problem, "split": split, "candidate": candidate}
     row |= {"seconds": time.perf_counter() - start, "kept": otmap.log_["kept"]}
     row["extrapolation"] = otmap.log_.get("floor", {}).get("extrapolation")
+    row["settings"] = otmap.settings_
     return row | _scores(data, otmap.transform)
 
 
@@ -266,14 +272,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         prog="otflows bench small-data", description=description(__doc__)
     )
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
-    parser.add_argument("--splits", type=int, default=3, help="random splits of each table")
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=3,
+        help="random splits of each table, and samples of each pair",
+    )
     parser.add_argument(
         "--candidates",
         nargs="+",
-        default=["BrenierMap()", "held-out 0.1"],
+        default=["BrenierMap()", "width 64, lr 3e-2, by objective", "held-out 0.1"],
         choices=list(CANDIDATES),
-        help="the BrenierMap settings fitted (default: the released one and the former "
-        "held-out share, the study's main table)",
+        help="the BrenierMap settings fitted (default: the released ones, the many-rows "
+        "settings at every size and a tenth held out: the study's main table)",
     )
     parser.add_argument("--match", default="", help="only the problems this regex matches")
     parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
@@ -295,15 +306,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             1,
             ["BrenierMap()"],
         )
-    splits = {n: range(1 if " n=" in n else args.splits) for n in names}
-    tasks: list[tuple] = [("baseline", n, s, None) for n in names for s in splits[n]]
+    tasks: list[tuple] = [("baseline", n, s, None) for n in names for s in range(args.splits)]
     kept = []
     if args.baselines_only:
         old = json.loads(args.out.read_text())
         origin = {key: old.get(key) for key in ("command", "commit", "date")}
         kept = [origin | fit for fit in old["fits"]]
     else:
-        tasks += [("fit", n, s, c) for n in names for s in splits[n] for c in args.candidates]
+        tasks += [
+            ("fit", n, s, c) for n in names for s in range(args.splits) for c in args.candidates
+        ]
     results = in_parallel(
         _task,
         tasks,

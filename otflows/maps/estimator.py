@@ -19,7 +19,7 @@ from otflows.maps.fitted import FittedMap
 from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
 from otflows.maps.problem import MapProblem, build_problem, chunked
-from otflows.maps.settings import changed_params, check_params, dtype_of, seed_of
+from otflows.maps.settings import changed_params, check_params, dtype_of, seed_of, settings_for
 from otflows.nets import build_net
 from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
@@ -65,11 +65,15 @@ class BrenierMap(FittedMap, BaseTransport):
             ``"sinkhorn"`` (debiased Sinkhorn divergence), or an
             :class:`otflows.maps.objectives.Objective` (e.g.
             ``TargetLikelihood(flow_fitted_to_Xt)``).
-        hidden_features: The network's hidden width.
+        hidden_features: The network's hidden width (``None``: by the training rows per
+            dimension, :func:`otflows.maps.settings.settings_for`: 16 with fewer than 100 on
+            the smaller side, else 64).
         max_iter: Optimisation steps (and steps of each refinement round's regression).
         batch_size: Source samples per step (and target samples, unless
             ``target_batch_size`` is given).
-        lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine).
+        lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine;
+            ``None``: by the training rows per dimension, 1e-2 with fewer than 100, else
+            3e-2).
         gamma: The strong-monotonicity floor :math:`\gamma > 0` of the map.
         device: ``"cpu"``, ``"cuda"``…; ``None``: the device of torch input, else the CPU
             (never a GPU unasked).
@@ -105,7 +109,9 @@ class BrenierMap(FittedMap, BaseTransport):
             value on the held-out samples (the latest weights within two paired standard
             errors of the best, :func:`otflows.trainer.not_worse`), or ``"w2"``, the exact
             :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
-            best). Both are logged; ``benchmarks/defaults_study.md`` compares them.
+            best). Both are logged; ``benchmarks/defaults_study.md`` compares them. ``None``:
+            by the training rows per dimension, ``"w2"`` with fewer than 100, else
+            ``"objective"``.
         patience: Validations that keep no new weights before training stops (``None``: it
             runs ``max_iter`` steps).
         max_time: A budget of wall-clock seconds for the Bures start and training (``None``:
@@ -116,16 +122,19 @@ class BrenierMap(FittedMap, BaseTransport):
 
     Attributes:
         transform_: The fitted :class:`otflows.BrenierTransform`.
+        settings_: The width, learning rate and validation score the fit used, and the
+            training rows per dimension of the smaller side that chose those left ``None``
+            (:func:`otflows.maps.settings.settings_for`; also ``log_["settings"]``).
         n_features_in_: The dimension ``D``.
         context_features_: The conditions' dimension ``C`` of a conditional map, else ``None``.
         conditions_: The distinct conditions of the training rows ``[G, C]`` (``None``: not
             conditional).
         bures_matrix_, bures_offset_: The Bures map :math:`x \mapsto A x + b` of the training
             rows (of all the rows, held-out ones too, where the fit ended at it).
-        log_: ``{"objective": {...}, "init": history, "fit": history, "refine": [{"inner":
-            the round's inner log_, "regression": history}, ...], "floor": {"kept",
-            "w2_network", "w2_bures", "difference_se", "extrapolation"}, "kept": "network" or
-            "bures", "seconds": float}``, each history a
+        log_: ``{"objective": {...}, "settings": settings_, "init": history, "fit": history,
+            "refine": [{"inner": the round's inner log_, "regression": history}, ...],
+            "floor": {"kept", "w2_network", "w2_bures", "difference_se", "extrapolation"},
+            "kept": "network" or "bures", "seconds": float}``, each history a
             :class:`otflows.trainer.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``
             where the fit had held-out rows and no conditions.
@@ -145,10 +154,10 @@ class BrenierMap(FittedMap, BaseTransport):
         self,
         net: str = "qicnn",
         objective: str | Objective = "semidual",
-        hidden_features: int = 64,
+        hidden_features: int | None = None,
         max_iter: int = 2000,
         batch_size: int = 256,
-        lr: float = 3e-2,
+        lr: float | None = None,
         gamma: float = 1e-2,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = "float32",
@@ -162,7 +171,7 @@ class BrenierMap(FittedMap, BaseTransport):
         clip_grad: float | None = 10.0,
         validation_fraction: float = 0.25,
         validation_interval: int | None = None,
-        validation_score: str = "objective",
+        validation_score: str | None = None,
         patience: int | None = None,
         max_time: float | None = None,
         progress: bool = True,
@@ -290,7 +299,9 @@ class BrenierMap(FittedMap, BaseTransport):
             seed=seed,
             validation_fraction=self.validation_fraction,
         )
-        T = self._new_transform(problem.Xs.shape[1], problem.context_features, seed)
+        rows, features = min(len(problem.Xs), len(problem.Xt)), problem.Xs.shape[1]
+        self.settings_ = settings_for(self.get_params(deep=False), rows, features)
+        T = self._new_transform(features, problem.context_features, seed)
         T.to(dtype=dtype, device=device)
         signature = self._signature(problem)
         saved = None
@@ -326,7 +337,7 @@ class BrenierMap(FittedMap, BaseTransport):
         self.context_features_ = problem.context_features
         self.conditions_ = None if problem.conditions is None else problem.conditions.table
         self.transform_ = T
-        self.log_ = {"objective": objective.config, "refine": []}
+        self.log_ = {"objective": objective.config, "settings": self.settings_, "refine": []}
         if saved is not None:
             self.log_ = json.loads(saved["extra"]["log"])
 
@@ -439,11 +450,11 @@ class BrenierMap(FittedMap, BaseTransport):
         r"""The options every phase of the fit shares."""
         return PhaseOptions(
             steps=self.max_iter,
-            lr=self.lr,
+            lr=self.settings_["lr"],
             clip_grad=self.clip_grad,
             interval=self.validation_interval or max(1, self.max_iter // 20),
             batch_sizes=(self.batch_size, self.target_batch_size or self.batch_size),
-            validation_score=self.validation_score,
+            validation_score=self.settings_["validation_score"],
             patience=self.patience,
             progress=self.progress,
         )
@@ -462,7 +473,8 @@ class BrenierMap(FittedMap, BaseTransport):
                 raise ValueError(f"{name} is not for net_kwargs: BrenierMap sets it")
         if context_features is not None:
             kwargs["context_features"] = context_features
-        return build_net(self.net, features, hidden_features=self.hidden_features, **kwargs)
+        width = self.settings_["hidden_features"]
+        return build_net(self.net, features, hidden_features=width, **kwargs)
 
     def _spec(self, X: Any = None) -> tuple[torch.dtype, torch.device]:
         r"""The dtype, and the device: ``device``, else that of a tensor ``X``, else the CPU."""

@@ -221,6 +221,11 @@ class FittedMap:
         conditions = payload.get("conditions")
         estimator.conditions_ = None if conditions is None else conditions.to(device, dtype)
         estimator.context_features_ = None if conditions is None else conditions.shape[1]
+        estimator.log_ = json.loads(payload["log"])
+        # the settings the fit used (a map saved before they followed the data's size: its own)
+        estimator.settings_ = estimator.log_.get("settings") or {
+            name: config[name] for name in ("hidden_features", "lr", "validation_score")
+        }
         estimator.transform_ = BrenierTransform(
             estimator._build_net(features, estimator.context_features_), gamma=estimator.gamma
         ).to(dtype=dtype, device=device)
@@ -230,5 +235,4 @@ class FittedMap:
         estimator.bures_matrix_, estimator.bures_offset_ = (
             b.to(dtype=dtype, device=device) for b in payload["bures"]
         )
-        estimator.log_ = json.loads(payload["log"])
         return estimator
