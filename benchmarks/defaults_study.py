@@ -13,11 +13,12 @@ defaults) is fitted to every problem of the study, each fit in a fresh process:
 
 Scores, all on samples the fit never saw: L2-UVP against the true map where it is known; for
 every problem the exact :math:`W_2^2` between 2000 mapped source points and 2000 target points,
-beside the sampling floor (:math:`W_2^2` between two target samples) and POT's
-``LinearTransport`` and ``EMDTransport`` (out-of-sample ``transform``) on the same points;
-the fit's seconds. Where the map is known, every validation of the fit is also scored against
-it, and the Spearman correlation between the validation scores (held-out :math:`W_2^2`, the
-objective's held-out value) and the true L2-UVP says how well validation ranks checkpoints.
+beside the sampling floor (:math:`W_2^2` between two target samples), POT's
+``LinearTransport`` and ``EMDTransport`` (out-of-sample ``transform``) and the entropic map
+(:class:`otflows.EntropicMap`, with its seconds) on the same points; the fit's seconds. Where
+the map is known, every validation of the fit is also scored against it, and the Spearman
+correlation between the validation scores (held-out :math:`W_2^2`, the objective's held-out
+value) and the true L2-UVP says how well validation ranks checkpoints.
 
     python benchmarks/defaults_study.py --w2bench ../w2bench \
         --out benchmarks/results/defaults_study.json
@@ -42,6 +43,7 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
+    previous_fits,
     write_json,
 )
 from otflows.datasets import (
@@ -53,7 +55,7 @@ from otflows.datasets import (
     two_circles,
     two_moons,
 )
-from otflows.maps import BrenierMap
+from otflows.maps import BrenierMap, EntropicMap
 from otflows.metrics import l2_uvp, wasserstein2_squared
 
 __all__ = ["CANDIDATES", "main", "problem_data"]
@@ -189,16 +191,25 @@ def fit_one(problem: str, candidate: str, args: argparse.Namespace) -> dict[str,
 
 
 def baselines(problem: str, args: argparse.Namespace) -> dict[str, Any]:
-    r"""The sampling floor and POT's linear and EMD maps on the same test points."""
+    r"""The sampling floor, POT's linear and EMD maps and the entropic map (its seconds too)
+    on the same test points, each fitted to the first ``--emd-samples`` rows of each side."""
+    torch.set_num_threads(args.threads)
     data = problem_data(problem, args)
     Xs = data["Xs"][: args.emd_samples]
     Xt = data["Xt"][: args.emd_samples]
     row = {"problem": problem, "floor": wasserstein2_squared(data["Xt_test"], data["Xt_test2"])}
-    for name, method in (("linear", ot.da.LinearTransport()), ("emd", ot.da.EMDTransport())):
-        mapped = method.fit(Xs=Xs, Xt=Xt).transform(Xs=data["Xs_test"])
-        row[f"w2_{name}"] = wasserstein2_squared(mapped, data["Xt_test"])
+    start = time.perf_counter()
+    entropic = EntropicMap().fit(Xs=Xs, Xt=Xt)
+    row["entropic_seconds"] = time.perf_counter() - start
+    linear, emd = ot.da.LinearTransport().fit(Xs=Xs, Xt=Xt), ot.da.EMDTransport().fit(Xs=Xs, Xt=Xt)
+    for name, mapping in (
+        ("linear", lambda X: linear.transform(Xs=X)),
+        ("emd", lambda X: emd.transform(Xs=X)),
+        ("entropic", entropic.transform),
+    ):
+        row[f"w2_{name}"] = wasserstein2_squared(mapping(data["Xs_test"]), data["Xt_test"])
         if "X_uvp" in data:
-            row[f"uvp_{name}"] = l2_uvp(method.transform(Xs=data["X_uvp"]), data["Y_uvp"])
+            row[f"uvp_{name}"] = l2_uvp(mapping(data["X_uvp"]), data["Y_uvp"])
     return row
 
 
@@ -243,6 +254,8 @@ def summarise(fits: list[dict], base: dict[str, dict]) -> tuple[list[dict], list
         row = {"problem": problem, "floor": None if key == "uvp" else b.get("floor")}
         row["linear"] = b.get(f"{key}_linear")
         row["emd"] = None if key == "uvp" else b.get("w2_emd")
+        row["entropic"] = b.get(f"{key}_entropic")
+        row["entropic s"] = b.get("entropic_seconds")
         scores = {}
         for fit in group:
             if "error" in fit:
@@ -325,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         action="store_true",
         help="a smoke run (2 small problems, 2 candidates, 20 steps): its numbers mean nothing",
     )
-    add_study_options(parser, "defaults_study.json")
+    add_study_options(parser, "defaults_study.json", baselines=True)
     args = parser.parse_args(argv)
     if args.quick:
         args.w2_dims, args.gaussian_dims, args.max_iter = [2], [2], 20
@@ -334,8 +347,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         names = names[:2]
     tasks = [("baseline", p, None) for p in names]
-    tasks += [("fit", p, c) for p in names for c in args.candidates]
-    results = in_parallel(
+    kept = previous_fits(args.out) if args.baselines_only else []
+    if not args.baselines_only:
+        tasks += [("fit", p, c) for p in names for c in args.candidates]
+    results = kept + in_parallel(
         _task,
         tasks,
         args,
@@ -416,8 +431,10 @@ def tables(payload: dict) -> str:
         ("floor", "floor"),
         ("linear", "linear"),
         ("emd", "EMD"),
+        ("entropic", "entropic"),
     ] + [(c, c) for c in candidates]
-    seconds = [("problem", "problem")] + [(f"{c} s", c) for c in candidates]
+    seconds = [("problem", "problem"), ("entropic s", "entropic")]
+    seconds += [(f"{c} s", c) for c in candidates]
     summary = [
         ("candidate", "candidate"),
         ("geomean", "geomean ratio to best"),

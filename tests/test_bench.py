@@ -225,20 +225,40 @@ def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
 
 
 # README's own command runs `otflows bench gaussian --quick` (tests/test_readme.py), and the
-# peers' and logdet's quick runs are the first steps of their tests of a partial rerun
-@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"gaussian", "peers", "logdet"}))
+# quick runs of peers, logdet, small-data and the defaults study are the first steps of their
+# tests of a partial rerun
+RERUN = {"gaussian", "peers", "logdet", "small-data"}
+
+
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - RERUN))
 def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     out = tmp_path / f"{name}.json"
     payload = run(name, ["--quick", "--out", str(out)])
     _check_smoke_run(out, payload, capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("name", sorted(STUDIES))
+@pytest.mark.parametrize("name", sorted(set(STUDIES) - {"defaults"}))
 def test_quick_study_writes_its_json(name, tmp_path, capsys):
     """The studies that chose the defaults are scripts of the repository's benchmarks/."""
     out = tmp_path / f"{name}.json"
     payload = study(name).main(["--quick", "--out", str(out)])
     _check_smoke_run(out, payload, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", ["small-data", "defaults"])
+def test_a_baselines_only_rerun_keeps_the_fits_and_their_origin(name, tmp_path, capsys):
+    """A study's quick run, then its baselines rerun alone: the same fits, each with the
+    command and commit it came from, and fresh baselines (the entropic map's among them)."""
+    out = tmp_path / f"{name}.json"
+    main = study(name).main if name in STUDIES else lambda argv: run(name, argv)
+    first = main(["--quick", "--out", str(out)])
+    _check_smoke_run(out, first, capsys.readouterr().out)
+    written = json.loads(out.read_text())
+    again = main(["--quick", "--baselines-only", "--out", str(out)])
+    assert [f["w2"] for f in again["fits"]] == [f["w2"] for f in first["fits"]]
+    assert all(f["command"] == written["command"] for f in again["fits"])
+    assert len(again["baselines"]) == len(first["baselines"]) > 0
+    assert all(np.isfinite(b["w2_entropic"]) and b["w2_entropic"] > 0 for b in again["baselines"])
 
 
 def test_quick_peers_run_and_its_update_of_one_method(tmp_path, capsys):

@@ -115,6 +115,8 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     assert "cost E|x - T(x)|^2" in out
     # which map the fit ended at, and the held-out scores that chose it
     assert re.search(r"; kept the (network|Bures \(linear\) map) \(held-out W2\^2 [\d.e+-]+ ", out)
+    # the settings it used: the width given, the others by 150 training rows in d = 2
+    assert "(width 4, lr 0.01, validated by w2; 75 training rows per dimension: few rows)" in out
     from otflows import BrenierMap
 
     loaded = BrenierMap.load(tmp_path / "map.pt")

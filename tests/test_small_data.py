@@ -11,7 +11,9 @@ from otflows.bench.small_data import rendered
 from otflows.datasets import GaussianCoupling, two_moons
 from otflows.maps import floor as floor_module
 from otflows.maps.entropic import sinkhorn_potentials
+from otflows.maps.settings import settings_for
 from otflows.metrics import extrapolation_ratio, l2_uvp, w2_difference, wasserstein2_squared
+from otflows.nets import build_net
 
 FAST = {"hidden_features": 16, "progress": False, "random_state": 0, "dtype": "float64"}
 
@@ -23,12 +25,15 @@ def _bures(Xs: np.ndarray, Xt: np.ndarray):
 
 def test_a_small_sample_fit_ends_within_noise_of_the_bures_map_or_better():
     """A Gaussian pair (the Bures map is the true one) with 60 rows per side in d = 6: the
-    default network overfits them; the fit's held-out test rows score it no worse than 1.05×
-    the Bures map of the same rows, and the fit says what it kept and why."""
+    default settings (those of few rows per dimension) overfit them; the fit's held-out test
+    rows score it no worse than 1.05× the Bures map of the same rows, and the fit says what
+    it kept and why."""
     pair = GaussianCoupling.random_pair(6, seed=3)
     Xs, Xt = pair.sample(60, seed=1), pair.sample_target(60, seed=2)
     Xs_test, Xt_test = pair.sample(2000, seed=3), pair.sample_target(2000, seed=4)
-    otmap = BrenierMap(max_iter=400, **FAST).fit(Xs=Xs, Xt=Xt)
+    defaults = {"progress": False, "random_state": 0, "dtype": "float64"}
+    otmap = BrenierMap(max_iter=400, **defaults).fit(Xs=Xs, Xt=Xt)
+    assert otmap.settings_["size"] == "few rows"
     bures = _bures(Xs, Xt)
     ours = wasserstein2_squared(otmap.transform(Xs_test), Xt_test)
     assert ours <= 1.05 * wasserstein2_squared(bures(Xs_test), Xt_test)
@@ -38,6 +43,55 @@ def test_a_small_sample_fit_ends_within_noise_of_the_bures_map_or_better():
     floor = otmap.log_["floor"]
     assert otmap.log_["kept"] == floor["kept"] in ("network", "bures")
     assert floor["difference_se"] > 0 and floor["w2_bures"] > 0
+
+
+def test_the_settings_follow_the_training_rows_per_dimension():
+    """Below 100 training rows per dimension on the smaller side: width 16, lr 1e-2, kept by
+    held-out W2²; from 100 on: width 64, lr 3e-2, kept by the objective. Settings given are
+    kept at every size."""
+    defaults = BrenierMap().get_params()
+    assert settings_for(defaults, 800, 8) == {
+        "hidden_features": 64,
+        "lr": 3e-2,
+        "validation_score": "objective",
+        "rows_per_dimension": 100.0,
+        "size": "many rows",
+    }
+    few = settings_for(defaults, 799, 8)
+    assert (few["size"], few["hidden_features"], few["lr"], few["validation_score"]) == (
+        "few rows",
+        16,
+        1e-2,
+        "w2",
+    )
+    given = BrenierMap(hidden_features=32, validation_score="objective").get_params()
+    assert settings_for(given, 799, 8)["hidden_features"] == 32
+    assert settings_for(given, 799, 8)["validation_score"] == "objective"
+    assert settings_for(given, 800, 8)["lr"] == 3e-2
+
+
+def test_a_fit_uses_the_settings_of_its_size_and_saves_them(tmp_path):
+    """300 and 200 rows in d = 4, a quarter held out: 150 training rows on the smaller side,
+    37.5 per dimension. The network is 16 wide, its peak learning rate 1e-2, its kept weights
+    those of the best held-out W2²; ``settings_`` and the log say so, and a saved map loads
+    with the same network."""
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(300, 4)), 0.5 * rng.normal(size=(200, 4)) + 1
+    otmap = BrenierMap(max_iter=40, init_iter=0, progress=False, random_state=0)
+    otmap.fit(Xs=Xs, Xt=Xt)
+    assert otmap.settings_ == otmap.log_["settings"]
+    assert otmap.settings_["rows_per_dimension"] == 37.5
+    assert otmap.settings_["size"] == "few rows"
+    narrow = sum(p.numel() for p in build_net("qicnn", 4, hidden_features=16).parameters())
+    assert sum(p.numel() for p in otmap.transform_.net.parameters()) == narrow
+    history = otmap.log_["fit"]
+    assert max(history["lr"]) == pytest.approx(1e-2)
+    assert history["val_loss"] == history["val_metrics"]["w2"]
+    assert otmap.get_params()["hidden_features"] is None  # the argument as given
+    otmap.save(tmp_path / "map.pt")
+    loaded = BrenierMap.load(tmp_path / "map.pt")
+    assert loaded.settings_ == otmap.settings_
+    np.testing.assert_array_equal(loaded.transform(Xs), otmap.transform(Xs))
 
 
 def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():

@@ -172,12 +172,31 @@ def add_device_option(parser: argparse.ArgumentParser, more: str = "") -> None:
     )
 
 
-def add_study_options(parser: argparse.ArgumentParser, filename: str) -> None:
-    r"""What both defaults studies take: ``--jobs`` fits at a time, ``--threads`` each and
-    ``--out`` (:func:`add_out_option`)."""
+def add_study_options(
+    parser: argparse.ArgumentParser, filename: str, baselines: bool = False
+) -> None:
+    r"""What the studies take: ``--jobs`` fits at a time, ``--threads`` each, ``--out``
+    (:func:`add_out_option`) and, for a study with ``baselines``, ``--baselines-only``
+    (:func:`previous_fits`)."""
     parser.add_argument("--jobs", type=int, default=2, help="fits at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
     add_out_option(parser, filename)
+    if not baselines:
+        return
+    parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="rerun the baselines only, keeping the fits of --out's JSON (each keeps the "
+        "command, commit and date it came from); give the options of the run that wrote it",
+    )
+
+
+def previous_fits(path: Path) -> list[dict]:
+    r"""The fits of the study JSON at ``path``, each with the command, commit and date it came
+    from (its own, or else the file's): what a ``--baselines-only`` rerun keeps."""
+    old = json.loads(Path(path).read_text())
+    origin = {key: old.get(key) for key in ("command", "commit", "date")}
+    return [origin | fit for fit in old["fits"]]
 
 
 def in_parallel(

@@ -22,7 +22,6 @@ by L2-UVP too. Every BrenierMap fit runs in a fresh process with one thread.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import time
@@ -41,6 +40,7 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
+    previous_fits,
     provenance,
     write_json,
 )
@@ -288,14 +288,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--match", default="", help="only the problems this regex matches")
     parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
-    parser.add_argument(
-        "--baselines-only",
-        action="store_true",
-        help="rerun the baselines only, keeping the BrenierMap fits of --out's JSON (each row "
-        "keeps the command, commit and date it came from)",
-    )
     add_device_option(parser, " (the BrenierMap fits; one job per GPU)")
-    add_study_options(parser, "small_data_study.json")
+    add_study_options(parser, "small_data_study.json", baselines=True)
     args = parser.parse_args(argv)
     as_device(args.device, "--device")
     names = REAL + (KNOWN if args.w2bench is not None else KNOWN[3:])
@@ -309,9 +303,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     tasks: list[tuple] = [("baseline", n, s, None) for n in names for s in range(args.splits)]
     kept = []
     if args.baselines_only:
-        old = json.loads(args.out.read_text())
-        origin = {key: old.get(key) for key in ("command", "commit", "date")}
-        kept = [origin | fit for fit in old["fits"]]
+        kept = previous_fits(args.out)
     else:
         tasks += [
             ("fit", n, s, c) for n in names for s in range(args.splits) for c in args.candidates
