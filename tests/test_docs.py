@@ -127,3 +127,15 @@ def test_the_docs_build_strict_with_no_warning_suppressed(tmp_path):
     peers = (tmp_path / "benchmarks" / "peers.html").read_text()
     assert '<img alt="L2-UVP against CPU seconds' in peers
     assert (tmp_path / "_images" / "peers_900s.png").is_file()
+
+
+def test_the_command_line_page_names_every_benchmark():
+    from otflows.bench import BENCHMARKS
+
+    row = next(
+        line
+        for line in (ROOT / "docs/guide/cli.md").read_text().splitlines()
+        if line.startswith("| `otflows bench NAME`")
+    )
+    named = set(re.findall(r"`([a-z-]+)`", row.split("runs a benchmark (")[1].split(";")[0]))
+    assert named == set(BENCHMARKS)

@@ -9,6 +9,9 @@ Problems (none used to tune any default):
   random in halves, training and test rows, once per ``--splits`` seed.
 - Small samples of the :math:`W_2` benchmark's pair and of a Gaussian pair (closed-form map),
   ``n`` rows per side, 2000 fresh test rows per side, drawn anew for each ``--splits`` seed.
+- ``--problems domain-adaptation``: POT's domain-adaptation sets in d = 2 (three Gaussian
+  clusters → three others, or → two rotated ones), 100 and 300 rows per side and 2000 test
+  rows per side, drawn anew for each seed.
 
 Each map is fitted on the training rows and scored by the exact :math:`W_2^2` between the
 mapped test source rows and the test target rows (what a user gets off the training rows),
@@ -91,12 +94,36 @@ KNOWN = [
     "Gaussian d=16 n=500",
     "Gaussian d=16 n=2000",
 ]
-TEST_ROWS = 2000  # per side, for the pairs with known maps
+# POT's domain-adaptation sets (ot.datasets.make_data_classif) at a few rows per side:
+# strongly non-Gaussian in d = 2, where a map far from linear pays even with few rows
+DOMAIN_ADAPTATION = [
+    "DA 3gauss → 3gauss2 n=100",
+    "DA 3gauss → 3gauss2 n=300",
+    "DA 3gauss → gaussrot n=100",
+    "DA 3gauss → gaussrot n=300",
+]
+PROBLEMS = {"main": REAL + KNOWN, "domain-adaptation": DOMAIN_ADAPTATION}
+TEST_ROWS = 2000  # per side, for the pairs with known maps and the domain-adaptation sets
 
 
 def problem_data(name: str, split: int, w2bench: Path | None) -> dict[str, np.ndarray]:
     r"""The training rows ``Xs``, ``Xt`` and test rows ``Xs_test``, ``Xt_test`` of a problem
     (and ``X_uvp``, ``Y_uvp`` where the map is known) for one split."""
+    adaptation = re.fullmatch(r"DA 3gauss → (\w+) n=(\d+)", name)
+    if adaptation is not None:
+        kind, n = adaptation[1], int(adaptation[2])
+
+        def draw(dataset: str, rows: int, seed: int) -> np.ndarray:
+            return ot.datasets.make_data_classif(
+                dataset, rows, nz=0.5, theta=np.pi / 4, random_state=100 * split + seed
+            )[0]
+
+        return {
+            "Xs": draw("3gauss", n, 1),
+            "Xt": draw(kind, n, 2),
+            "Xs_test": draw("3gauss", TEST_ROWS, 3),
+            "Xt_test": draw(kind, TEST_ROWS, 4),
+        }
     match = re.fullmatch(r"(\w+) d=(\d+)(?: n=(\d+))?", name)
     if match is None:
         raise ValueError(f"unknown problem {name!r}")
@@ -286,13 +313,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="the BrenierMap settings fitted (default: the released ones, the many-rows "
         "settings at every size and a tenth held out: the study's main table)",
     )
+    parser.add_argument(
+        "--problems",
+        choices=list(PROBLEMS),
+        default="main",
+        help="the real tables and the pairs with known maps, or POT's domain-adaptation sets "
+        "at a few rows per side",
+    )
     parser.add_argument("--match", default="", help="only the problems this regex matches")
     parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
     add_device_option(parser, " (the BrenierMap fits; one job per GPU)")
     add_study_options(parser, "small_data_study.json", baselines=True)
     args = parser.parse_args(argv)
     as_device(args.device, "--device")
-    names = REAL + (KNOWN if args.w2bench is not None else KNOWN[3:])
+    names = PROBLEMS[args.problems]
+    if args.w2bench is None:
+        names = [n for n in names if not n.startswith("W2 ")]
     names = [n for n in names if re.search(args.match, n)]
     if args.quick:
         names, args.splits, args.candidates = (
