@@ -154,8 +154,8 @@ def _settings(settings: dict) -> str:
     r"""The fit's width, learning rate and validation score, and the size that chose them."""
     return (
         f"width {settings['hidden_features']}, lr {settings['lr']:g}, validated by "
-        f"{settings['validation_score']}; {settings['rows_per_dimension']:.4g} training rows "
-        f"per dimension: {settings['size']}"
+        f"{settings['validation_score']}, gamma {settings['gamma']:.3g}; "
+        f"{settings['rows_per_dimension']:.4g} training rows per dimension: {settings['size']}"
     )
 
 

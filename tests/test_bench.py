@@ -245,6 +245,22 @@ def test_quick_study_writes_its_json(name, tmp_path, capsys):
     _check_smoke_run(out, payload, capsys.readouterr().out)
 
 
+def test_a_small_data_update_reruns_the_matched_problems_only(tmp_path, capsys):
+    out = tmp_path / "small.json"
+    first = run("small-data", ["--quick", "--out", str(out)])
+    again = run("small-data", ["--quick", "--update", "--match", "^wine", "--out", str(out)])
+    capsys.readouterr()
+    assert again["problems"] == first["problems"] == ["wine d=4", "Gaussian d=16 n=200"]
+    kept = [f for f in again["fits"] if f["problem"] != "wine d=4"]
+    assert [(f["w2"], f["date"]) for f in kept] == [
+        (f["w2"], f["date"]) for f in first["fits"] if f["problem"] != "wine d=4"
+    ]
+    rerun = [f for f in again["fits"] if f["problem"] == "wine d=4"]
+    before = [f["w2"] for f in first["fits"] if f["problem"] == "wine d=4"]
+    assert [f["w2"] for f in rerun] == before  # seeded: the same
+    assert len(again["baselines"]) == len(first["baselines"]) == 2
+
+
 @pytest.mark.parametrize("name", ["small-data", "defaults"])
 def test_a_baselines_only_rerun_keeps_the_fits_and_their_origin(name, tmp_path, capsys):
     """A study's quick run, then its baselines rerun alone: the same fits, each with the

@@ -50,14 +50,16 @@ def test_the_settings_follow_the_training_rows_per_dimension():
     held-out W2²; from 100 on: width 64, lr 3e-2, kept by the objective. Settings given are
     kept at every size."""
     defaults = BrenierMap().get_params()
-    assert settings_for(defaults, 800, 8) == {
+    assert settings_for(defaults, 800, 8, 1.0) == {
         "hidden_features": 64,
         "lr": 3e-2,
         "validation_score": "objective",
+        "gamma": 1e-2,
         "rows_per_dimension": 100.0,
         "size": "many rows",
+        "bures_slope": 1.0,
     }
-    few = settings_for(defaults, 799, 8)
+    few = settings_for(defaults, 799, 8, 1.0)
     assert (few["size"], few["hidden_features"], few["lr"], few["validation_score"]) == (
         "few rows",
         16,
@@ -65,9 +67,9 @@ def test_the_settings_follow_the_training_rows_per_dimension():
         "w2",
     )
     given = BrenierMap(hidden_features=32, validation_score="objective").get_params()
-    assert settings_for(given, 799, 8)["hidden_features"] == 32
-    assert settings_for(given, 799, 8)["validation_score"] == "objective"
-    assert settings_for(given, 800, 8)["lr"] == 3e-2
+    assert settings_for(given, 799, 8, 1.0)["hidden_features"] == 32
+    assert settings_for(given, 799, 8, 1.0)["validation_score"] == "objective"
+    assert settings_for(given, 800, 8, 1.0)["lr"] == 3e-2
 
 
 def test_a_fit_uses_the_settings_of_its_size_and_saves_them(tmp_path):
@@ -92,6 +94,23 @@ def test_a_fit_uses_the_settings_of_its_size_and_saves_them(tmp_path):
     loaded = BrenierMap.load(tmp_path / "map.pt")
     assert loaded.settings_ == otmap.settings_
     np.testing.assert_array_equal(loaded.transform(Xs), otmap.transform(Xs))
+
+
+def test_gamma_follows_the_scales_of_the_data():
+    """Data onto data a thousand times narrower: the Bures map's slopes are about 1e-3, below
+    a fixed γ = 1e-2 (which held the map ten times too wide and far worse than the Bures map).
+    γ is then an eighth of the smallest slope and the fit scores as the Bures map on fresh
+    rows; a γ given above that slope is kept, with a warning naming it."""
+    rng = np.random.default_rng(0)
+    Xs, Xt = 100 * rng.normal(size=(600, 2)), 0.1 * rng.normal(size=(600, 2))
+    fresh, fresh_t = 100 * rng.normal(size=(2000, 2)), 0.1 * rng.normal(size=(2000, 2))
+    otmap = BrenierMap(max_iter=30, **FAST).fit(Xs=Xs, Xt=Xt)
+    slope = otmap.settings_["bures_slope"]
+    assert 5e-4 < slope < 2e-3 and otmap.settings_["gamma"] == pytest.approx(slope / 8)
+    ours = wasserstein2_squared(otmap.transform(fresh), fresh_t)
+    assert ours <= 1.05 * wasserstein2_squared(_bures(Xs, Xt)(fresh), fresh_t)
+    with pytest.warns(UserWarning, match=r"gamma=0\.01 is at least the smallest slope"):
+        BrenierMap(max_iter=2, gamma=1e-2, **FAST).fit(Xs=Xs, Xt=Xt)
 
 
 def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():

@@ -25,6 +25,7 @@ by L2-UVP too. Every BrenierMap fit runs in a fresh process with one thread.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import time
@@ -321,6 +322,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "at a few rows per side",
     )
     parser.add_argument("--match", default="", help="only the problems this regex matches")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun the problems --match selects, keeping every other problem's rows of --out's "
+        "JSON (each row keeps the command, commit and date it came from)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
     add_device_option(parser, " (the BrenierMap fits; one job per GPU)")
     add_study_options(parser, "small_data_study.json", baselines=True)
@@ -329,15 +336,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     names = PROBLEMS[args.problems]
     if args.w2bench is None:
         names = [n for n in names if not n.startswith("W2 ")]
-    names = [n for n in names if re.search(args.match, n)]
     if args.quick:
         names, args.splits, args.candidates = (
             ["wine d=4", "Gaussian d=16 n=200"],
             1,
             ["BrenierMap()"],
         )
+    names = [n for n in names if re.search(args.match, n)]
     tasks: list[tuple] = [("baseline", n, s, None) for n in names for s in range(args.splits)]
-    kept = []
+    kept: list[dict] = []
+    kept_baselines: list[dict] = []
+    problems = names
+    if args.update:  # the other problems' rows, as they were
+        old = json.loads(args.out.read_text())
+        kept = [f for f in previous_fits(args.out) if f["problem"] not in names]
+        kept_baselines = [b for b in old["baselines"] if b["problem"] not in names]
+        problems = old["problems"] + [n for n in names if n not in old["problems"]]
     if args.baselines_only:
         kept = previous_fits(args.out)
     else:
@@ -357,9 +371,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = [r | provenance() for r in results]
     payload = {
         "args": vars(args) | {"out": str(args.out), "w2bench": str(args.w2bench)},
-        "problems": names,
+        "problems": problems,
         "fits": kept + [r for r in results if r.get("candidate")],
-        "baselines": [r for r in results if not r.get("candidate")],
+        "baselines": kept_baselines + [r for r in results if not r.get("candidate")],
     }
     payload["rows"] = summarise(payload)
     print(rendered(payload))

@@ -15,6 +15,7 @@ from ot.da import BaseTransport
 from torch import Tensor
 
 from otflows import distributed
+from otflows.affine import bures_map
 from otflows.maps.fitted import FittedMap
 from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
@@ -74,7 +75,10 @@ class BrenierMap(FittedMap, BaseTransport):
         lr: Adam's peak learning rate (linear warm-up over 10 % of the steps, then cosine;
             ``None``: by the training rows per dimension, 1e-2 with fewer than 100, else
             3e-2).
-        gamma: The strong-monotonicity floor :math:`\gamma > 0` of the map.
+        gamma: The strong-monotonicity floor :math:`\gamma > 0` of the map
+            (:math:`J_T \succeq \gamma I`; ``None``: from the data, 1e-2 or an eighth of the
+            smallest slope of the training rows' Bures map where that is less, so that the
+            Bures map is always within reach).
         device: ``"cpu"``, ``"cuda"``…; ``None``: the device of torch input, else the CPU
             (never a GPU unasked).
         dtype: ``"float32"`` or ``"float64"`` (or the torch dtypes).
@@ -122,8 +126,9 @@ class BrenierMap(FittedMap, BaseTransport):
 
     Attributes:
         transform_: The fitted :class:`otflows.BrenierTransform`.
-        settings_: The width, learning rate and validation score the fit used, and the
-            training rows per dimension of the smaller side that chose those left ``None``
+        settings_: The width, learning rate, validation score and :math:`\gamma` the fit
+            used, and what chose those left ``None``: the training rows per dimension of the
+            smaller side and the smallest slope of their Bures map
             (:func:`otflows.maps.settings.settings_for`; also ``log_["settings"]``).
         n_features_in_: The dimension ``D``.
         context_features_: The conditions' dimension ``C`` of a conditional map, else ``None``.
@@ -158,7 +163,7 @@ class BrenierMap(FittedMap, BaseTransport):
         max_iter: int = 2000,
         batch_size: int = 256,
         lr: float | None = None,
-        gamma: float = 1e-2,
+        gamma: float | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = "float32",
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -300,7 +305,9 @@ class BrenierMap(FittedMap, BaseTransport):
             validation_fraction=self.validation_fraction,
         )
         rows, features = min(len(problem.Xs), len(problem.Xt)), problem.Xs.shape[1]
-        self.settings_ = settings_for(self.get_params(deep=False), rows, features)
+        bures = bures_map(problem.Xs, problem.Xt)
+        slope = float(torch.linalg.eigvalsh(bures[0]).min())
+        self.settings_ = settings_for(self.get_params(deep=False), rows, features, slope)
         T = self._new_transform(features, problem.context_features, seed)
         T.to(dtype=dtype, device=device)
         signature = self._signature(problem)
@@ -314,6 +321,7 @@ class BrenierMap(FittedMap, BaseTransport):
             problem,
             objective,
             self._phase_options(),
+            bures=bures,
             checkpoint=checkpoint,
             signature=signature,
             saved_phase=-1 if saved is None else saved["extra"]["phase"],
@@ -434,7 +442,8 @@ class BrenierMap(FittedMap, BaseTransport):
         r"""A frozen :class:`BrenierTransform` of this estimator's network holding ``state``."""
         parameter = next(self.transform_.parameters())
         T = BrenierTransform(
-            self._build_net(self.n_features_in_, self.context_features_), gamma=self.gamma
+            self._build_net(self.n_features_in_, self.context_features_),
+            gamma=self.settings_["gamma"],
         )
         T.to(dtype=parameter.dtype, device=parameter.device).load_state_dict(state)
         return T.eval().requires_grad_(False)
@@ -464,7 +473,8 @@ class BrenierMap(FittedMap, BaseTransport):
         ``seed`` (the global generator is left as it was)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return BrenierTransform(self._build_net(features, context_features), gamma=self.gamma)
+            net = self._build_net(features, context_features)
+            return BrenierTransform(net, gamma=self.settings_["gamma"])
 
     def _build_net(self, features: int, context_features: int | None = None):
         kwargs = dict(self.net_kwargs or {})

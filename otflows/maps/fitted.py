@@ -224,10 +224,11 @@ class FittedMap:
         estimator.log_ = json.loads(payload["log"])
         # the settings the fit used (a map saved before they followed the data's size: its own)
         estimator.settings_ = estimator.log_.get("settings") or {
-            name: config[name] for name in ("hidden_features", "lr", "validation_score")
+            name: config[name] for name in ("hidden_features", "lr", "validation_score", "gamma")
         }
         estimator.transform_ = BrenierTransform(
-            estimator._build_net(features, estimator.context_features_), gamma=estimator.gamma
+            estimator._build_net(features, estimator.context_features_),
+            gamma=estimator.settings_["gamma"],
         ).to(dtype=dtype, device=device)
         estimator.transform_.load_state_dict(state)
         estimator.transform_.eval()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from otflows import distributed
-from otflows.affine import bures_map, set_affine
+from otflows.affine import set_affine
 from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.floor import bures_floor
 from otflows.maps.objectives import Objective
@@ -69,6 +69,8 @@ class MapFit:
         problem: The data.
         objective: The training objective (its copy scores the held-out rows).
         options: The phases' shared options.
+        bures: The Bures map ``(A [D, D], b [D])`` of the training rows
+            (:func:`otflows.affine.bures_map`).
         checkpoint: The checkpoint file (``None``: none).
         signature: What a resumed fit's checkpoint must share with this one.
         saved_phase: The phase a resumed fit continues (``-1``: a fresh fit).
@@ -88,6 +90,7 @@ class MapFit:
         objective: Objective,
         options: PhaseOptions,
         *,
+        bures: tuple[Tensor, Tensor],
         checkpoint: str | Path | None,
         signature: dict[str, Any],
         saved_phase: int,
@@ -100,7 +103,7 @@ class MapFit:
         Xs, Xt = problem.Xs, problem.Xt
         T.train()
         T.initialize(Xs, problem.ct)
-        self.bures = bures_map(Xs, Xt)
+        self.bures = bures
         set_affine(T, *self.bures)
         self.scale = float(Xt.var(0).sum())  # the regressions' losses are relative to Var(ν)
         sizes = options.batch_sizes
