@@ -267,8 +267,8 @@ def test_transform_rejects_bad_input(fitted):
         ({"init_iter": -1}, "init_iter must be a non-negative integer"),
         ({"refine_rounds": -1}, "refine_rounds must be a non-negative integer"),
         ({"refine_rounds": 1, "refine_iter": 0}, "refine_iter must be a positive integer"),
-        ({"gamma": 0.0}, "gamma must be > 0"),
-        ({"lr": -1.0}, "lr must be > 0"),
+        ({"gamma": 0.0}, r"gamma must be a positive number or None \(from the data\)"),
+        ({"lr": -1.0}, r"lr must be a positive number or None \(by the rows per dimension\)"),
     ],
 )
 def test_fit_rejects_bad_parameters(params, match):
