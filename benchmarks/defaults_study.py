@@ -50,6 +50,7 @@ from otflows.datasets import (
     GaussianCoupling,
     W2BenchmarkPair,
     checkerboard,
+    domain_adaptation,
     eight_gaussians,
     swiss_roll,
     two_circles,
@@ -112,19 +113,13 @@ def problem_data(name: str, args: argparse.Namespace) -> dict[str, Any]:
             for i, (key, size) in enumerate(sizes.items())
         }
     if name in DA_PAIRS:
-
-        def draw(kind: str, size: int, seed: int) -> np.ndarray:
-            return ot.datasets.make_data_classif(
-                kind, size, nz=0.5, theta=np.pi / 4, random_state=seed
-            )[0]
-
         kind = DA_PAIRS[name]
         return {
-            "Xs": draw("3gauss", args.da_samples, 101),
-            "Xt": draw(kind, args.da_samples, 102),
-            "Xs_test": draw("3gauss", m, 103),
-            "Xt_test": draw(kind, m, 104),
-            "Xt_test2": draw(kind, m, 106),
+            "Xs": domain_adaptation("3gauss", args.da_samples, 101),
+            "Xt": domain_adaptation(kind, args.da_samples, 102),
+            "Xs_test": domain_adaptation("3gauss", m, 103),
+            "Xt_test": domain_adaptation(kind, m, 104),
+            "Xt_test2": domain_adaptation(kind, m, 106),
         }
     if name == "colour china → flower":
         from sklearn.datasets import load_sample_image

@@ -48,7 +48,7 @@ from otflows.bench.common import (
     provenance,
     write_json,
 )
-from otflows.datasets import GaussianCoupling, W2BenchmarkPair
+from otflows.datasets import GaussianCoupling, W2BenchmarkPair, domain_adaptation
 from otflows.maps import BrenierMap, EntropicMap
 from otflows.maps.settings import BY_SIZE
 from otflows.metrics import l2_uvp, wasserstein2_squared
@@ -112,18 +112,12 @@ def problem_data(name: str, split: int, w2bench: Path | None) -> dict[str, np.nd
     (and ``X_uvp``, ``Y_uvp`` where the map is known) for one split."""
     adaptation = re.fullmatch(r"DA 3gauss → (\w+) n=(\d+)", name)
     if adaptation is not None:
-        kind, n = adaptation[1], int(adaptation[2])
-
-        def draw(dataset: str, rows: int, seed: int) -> np.ndarray:
-            return ot.datasets.make_data_classif(
-                dataset, rows, nz=0.5, theta=np.pi / 4, random_state=100 * split + seed
-            )[0]
-
+        kind, n, seed = adaptation[1], int(adaptation[2]), 100 * split
         return {
-            "Xs": draw("3gauss", n, 1),
-            "Xt": draw(kind, n, 2),
-            "Xs_test": draw("3gauss", TEST_ROWS, 3),
-            "Xt_test": draw(kind, TEST_ROWS, 4),
+            "Xs": domain_adaptation("3gauss", n, seed + 1),
+            "Xt": domain_adaptation(kind, n, seed + 2),
+            "Xs_test": domain_adaptation("3gauss", TEST_ROWS, seed + 3),
+            "Xt_test": domain_adaptation(kind, TEST_ROWS, seed + 4),
         }
     match = re.fullmatch(r"(\w+) d=(\d+)(?: n=(\d+))?", name)
     if match is None:

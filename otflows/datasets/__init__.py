@@ -8,6 +8,7 @@ from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.datasets.toys import (
     TOYS,
     checkerboard,
+    domain_adaptation,
     eight_gaussians,
     swiss_roll,
     two_circles,
@@ -23,6 +24,7 @@ __all__ = [
     "W2BenchmarkPair",
     "check_array_path",
     "checkerboard",
+    "domain_adaptation",
     "eight_gaussians",
     "load_array",
     "load_tabular",

@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["TOYS", "checkerboard", "eight_gaussians", "swiss_roll", "two_circles", "two_moons"]
+__all__ = [
+    "TOYS",
+    "checkerboard",
+    "domain_adaptation",
+    "eight_gaussians",
+    "swiss_roll",
+    "two_circles",
+    "two_moons",
+]
 
 
 def two_moons(n: int, noise: float = 0.1, seed: int | None = None) -> np.ndarray:
@@ -87,6 +95,20 @@ def swiss_roll(n: int, noise: float = 0.25, seed: int | None = None) -> np.ndarr
     t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
     points = t[:, None] * np.stack([np.cos(t), np.sin(t)], axis=1)
     return (points + noise * rng.standard_normal((n, 2))) / 5.0
+
+
+def domain_adaptation(kind: str, n: int, seed: int) -> np.ndarray:
+    r"""``n`` rows ``[n, 2]`` of POT's domain-adaptation set ``kind`` (``"3gauss"``,
+    ``"3gauss2"`` or ``"gaussrot"``: ``ot.datasets.make_data_classif`` with noise 0.5 and
+    rotation π/4), seeded by ``seed``, without their labels.
+
+    Example:
+        >>> domain_adaptation("gaussrot", 100, seed=0).shape
+        (100, 2)
+    """
+    import ot
+
+    return ot.datasets.make_data_classif(kind, n, nz=0.5, theta=np.pi / 4, random_state=seed)[0]
 
 
 TOYS: dict[str, Callable[..., np.ndarray]] = {

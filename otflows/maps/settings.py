@@ -113,17 +113,13 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
     if p.refine_rounds:
         counts["refine_iter"] = p.refine_iter
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _positive(value, integer=True):
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     for name in ("init_iter", "refine_rounds"):
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-    if p.max_time is not None and not (
-        isinstance(p.max_time, (int, float))
-        and not isinstance(p.max_time, bool)
-        and 0 < p.max_time < math.inf
-    ):
+    if p.max_time is not None and not _positive(p.max_time):
         raise ValueError(f"max_time must be a positive number of seconds; got {p.max_time!r}")
     if not 0 <= p.validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1); got {p.validation_fraction!r}")
@@ -132,26 +128,15 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
             f"validation_score must be one of {SCORES} or None (by the rows per dimension); "
             f"got {p.validation_score!r}"
         )
-    width = p.hidden_features
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
-        raise ValueError(
-            f"hidden_features must be a positive integer or None (by the rows per dimension); "
-            f"got {width!r}"
-        )
-    if p.lr is not None and not (
-        isinstance(p.lr, (int, float)) and not isinstance(p.lr, bool) and 0 < p.lr < math.inf
-    ):
-        raise ValueError(
-            f"lr must be a positive number or None (by the rows per dimension); got {p.lr!r}"
-        )
-    if p.gamma is not None and not (
-        isinstance(p.gamma, (int, float))
-        and not isinstance(p.gamma, bool)
-        and 0 < p.gamma < math.inf
-    ):
-        raise ValueError(
-            f"gamma must be a positive number or None (from the data); got {p.gamma!r}"
-        )
+    by_data = {
+        "hidden_features": ("a positive integer", "by the rows per dimension"),
+        "lr": ("a positive number", "by the rows per dimension"),
+        "gamma": ("a positive number", "from the data"),
+    }
+    for name, (kind, chosen) in by_data.items():
+        value = params[name]
+        if value is not None and not _positive(value, integer=name == "hidden_features"):
+            raise ValueError(f"{name} must be {kind} or None ({chosen}); got {value!r}")
     nets = CONDITIONAL_NETS if conditional else UNCONDITIONAL_NETS
     if p.net not in nets:
         kind = "conditional" if conditional else "unconditional (no ct given)"
@@ -167,6 +152,16 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
             raise ValueError(
                 f"{name} ({counts[name]}) must be a multiple of the number of processes ({size})"
             )
+
+
+def _positive(value: Any, integer: bool = False) -> bool:
+    r"""Whether ``value`` is a positive integer (``integer``) or a positive finite number (not
+    a bool either way)."""
+    if isinstance(value, bool):
+        return False
+    if integer:
+        return isinstance(value, int) and value >= 1
+    return isinstance(value, (int, float)) and 0 < value < math.inf
 
 
 def dtype_of(dtype: torch.dtype | str) -> torch.dtype:
