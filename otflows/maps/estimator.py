@@ -20,7 +20,14 @@ from otflows.maps.fitted import FittedMap
 from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
 from otflows.maps.problem import MapProblem, build_problem, chunked
-from otflows.maps.settings import changed_params, check_params, dtype_of, seed_of, settings_for
+from otflows.maps.settings import (
+    BY_SIZE,
+    changed_params,
+    check_params,
+    dtype_of,
+    seed_of,
+    settings_for,
+)
 from otflows.nets import build_net
 from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
@@ -407,8 +414,8 @@ class BrenierMap(FittedMap, BaseTransport):
     ) -> tuple[BrenierTransform, BrenierTransform, dict]:
         r"""One refinement round's maps: :math:`T` as it is now (a frozen copy) and the optimal
         map :math:`S` from :math:`T_\#\mu` (the pushed ``Xs``) to ``Xt``, fitted with this
-        estimator's settings (and a copy of its objective) in ``refine_iter`` steps; and that
-        fit's log."""
+        fit's settings (those it chose from its data, ``settings_``, included; a copy of its
+        objective) in ``refine_iter`` steps; and that fit's log."""
         self.transform_.zero_grad(set_to_none=True)  # not copied
         before = copy.deepcopy(self.transform_).eval().requires_grad_(False)
 
@@ -424,6 +431,8 @@ class BrenierMap(FittedMap, BaseTransport):
             "random_state": seed,
         }
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
+        # the settings this fit chose from its data, so that a resumed round rebuilds S as fitted
+        settings |= {name: self.settings_[name] for name in (*BY_SIZE["many rows"], "gamma")}
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
         inner.fit(
             push(problem.Xs), Xt=problem.Xt, Xs_val=push(problem.Xs_val), Xt_val=problem.Xt_val
