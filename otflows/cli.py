@@ -165,8 +165,9 @@ def _kept(log: dict) -> str:
         return "kept the network (no held-out rows to compare it with the Bures map)"
     floor = log["floor"]
     scores = (
-        f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_bures']:.4g} Bures; "
-        f"growth off the rows {floor['extrapolation']:.3g}"
+        f"held-out semi-dual difference {floor['semidual_difference']:.4g} ± "
+        f"{floor['semidual_se']:.2g}; held-out W2^2 {floor['w2_network']:.4g} network, "
+        f"{floor['w2_bures']:.4g} Bures; growth off the rows {floor['extrapolation']:.3g}"
     )
     return f"kept the {'network' if log['kept'] == 'network' else 'Bures (linear) map'} ({scores})"
 

@@ -114,7 +114,11 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cost E|x - T(x)|^2" in out
     # which map the fit ended at, and the held-out scores that chose it
-    assert re.search(r"; kept the (network|Bures \(linear\) map) \(held-out W2\^2 [\d.e+-]+ ", out)
+    assert re.search(
+        r"; kept the (network|Bures \(linear\) map) \(held-out semi-dual difference [\d.e+-]+ ± "
+        r"[\d.e+-]+; held-out W2\^2 [\d.e+-]+ network",
+        out,
+    )
     # the settings it used: the width given, the others by 150 training rows in d = 2
     assert re.search(
         r"\(width 4, lr 0\.01, validated by w2, gamma 0\.01; 75 training rows per dimension: few "

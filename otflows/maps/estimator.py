@@ -145,7 +145,8 @@ class BrenierMap(FittedMap, BaseTransport):
             rows (of all the rows, held-out ones too, where the fit ended at it).
         log_: ``{"objective": {...}, "settings": settings_, "init": history, "fit": history,
             "refine": [{"inner": the round's inner log_, "regression": history}, ...],
-            "floor": {"kept", "w2_network", "w2_bures", "difference_se", "extrapolation"},
+            "floor": {"kept", "w2_network", "w2_bures", "difference_se",
+            "semidual_difference", "semidual_se", "unconverged", "extrapolation"},
             "kept": "network" or "bures", "seconds": float}``, each history a
             :class:`otflows.trainer.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``
