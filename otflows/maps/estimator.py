@@ -110,8 +110,8 @@ class BrenierMap(FittedMap, BaseTransport):
             :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
             among them) and can stop early. Then the exact Bures map is a last candidate
             (:func:`otflows.maps.floor.bures_floor`; not for conditional fits): the fit ends
-            at the network only where its potential scores the held-out rows significantly
-            better (the semi-dual objective, row by row) and it maps rows a little outside the
+            at the network only where it scores the held-out rows significantly better (their
+            W2², or the semi-dual objective row by row) and it maps rows a little outside the
             training rows sanely, and ``log_["kept"]`` says which. A quarter, so that a few
             hundred rows per side hold out a few dozen (``otflows bench small-data``).
         validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
