@@ -246,9 +246,18 @@ def test_quick_study_writes_its_json(name, tmp_path, capsys):
 
 
 def test_a_small_data_update_reruns_the_matched_problems_only(tmp_path, capsys):
+    """And of those, only the candidates it fits: another candidate's fit of a matched
+    problem is kept, and its columns stay in the table."""
     out = tmp_path / "small.json"
     first = run("small-data", ["--quick", "--out", str(out)])
+    written = json.loads(out.read_text())
+    other = {"problem": "wine d=4", "split": 0, "candidate": "held-out 0.1", "w2": 1.25}
+    written["fits"].append(other | {"kept": "bures", "seconds": 1.0})
+    out.write_text(json.dumps(written))
     again = run("small-data", ["--quick", "--update", "--match", "^wine", "--out", str(out)])
+    assert next(f for f in again["fits"] if f["candidate"] == "held-out 0.1")["w2"] == 1.25
+    assert again["rows"][0]["held-out 0.1"] == 1.25
+    again["fits"] = [f for f in again["fits"] if f["candidate"] != "held-out 0.1"]
     capsys.readouterr()
     assert again["problems"] == first["problems"] == ["wine d=4", "Gaussian d=16 n=200"]
     kept = [f for f in again["fits"] if f["problem"] != "wine d=4"]

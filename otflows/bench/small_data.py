@@ -224,6 +224,12 @@ def _task(kind: str, problem: str, split: int, candidate: str | None, args) -> d
         }
 
 
+def _candidates(payload: dict) -> list[str]:
+    r"""The candidates fitted in the study's JSON (those an ``--update`` kept too), in the
+    order they first appear."""
+    return list(dict.fromkeys(f["candidate"] for f in payload["fits"]))
+
+
 def summarise(payload: dict) -> list[dict]:
     r"""A row per problem: the mean held-out :math:`W_2^2` of each map over the splits, and
     each candidate's worst ratio to the Bures and entropic maps' (split by split) and how
@@ -239,7 +245,7 @@ def summarise(payload: dict) -> list[dict]:
             row[name] = statistics.mean(b[f"w2_{name}"] for b in base)
         row["entropic s"] = statistics.mean(b["entropic_seconds"] for b in base)
         by_split = {b["split"]: b for b in base}
-        for candidate in payload["args"]["candidates"]:
+        for candidate in _candidates(payload):
             fits = [
                 f
                 for f in payload["fits"]
@@ -277,7 +283,7 @@ def rendered(payload: dict) -> str:
         ("emd", "EMD"),
         ("entropic s", "entropic s"),
     ]
-    for c in payload["args"]["candidates"]:
+    for c in _candidates(payload):
         columns += [
             (c, c),
             (f"{c} ÷ bures", "worst ÷ Bures"),
@@ -319,8 +325,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--update",
         action="store_true",
-        help="rerun the problems --match selects, keeping every other problem's rows of --out's "
-        "JSON (each row keeps the command, commit and date it came from)",
+        help="rerun the problems --match selects (their baselines and the --candidates' fits), "
+        "keeping every other row of --out's JSON: the other problems' and the other "
+        "candidates' fits (each keeps the command, commit and date it came from)",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: two problems, 20 steps")
     add_device_option(parser, " (the BrenierMap fits; one job per GPU)")
@@ -341,9 +348,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     kept: list[dict] = []
     kept_baselines: list[dict] = []
     problems = names
-    if args.update:  # the other problems' rows, as they were
+    if args.update:  # the other rows, as they were
         old = json.loads(args.out.read_text())
-        kept = [f for f in previous_fits(args.out) if f["problem"] not in names]
+        kept = [
+            f
+            for f in previous_fits(args.out)
+            if f["problem"] not in names or f["candidate"] not in args.candidates
+        ]
         kept_baselines = [b for b in old["baselines"] if b["problem"] not in names]
         problems = old["problems"] + [n for n in names if n not in old["problems"]]
     if args.baselines_only:
