@@ -151,11 +151,12 @@ def map_command(args: argparse.Namespace) -> None:
 
 
 def _settings(settings: dict) -> str:
-    r"""The fit's width, learning rate and validation score, and the size that chose them."""
+    r"""The fit's width, learning rate, validation score and γ, and the sizes that chose them."""
     return (
         f"width {settings['hidden_features']}, lr {settings['lr']:g}, validated by "
-        f"{settings['validation_score']}, gamma {settings['gamma']:.3g}; "
-        f"{settings['rows_per_dimension']:.4g} training rows per dimension: {settings['size']}"
+        f"{settings['validation_score']} on {settings['held_out_rows']} held-out rows, gamma "
+        f"{settings['gamma']:.3g}; {settings['rows_per_dimension']:.4g} training rows per "
+        f"dimension: {settings['size']}"
     )
 
 

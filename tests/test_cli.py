@@ -119,10 +119,11 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
         r"[\d.e+-]+; held-out W2\^2 [\d.e+-]+ network",
         out,
     )
-    # the settings it used: the width given, the others by 150 training rows in d = 2
+    # the settings it used: the width given, the others by 150 training rows in d = 2 and 50
+    # held out
     assert re.search(
-        r"\(width 4, lr 0\.01, validated by w2, gamma 0\.01; 75 training rows per dimension: few "
-        r"rows\)",
+        r"\(width 4, lr 0\.01, validated by w2 on 50 held-out rows, gamma 0\.01; 75 training "
+        r"rows per dimension: few rows\)",
         out,
     )
     from otflows import BrenierMap

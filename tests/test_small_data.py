@@ -47,37 +47,39 @@ def test_a_small_sample_fit_ends_within_noise_of_the_bures_map_or_better():
 
 
 def test_the_settings_follow_the_training_rows_per_dimension():
-    """Below 100 training rows per dimension on the smaller side: width 16, lr 1e-2, kept by
-    held-out W2²; from 100 on: width 64, lr 3e-2, kept by the objective. Settings given are
-    kept at every size."""
+    """Below 100 training rows per dimension on the smaller side: width 16, lr 1e-2; from 100
+    on: width 64, lr 3e-2. Below 500 held-out rows on the smaller side the weights are kept by
+    held-out W2², from 500 on by the objective. Settings given are kept at every size."""
     defaults = BrenierMap().get_params()
-    assert settings_for(defaults, 800, 8, 1.0) == {
+    assert settings_for(defaults, 800, 8, 1.0, held_out=500) == {
         "hidden_features": 64,
         "lr": 3e-2,
         "validation_score": "objective",
         "gamma": 1e-2,
         "rows_per_dimension": 100.0,
         "size": "many rows",
+        "held_out_rows": 500,
         "bures_slope": 1.0,
     }
-    few = settings_for(defaults, 799, 8, 1.0)
+    few = settings_for(defaults, 799, 8, 1.0, held_out=500)
     assert (few["size"], few["hidden_features"], few["lr"], few["validation_score"]) == (
         "few rows",
         16,
         1e-2,
-        "w2",
+        "objective",
     )
+    assert settings_for(defaults, 800, 8, 1.0, held_out=499)["validation_score"] == "w2"
     given = BrenierMap(hidden_features=32, validation_score="objective").get_params()
-    assert settings_for(given, 799, 8, 1.0)["hidden_features"] == 32
-    assert settings_for(given, 799, 8, 1.0)["validation_score"] == "objective"
-    assert settings_for(given, 800, 8, 1.0)["lr"] == 3e-2
+    assert settings_for(given, 799, 8, 1.0, held_out=100)["hidden_features"] == 32
+    assert settings_for(given, 799, 8, 1.0, held_out=100)["validation_score"] == "objective"
+    assert settings_for(given, 800, 8, 1.0, held_out=100)["lr"] == 3e-2
 
 
 def test_a_fit_uses_the_settings_of_its_size_and_saves_them(tmp_path):
     """300 and 200 rows in d = 4, a quarter held out: 150 training rows on the smaller side,
-    37.5 per dimension. The network is 16 wide, its peak learning rate 1e-2, its kept weights
-    those of the best held-out W2²; ``settings_`` and the log say so, and a saved map loads
-    with the same network."""
+    37.5 per dimension, and 50 held out. The network is 16 wide, its peak learning rate 1e-2,
+    its kept weights those of the best held-out W2²; ``settings_`` and the log say so, and a
+    saved map loads with the same network."""
     rng = np.random.default_rng(0)
     Xs, Xt = rng.normal(size=(300, 4)), 0.5 * rng.normal(size=(200, 4)) + 1
     otmap = BrenierMap(max_iter=40, init_iter=0, progress=False, random_state=0)
@@ -85,6 +87,7 @@ def test_a_fit_uses_the_settings_of_its_size_and_saves_them(tmp_path):
     assert otmap.settings_ == otmap.log_["settings"]
     assert otmap.settings_["rows_per_dimension"] == 37.5
     assert otmap.settings_["size"] == "few rows"
+    assert otmap.settings_["held_out_rows"] == 50
     narrow = sum(p.numel() for p in build_net("qicnn", 4, hidden_features=16).parameters())
     assert sum(p.numel() for p in otmap.transform_.net.parameters()) == narrow
     history = otmap.log_["fit"]

@@ -21,7 +21,7 @@ from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
 from otflows.maps.problem import MapProblem, build_problem, chunked
 from otflows.maps.settings import (
-    BY_SIZE,
+    CHOSEN,
     changed_params,
     check_params,
     dtype_of,
@@ -121,7 +121,7 @@ class BrenierMap(FittedMap, BaseTransport):
             errors of the best, :func:`otflows.trainer.not_worse`), or ``"w2"``, the exact
             :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
             best). Both are logged; ``benchmarks/defaults_study.md`` compares them. ``None``:
-            by the training rows per dimension, ``"w2"`` with fewer than 100, else
+            by the held-out rows on the smaller side, ``"w2"`` with fewer than 500, else
             ``"objective"``.
         patience: Validations that keep no new weights before training stops (``None``: it
             runs ``max_iter`` steps).
@@ -313,9 +313,10 @@ class BrenierMap(FittedMap, BaseTransport):
             validation_fraction=self.validation_fraction,
         )
         rows, features = min(len(problem.Xs), len(problem.Xt)), problem.Xs.shape[1]
+        held_out = 0 if problem.held_out is None else min(map(len, problem.held_out[:2]))
         bures = bures_map(problem.Xs, problem.Xt)
         slope = float(torch.linalg.eigvalsh(bures[0]).min())
-        self.settings_ = settings_for(self.get_params(deep=False), rows, features, slope)
+        self.settings_ = settings_for(self.get_params(deep=False), rows, features, slope, held_out)
         T = self._new_transform(features, problem.context_features, seed)
         T.to(dtype=dtype, device=device)
         signature = self._signature(problem)
@@ -433,7 +434,7 @@ class BrenierMap(FittedMap, BaseTransport):
         }
         settings["objective"] = copy.deepcopy(self.objective)  # an instance keeps its state
         # the settings this fit chose from its data, so that a resumed round rebuilds S as fitted
-        settings |= {name: self.settings_[name] for name in (*BY_SIZE["many rows"], "gamma")}
+        settings |= {name: self.settings_[name] for name in CHOSEN}
         inner = BrenierMap(**(self.get_params(deep=False) | settings))
         inner.fit(
             push(problem.Xs), Xt=problem.Xt, Xs_val=push(problem.Xs_val), Xt_val=problem.Xt_val

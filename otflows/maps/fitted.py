@@ -15,6 +15,7 @@ from torch import Tensor
 
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.problem import CHUNK, chunked
+from otflows.maps.settings import CHOSEN
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples, with_context
 
@@ -224,7 +225,7 @@ class FittedMap:
         estimator.log_ = json.loads(payload["log"])
         # the settings the fit used (a map saved before they followed the data's size: its own)
         estimator.settings_ = estimator.log_.get("settings") or {
-            name: config[name] for name in ("hidden_features", "lr", "validation_score", "gamma")
+            name: config[name] for name in CHOSEN
         }
         estimator.transform_ = BrenierTransform(
             estimator._build_net(features, estimator.context_features_),
