@@ -10,8 +10,8 @@ Problems (none used to tune any default):
 - Small samples of the :math:`W_2` benchmark's pair and of a Gaussian pair (closed-form map),
   ``n`` rows per side, 2000 fresh test rows per side, drawn anew for each ``--splits`` seed.
 - ``--problems domain-adaptation``: POT's domain-adaptation sets in d = 2 (three Gaussian
-  clusters → three others, or → two rotated ones), 100 and 300 rows per side and 2000 test
-  rows per side, drawn anew for each seed.
+  clusters → three others, or → two rotated ones), 100, 300 and 1000 rows per side and 2000
+  test rows per side, drawn anew for each seed.
 
 Each map is fitted on the training rows and scored by the exact :math:`W_2^2` between the
 mapped test source rows and the test target rows (what a user gets off the training rows),
@@ -101,8 +101,10 @@ KNOWN = [
 DOMAIN_ADAPTATION = [
     "DA 3gauss → 3gauss2 n=100",
     "DA 3gauss → 3gauss2 n=300",
+    "DA 3gauss → 3gauss2 n=1000",
     "DA 3gauss → gaussrot n=100",
     "DA 3gauss → gaussrot n=300",
+    "DA 3gauss → gaussrot n=1000",
 ]
 PROBLEMS = {"main": REAL + KNOWN, "domain-adaptation": DOMAIN_ADAPTATION}
 TEST_ROWS = 2000  # per side, for the pairs with known maps and the domain-adaptation sets
