@@ -232,8 +232,9 @@ def _task(kind: str, problem: str, split: int, candidate: str | None, args) -> d
 
 def _candidates(payload: dict) -> list[str]:
     r"""The candidates fitted in the study's JSON (those an ``--update`` kept too), in the
-    order they first appear."""
-    return list(dict.fromkeys(f["candidate"] for f in payload["fits"]))
+    order of :data:`CANDIDATES`."""
+    fitted = {f["candidate"] for f in payload["fits"]}
+    return [c for c in CANDIDATES if c in fitted]
 
 
 def summarise(payload: dict) -> list[dict]:
