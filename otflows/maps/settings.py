@@ -45,12 +45,12 @@ BY_SIZE: dict[str, dict[str, Any]] = {
 }
 # The validation score follows the held-out rows on the smaller side: below VALIDATION_W2_ROWS
 # the exact W2² of the held-out rows (what users get; the best weights kept), from there on
-# the objective (which tracks the true map's error more closely, and costs no EMD of a
-# thousand rows). The objective keeps the latest weights within two standard errors of the
-# best, and on a few dozen held-out rows that is the last weights: on POT's domain-adaptation
-# sets at 300 rows per side (75 held out) they scored worse on the test rows than the weights
-# of the best held-out W2² (benchmarks/small_data_study.md); at 500 held-out rows (the known
-# pairs at 2000 rows per side) the two chose maps alike.
+# the objective, which follows the true map's error more closely over a fit's checkpoints
+# (benchmarks/defaults_study.md) and needs no EMD of a thousand rows. The objective keeps the
+# latest weights within two standard errors of the best, and on a few hundred held-out rows
+# that is the last weights: it did so in every fit of POT's domain-adaptation sets at 300 and
+# 1000 rows per side, where W2² kept steps 200-1600 and the maps ended alike
+# (benchmarks/small_data_study.md).
 VALIDATION_W2_ROWS = 500
 # γ, the floor of the map's slopes (J_T ⪰ γI), follows the data's scales: GAMMA, or less where
 # the Bures map of the data has slopes near it. At most GAMMA_SHARE of the Bures map's smallest
