@@ -124,9 +124,15 @@ def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():
     Xs, Xt = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) @ np.diag([2.0, 1.0, 0.5]) + 1
     settings = FAST | {"max_iter": 30, "lr": 50.0, "clip_grad": None, "objective": "likelihood"}
     otmap = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt)
-    assert otmap.log_["kept"] == "bures"
+    assert otmap.log_["kept"] == otmap.log_["floor"]["verdict"] == "bures"
     far = 20 * rng.normal(size=(50, 3))  # ~20 standard deviations out
     np.testing.assert_allclose(otmap.transform(far), _bures(Xs, Xt)(far), rtol=1e-6, atol=1e-6)
+    # without the floor the fit ends at the wrecked network, and the log keeps the verdict
+    wrecked = BrenierMap(**settings, floor=False).fit(Xs=Xs, Xt=Xt)
+    assert wrecked.log_["kept"] == "network" and wrecked.log_["floor"]["verdict"] == "bures"
+    assert wrecked.log_["floor"]["w2_network"] == otmap.log_["floor"]["w2_network"]
+    mapped = wrecked.transform(Xs)
+    assert wasserstein2_squared(mapped, Xt) > 1.5 * wasserstein2_squared(otmap.transform(Xs), Xt)
 
 
 @pytest.fixture(scope="module")

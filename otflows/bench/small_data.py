@@ -63,6 +63,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "BrenierMap()": {},
     "width 64, lr 3e-2, by objective": MANY_ROWS | {"validation_score": "objective"},
     "held-out 0.1": {"validation_fraction": 0.1},
+    "no floor": {"floor": False},  # the validated network, whatever the floor's verdict
     "by held-out W2": MANY_ROWS | {"validation_score": "w2"},
     "width 16, lr 1e-2, by W2": {"hidden_features": 16, "lr": 1e-2, "validation_score": "w2"},
 }

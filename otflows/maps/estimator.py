@@ -129,6 +129,10 @@ class BrenierMap(FittedMap, BaseTransport):
             none; refinement rounds run their own ``refine_iter`` steps). Training stops after
             ``max_iter`` steps or when it is spent, the learning rate annealed over whichever
             is further along: give a generous ``max_iter`` to fit for a time.
+        floor: Whether the Bures map is a last candidate after training
+            (``validation_fraction``'s floor). ``False``: the fit ends at the validated
+            network whatever the floor's verdict, which ``log_["floor"]["verdict"]`` still
+            records (to study the network itself, or what the floor costs).
         progress: Whether to show a progress bar.
 
     Attributes:
@@ -145,7 +149,7 @@ class BrenierMap(FittedMap, BaseTransport):
             rows (of all the rows, held-out ones too, where the fit ended at it).
         log_: ``{"objective": {...}, "settings": settings_, "init": history, "fit": history,
             "refine": [{"inner": the round's inner log_, "regression": history}, ...],
-            "floor": {"kept", "w2_network", "w2_bures", "difference_se",
+            "floor": {"kept", "verdict", "w2_network", "w2_bures", "difference_se",
             "semidual_difference", "semidual_se", "unconverged", "extrapolation"},
             "kept": "network" or "bures", "seconds": float}``, each history a
             :class:`otflows.trainer.TrainingHistory` as a dict (``loss``, ``val_step``,
@@ -187,6 +191,7 @@ class BrenierMap(FittedMap, BaseTransport):
         validation_score: str | None = None,
         patience: int | None = None,
         max_time: float | None = None,
+        floor: bool = True,
         progress: bool = True,
     ):
         self.net = net
@@ -210,6 +215,7 @@ class BrenierMap(FittedMap, BaseTransport):
         self.validation_score = validation_score
         self.patience = patience
         self.max_time = max_time
+        self.floor = floor
         self.progress = progress
 
     def __repr__(self) -> str:
@@ -396,7 +402,7 @@ class BrenierMap(FittedMap, BaseTransport):
                 self._refine(run, r, saved)
         self.transform_.eval()
         if run.problem.held_out is not None and run.problem.conditions is None:
-            self.log_["floor"] = run.floor()
+            self.log_["floor"] = run.floor(apply=self.floor)
             self.bures_matrix_, self.bures_offset_ = run.bures
         self.log_["kept"] = self.log_.get("floor", {}).get("kept", "network")
 

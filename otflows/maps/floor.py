@@ -47,6 +47,7 @@ def bures_floor(
     Xs_val: Tensor,
     Xt_val: Tensor,
     seed: int,
+    apply: bool = True,
 ) -> tuple[dict[str, Any], tuple[Tensor, Tensor]]:
     r"""The Bures map as the last candidate beside the fitted network ``T``. The network is
     kept only where it is both
@@ -67,13 +68,14 @@ def bures_floor(
       from the Bures map as their nearest training rows are (the 90th percentile of
       :func:`otflows.metrics.extrapolation_ratio` at most :data:`EXTRAPOLATION_LIMIT`).
 
-    Otherwise ``T`` is set exactly to the Bures map of all the rows, training and held-out
-    (its network's other terms zeroed by :func:`otflows.affine.start_affine` with
-    ``shrink=0``, so it holds far off the data too): the simpler answer the fit starts from.
-    Returns what was kept, both maps' held-out :math:`W_2^2` and the difference's bootstrap
-    error, the semi-dual difference and its error, the conjugates left unconverged and the
-    probes' growth ratio; and the Bures map ``T`` ends at or holds (``bures`` where the network
-    is kept).
+    Otherwise (the verdict ``"bures"``) ``T`` is set exactly to the Bures map of all the rows,
+    training and held-out (its network's other terms zeroed by
+    :func:`otflows.affine.start_affine` with ``shrink=0``, so it holds far off the data too):
+    the simpler answer the fit starts from. Without ``apply``, ``T`` keeps its network
+    whatever the verdict. Returns what was kept and the verdict, both maps' held-out
+    :math:`W_2^2` and the difference's bootstrap error, the semi-dual difference and its
+    error, the conjugates left unconverged and the probes' growth ratio; and the Bures map
+    ``T`` ends at or holds (``bures`` where the network is kept).
 
     Example:
         >>> from otflows import MMGN
@@ -109,7 +111,8 @@ def bures_floor(
     better = delta + FLOOR_SIGNIFICANCE * se < 0 or (
         sd_delta + FLOOR_SIGNIFICANCE * sd_se < 0 and unconverged == 0
     )
-    kept = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else "bures"
+    verdict = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else "bures"
+    kept = verdict if apply else "network"
     if kept == "network":
         T.load_state_dict(trained)
     else:
@@ -118,6 +121,7 @@ def bures_floor(
     w2_bures = wasserstein2_squared(linear, Xt_val)
     record = {
         "kept": kept,
+        "verdict": verdict,
         "w2_network": w2_bures + delta,
         "w2_bures": w2_bures,
         "difference_se": se,

@@ -172,13 +172,13 @@ class MapFit:
             extra=lambda: {"before": before.state_dict(), "S": S.state_dict()},
         )
 
-    def floor(self) -> dict[str, Any]:
+    def floor(self, apply: bool = True) -> dict[str, Any]:
         r"""The Bures floor (:func:`otflows.maps.floor.bures_floor`) on the held-out rows: what
-        was kept, and the scores that decided."""
+        was kept (the network, without ``apply``), its verdict and the scores that decided."""
         p = self.problem
         assert p.Xs_val is not None and p.Xt_val is not None
         record, self.bures = bures_floor(
-            self.T, self.bures, p.Xs, p.Xt, p.Xs_val, p.Xt_val, p.seed
+            self.T, self.bures, p.Xs, p.Xt, p.Xs_val, p.Xt_val, p.seed, apply
         )
         return record
 
