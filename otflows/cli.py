@@ -160,17 +160,26 @@ def _settings(settings: dict) -> str:
     )
 
 
+MAP_NAMES = {"network": "network", "bures": "Bures (linear) map", "entropic": "entropic map"}
+
+
 def _kept(log: dict) -> str:
     r"""Which map the fit ended at, and why, for the summary line."""
     if "floor" not in log:
         return "kept the network (no held-out rows to compare it with the Bures map)"
     floor = log["floor"]
+    baseline = floor["baseline"]
     scores = (
         f"held-out semi-dual difference {floor['semidual_difference']:.4g} ± "
         f"{floor['semidual_se']:.2g}; held-out W2^2 {floor['w2_network']:.4g} network, "
-        f"{floor['w2_bures']:.4g} Bures; growth off the rows {floor['extrapolation']:.3g}"
+        f"{floor['w2_baseline']:.4g} {baseline}; growth off the rows {floor['extrapolation']:.3g}"
     )
-    return f"kept the {'network' if log['kept'] == 'network' else 'Bures (linear) map'} ({scores})"
+    if floor["cv_difference"] is not None:
+        scores += (
+            f"; entropic - Bures cross-validated {floor['cv_difference']:.4g} ± "
+            f"{floor['cv_se']:.2g}"
+        )
+    return f"kept the {MAP_NAMES[log['kept']]} ({scores})"
 
 
 def _conditions(

@@ -2,7 +2,9 @@ r"""``EntropicMap``: the entropic optimal transport map estimator (Pooladian & N
 
 The baseline to beat where samples are few: it needs no training, and on small samples in low
 dimension it is often the most accurate map there is. Its bias grows with the dimension and
-with :math:`\varepsilon`, and it is neither invertible nor the gradient of a convex function.
+with :math:`\varepsilon`. It is the gradient of a convex function
+(:class:`otflows.nets.EntropicPotential`), though not a strictly monotone one:
+:meth:`EntropicMap.as_transform` adds :math:`\gamma x` and makes it an invertible flow step.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otflows.nets.entropic import EntropicPotential
+from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples
 
-__all__ = ["RELATIVE_EPSILON", "EntropicMap", "sinkhorn_potentials"]
+__all__ = ["RELATIVE_EPSILON", "EntropicMap", "SinkhornError", "sinkhorn_potentials"]
 
 RELATIVE_EPSILON = 0.05  # ε as a share of the mean squared distance between the two samples
+
+
+class SinkhornError(RuntimeError):
+    r"""Sinkhorn's iterations did not reach their tolerance."""
 
 
 def sinkhorn_potentials(
@@ -32,8 +40,8 @@ def sinkhorn_potentials(
         \quad g_j = -\varepsilon \log \textstyle\sum_i a_i e^{(f_i - C_{ij})/\varepsilon},
 
     until the plan's source marginal is within ``tol`` of uniform in L1 (checked every ten
-    iterations). Returns ``f [N]``, ``g [M]`` and the iterations run; raises where
-    ``max_iter`` did not reach ``tol``.
+    iterations). Returns ``f [N]``, ``g [M]`` and the iterations run; raises
+    :class:`SinkhornError` where ``max_iter`` did not reach ``tol``.
 
     Example:
         >>> X = torch.randn(50, 2, dtype=torch.float64)
@@ -53,7 +61,7 @@ def sinkhorn_potentials(
             error = (torch.logsumexp(log_plan, dim=1).exp() - log_a.exp()).abs().sum()
             if float(error) < tol:
                 return f, g, iteration
-    raise RuntimeError(
+    raise SinkhornError(
         f"Sinkhorn did not reach its tolerance {tol} in max_iter={max_iter} iterations "
         f"(epsilon {epsilon:.3g}); raise max_iter or epsilon"
     )
@@ -70,7 +78,11 @@ class EntropicMap:
     :math:`x`, with :math:`g` the target potential of Sinkhorn between the training samples
     (:func:`sinkhorn_potentials`). It needs no training and maps any point, seen or not; it is
     biased towards the target's mean by :math:`\varepsilon`, increasingly so with the
-    dimension, and is neither invertible nor monotone in general. Memory is :math:`O(NM)`.
+    dimension. It is the gradient of the convex log-sum-exp potential
+    :class:`otflows.nets.EntropicPotential`, monotone but not strictly (far from the target rows
+    it tends to a constant), so not invertible; :meth:`as_transform` adds :math:`\gamma(x - m)`
+    and gives an invertible :class:`otflows.BrenierTransform` with an exact log-determinant.
+    Memory is :math:`O(NM)`.
 
     The rule for :math:`\varepsilon`: ``epsilon`` where given, else ``relative_epsilon``
     times the mean squared distance between the source and target training rows (a
@@ -91,6 +103,7 @@ class EntropicMap:
         epsilon_: The :math:`\varepsilon` used.
         Xt_: The target training rows ``[M, D]``.
         g_: The target potential ``[M]``.
+        source_mean_: The source training rows' mean ``[D]``.
         n_iter_: Sinkhorn iterations run.
         n_features_in_: The dimension ``D``.
 
@@ -144,8 +157,45 @@ class EntropicMap:
             Xs, Xt, self.epsilon_, self.max_iter, self.tol
         )
         self.Xt_ = Xt
+        self.source_mean_ = Xs.mean(0)
         self.n_features_in_ = Xs.shape[1]
         return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "g_"):
+            raise RuntimeError("EntropicMap is not fitted: call fit(Xs=, Xt=) first")
+
+    @torch.no_grad()
+    def as_transform(self, gamma: float) -> BrenierTransform:
+        r"""The entropic map as an invertible flow step: the :class:`otflows.BrenierTransform`
+        :math:`T(x) = T_\varepsilon(x) + \gamma (x - m)`, ``m`` the source training rows' mean
+        (so the map moves the source's mean as :math:`T_\varepsilon` does), whose network is
+        the :class:`otflows.nets.EntropicPotential` of the target rows, :math:`\tau =
+        \varepsilon/2` and :math:`c_j = \langle y_j, m\rangle + (g_j - \|y_j\|^2)/2` (it sees
+        :math:`x - m`). Float64, on the device of the fitted rows; in eval mode.
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> Xs, Xt = rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 1
+            >>> entropic = EntropicMap().fit(Xs=Xs, Xt=Xt)
+            >>> T = entropic.as_transform(gamma=1e-2)
+            >>> x = torch.as_tensor(Xs[:3])
+            >>> m = entropic.source_mean_
+            >>> bool(torch.allclose(T.transport(x), entropic.transform(x) + 1e-2 * (x - m)))
+            True
+        """
+        self._check_fitted()
+        Y, m = self.Xt_, self.source_mean_
+        net = EntropicPotential(self.n_features_in_, atoms=len(Y))
+        T = BrenierTransform(net, gamma=gamma).to(dtype=Y.dtype, device=Y.device)
+        T.shift.copy_(m)
+        T.initialized.fill_(True)
+        net.Y.copy_(Y)
+        net.tau.fill_(self.epsilon_ / 2)
+        net.c.copy_(Y @ m + (self.g_ - Y.square().sum(1)) / 2)
+        net.quadratic.V.zero_()
+        net.quadratic.a.copy_(-gamma * m)
+        return T.eval()
 
     @overload
     def transform(self, Xs: np.ndarray) -> np.ndarray: ...
@@ -154,8 +204,7 @@ class EntropicMap:
     def transform(self, Xs: Tensor | np.ndarray) -> Tensor | np.ndarray:
         r"""The entropic map of ``Xs [N, D]`` (any rows: it is defined everywhere), in the
         type of ``Xs``."""
-        if not hasattr(self, "g_"):
-            raise RuntimeError("EntropicMap is not fitted: call fit(Xs=, Xt=) first")
+        self._check_fitted()
         X = _float64(Xs, "Xs", self.n_features_in_, self.Xt_.device)
         mapped = torch.cat(
             [

@@ -28,7 +28,7 @@ from otflows.maps.settings import (
     seed_of,
     settings_for,
 )
-from otflows.nets import build_net
+from otflows.nets import MonotoneGradientNet, build_net
 from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_device
@@ -108,12 +108,15 @@ class BrenierMap(FittedMap, BaseTransport):
             (at most 1024 rows each; 0: none, unless ``fit`` is given ``Xs_val`` and
             ``Xt_val``). Validation needs no known map: it scores :math:`T_\#\mu` against
             :math:`\nu` on held-out samples, keeps the best-scoring weights (the Bures start
-            among them) and can stop early. Then the exact Bures map is a last candidate
-            (:func:`otflows.maps.floor.bures_floor`; not for conditional fits): the fit ends
-            at the network only where it scores the held-out rows significantly better (their
-            W2², or the semi-dual objective row by row) and it maps rows a little outside the
-            training rows sanely, and ``log_["kept"]`` says which. A quarter, so that a few
-            hundred rows per side hold out a few dozen (``otflows bench small-data``).
+            among them) and can stop early. Then the simple map of the data is a last candidate
+            (:func:`otflows.maps.floor.apply_floor`; not for conditional fits): the Bures map,
+            or with at most 1000 rows per side the entropic map where it cross-validates
+            better (as a flow step: :meth:`otflows.EntropicMap.as_transform`). The fit ends
+            at the network only where it scores the held-out rows significantly better than
+            that map (their W2², or the semi-dual objective row by row) and it maps rows a
+            little outside the training rows sanely, and ``log_["kept"]`` says which. A
+            quarter, so that a few hundred rows per side hold out a few dozen (``otflows bench
+            small-data``).
         validation_interval: Steps between validations (``None``: ``max_iter // 20``; with
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
@@ -129,14 +132,15 @@ class BrenierMap(FittedMap, BaseTransport):
             none; refinement rounds run their own ``refine_iter`` steps). Training stops after
             ``max_iter`` steps or when it is spent, the learning rate annealed over whichever
             is further along: give a generous ``max_iter`` to fit for a time.
-        floor: Whether the Bures map is a last candidate after training
+        floor: Whether the simple map is a last candidate after training
             (``validation_fraction``'s floor). ``False``: the fit ends at the validated
             network whatever the floor's verdict, which ``log_["floor"]["verdict"]`` still
             records (to study the network itself, or what the floor costs).
         progress: Whether to show a progress bar.
 
     Attributes:
-        transform_: The fitted :class:`otflows.BrenierTransform`.
+        transform_: The fitted :class:`otflows.BrenierTransform` (whose network is an
+            :class:`otflows.nets.EntropicPotential` where the fit ended at the entropic map).
         settings_: The width, learning rate, validation score and :math:`\gamma` the fit
             used, and what chose those left ``None``: the training rows per dimension of the
             smaller side and the smallest slope of their Bures map
@@ -149,9 +153,10 @@ class BrenierMap(FittedMap, BaseTransport):
             rows (of all the rows, held-out ones too, where the fit ended at it).
         log_: ``{"objective": {...}, "settings": settings_, "init": history, "fit": history,
             "refine": [{"inner": the round's inner log_, "regression": history}, ...],
-            "floor": {"kept", "verdict", "w2_network", "w2_bures", "difference_se",
-            "semidual_difference", "semidual_se", "unconverged", "extrapolation"},
-            "kept": "network" or "bures", "seconds": float}``, each history a
+            "floor": {"kept", "verdict", "baseline", "cv_difference", "cv_se", "w2_network",
+            "w2_baseline", "difference_se", "semidual_difference", "semidual_se",
+            "unconverged", "extrapolation"}, "kept": "network", "bures" or "entropic",
+            "seconds": float}``, each history a
             :class:`otflows.trainer.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``
             where the fit had held-out rows and no conditions.
@@ -404,6 +409,7 @@ class BrenierMap(FittedMap, BaseTransport):
         if run.problem.held_out is not None and run.problem.conditions is None:
             self.log_["floor"] = run.floor(apply=self.floor)
             self.bures_matrix_, self.bures_offset_ = run.bures
+            self.transform_ = run.T
         self.log_["kept"] = self.log_.get("floor", {}).get("kept", "network")
 
     def _refine(self, run: MapFit, r: int, saved: dict[str, Any] | None) -> None:
@@ -456,12 +462,10 @@ class BrenierMap(FittedMap, BaseTransport):
         return max(self.max_time - spent, 1e-9)
 
     def _transform_from(self, state: dict[str, Tensor]) -> BrenierTransform:
-        r"""A frozen :class:`BrenierTransform` of this estimator's network holding ``state``."""
+        r"""A frozen :class:`BrenierTransform` holding ``state``, of this estimator's network or
+        (a map that ended at the entropic map) of an :class:`otflows.nets.EntropicPotential`."""
         parameter = next(self.transform_.parameters())
-        T = BrenierTransform(
-            self._build_net(self.n_features_in_, self.context_features_),
-            gamma=self.settings_["gamma"],
-        )
+        T = self._transform_for(state, self.n_features_in_, self.context_features_)
         T.to(dtype=parameter.dtype, device=parameter.device).load_state_dict(state)
         return T.eval().requires_grad_(False)
 
@@ -493,7 +497,9 @@ class BrenierMap(FittedMap, BaseTransport):
             net = self._build_net(features, context_features)
             return BrenierTransform(net, gamma=self.settings_["gamma"])
 
-    def _build_net(self, features: int, context_features: int | None = None):
+    def _build_net(
+        self, features: int, context_features: int | None = None
+    ) -> MonotoneGradientNet:
         kwargs = dict(self.net_kwargs or {})
         for name in ("hidden_features", "context_features"):
             if name in kwargs:

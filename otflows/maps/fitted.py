@@ -16,6 +16,7 @@ from torch import Tensor
 from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.problem import CHUNK, chunked
 from otflows.maps.settings import CHOSEN
+from otflows.nets import EntropicPotential, MonotoneGradientNet
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples, with_context
 
@@ -36,10 +37,29 @@ class FittedMap:
     bures_matrix_: Tensor
     bures_offset_: Tensor
     log_: dict[str, Any]
+    settings_: dict[str, Any]
 
     def _config(self) -> dict[str, Any]:
         r"""The estimator's settings as JSON-serialisable values (the estimator's to give)."""
         raise NotImplementedError
+
+    def _build_net(
+        self, features: int, context_features: int | None = None
+    ) -> MonotoneGradientNet:
+        r"""A fresh network of the estimator's settings (the estimator's to give)."""
+        raise NotImplementedError
+
+    def _transform_for(
+        self, state: dict[str, Tensor], features: int, context_features: int | None
+    ) -> BrenierTransform:
+        r"""A :class:`BrenierTransform` to load ``state`` into: of the estimator's network, or
+        of an :class:`otflows.nets.EntropicPotential` where ``state`` holds its atoms (a map
+        that ended at the entropic map)."""
+        if "net.Y" in state:
+            net: MonotoneGradientNet = EntropicPotential(features, len(state["net.Y"]))
+        else:
+            net = self._build_net(features, context_features)
+        return BrenierTransform(net, gamma=self.settings_["gamma"])
 
     # -- using the fitted map ----------------------------------------------------------------
     @overload
@@ -227,9 +247,8 @@ class FittedMap:
         estimator.settings_ = estimator.log_.get("settings") or {
             name: config[name] for name in CHOSEN
         }
-        estimator.transform_ = BrenierTransform(
-            estimator._build_net(features, estimator.context_features_),
-            gamma=estimator.settings_["gamma"],
+        estimator.transform_ = estimator._transform_for(
+            state, features, estimator.context_features_
         ).to(dtype=dtype, device=device)
         estimator.transform_.load_state_dict(state)
         estimator.transform_.eval()

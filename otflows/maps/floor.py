@@ -1,9 +1,11 @@
-r"""The Bures floor: a fitted map ends at its network only where that is clearly better than
-the Bures (linear) map it starts from, on held-out rows and a little off them."""
+r"""The floor: a fitted map ends at its network only where that is clearly better than the
+simple map of the same data (the Bures map, or the entropic map where it cross-validates
+better), on held-out rows and a little off them."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,22 +13,26 @@ import torch
 from torch import Tensor
 
 from otflows.affine import bures_map, start_affine
+from otflows.maps.entropic import EntropicMap, SinkhornError
 from otflows.maps.objectives import SemiDual
 from otflows.maps.problem import chunked
 from otflows.metrics import extrapolation_ratio, w2_difference, wasserstein2_squared
 from otflows.transforms import BrenierTransform
 
 __all__ = [
+    "ENTROPIC_ROWS",
     "EXTRAPOLATION_LIMIT",
     "FLOOR_SIGNIFICANCE",
+    "FOLDS",
     "NEIGHBOUR_ROWS",
     "PROBE_STRETCH",
-    "bures_floor",
+    "apply_floor",
+    "baseline_choice",
     "semidual_difference",
 ]
 
-# standard errors by which the network must beat the Bures map on the held-out rows: more than
-# a paired test's two, since validation chose the network's weights on those same rows
+# standard errors by which the network must beat the simple map on the held-out rows: more
+# than a paired test's two, since validation chose the network's weights on those same rows
 FLOOR_SIGNIFICANCE = 3.0
 # Off the rows: probes are the held-out source rows moved this much further from the training
 # rows' mean (a little outside them); the network is kept only if, at the 90th percentile of
@@ -36,10 +42,16 @@ FLOOR_SIGNIFICANCE = 3.0
 PROBE_STRETCH = 1.25
 EXTRAPOLATION_LIMIT = 2.0
 NEIGHBOUR_ROWS = 8192  # training rows among which the probes' neighbours are sought
+# The entropic map is a candidate up to this many rows per side (training and held-out): its
+# Sinkhorn solves cost O(NM) memory and time, and with more rows the network is the better
+# map (benchmarks/small_data_study.md).
+ENTROPIC_ROWS = 1000
+FOLDS = 4  # the entropic and Bures maps' cross-validation: every row held out once
+SELF_DRAWS = 8  # draws of other source rows whose mean is a fold's self term
 
 
 @torch.no_grad()
-def bures_floor(
+def apply_floor(
     T: BrenierTransform,
     bures: tuple[Tensor, Tensor],
     Xs: Tensor,
@@ -48,43 +60,51 @@ def bures_floor(
     Xt_val: Tensor,
     seed: int,
     apply: bool = True,
-) -> tuple[dict[str, Any], tuple[Tensor, Tensor]]:
-    r"""The Bures map as the last candidate beside the fitted network ``T``. The network is
-    kept only where it is both
+) -> tuple[dict[str, Any], tuple[Tensor, Tensor], BrenierTransform]:
+    r"""The simple map of the data as the last candidate beside the fitted network ``T``.
 
-    - better: it beats the Bures map ``bures`` (``A [D, D]``, ``b [D]``) of the training rows
-      ``Xs``, ``Xt`` on the held-out rows ``Xs_val``, ``Xt_val`` by more than
-      :data:`FLOOR_SIGNIFICANCE` standard errors of a paired difference, in either of two
-      scores: the exact :math:`W_2^2` between the mapped and the target held-out rows
-      (:func:`otflows.metrics.w2_difference`, bootstrap resampled with ``seed``), or the
-      semi-dual objective of the two potentials (:func:`semidual_difference`, every
-      conjugate solved). The first is what users get, but between a few dozen mapped rows
-      and a few dozen target rows it is mostly the sampling noise of so few rows; the second
-      scores each row by a term of its own (the map's error in the semi-dual's metric), so it
-      tells a better network from the Bures map on a few dozen rows, while on a few hundred
-      the first is the sharper;
+    The simple map (the *baseline*) is the Bures map, or the entropic map where the data have
+    at most :data:`ENTROPIC_ROWS` rows per side and it cross-validates better
+    (:func:`baseline_choice`). The network is kept only where it is both
+
+    - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
+      ``bures``, ``A [D, D]``, ``b [D]``, or the entropic map) on the held-out rows ``Xs_val``,
+      ``Xt_val`` by more than :data:`FLOOR_SIGNIFICANCE` standard errors of a paired
+      difference, in either of two scores: the exact :math:`W_2^2` between the mapped and the
+      target held-out rows (:func:`otflows.metrics.w2_difference`, bootstrap resampled with
+      ``seed``), or the semi-dual objective of the two potentials
+      (:func:`semidual_difference`, every conjugate solved). The first is what users get, but
+      between a few dozen mapped rows and a few dozen target rows it is mostly the sampling
+      noise of so few rows; the second scores each row by a term of its own (the map's error
+      in the semi-dual's metric), so it tells a better network from the baseline on a few
+      dozen rows, while on a few hundred the first is the sharper;
     - sane off the rows: probes a little outside them (the held-out source rows moved
       :data:`PROBE_STRETCH` times as far from the training rows' mean) are mapped about as far
       from the Bures map as their nearest training rows are (the 90th percentile of
       :func:`otflows.metrics.extrapolation_ratio` at most :data:`EXTRAPOLATION_LIMIT`).
 
-    Otherwise (the verdict ``"bures"``) ``T`` is set exactly to the Bures map of all the rows,
-    training and held-out (its network's other terms zeroed by
-    :func:`otflows.affine.start_affine` with ``shrink=0``, so it holds far off the data too):
-    the simpler answer the fit starts from. Without ``apply``, ``T`` keeps its network
-    whatever the verdict. Returns what was kept and the verdict, both maps' held-out
-    :math:`W_2^2` and the difference's bootstrap error, the semi-dual difference and its
-    error, the conjugates left unconverged and the probes' growth ratio; and the Bures map
-    ``T`` ends at or holds (``bures`` where the network is kept).
+    Otherwise (the verdict: the baseline's name) the fit ends at the baseline fitted to all the
+    rows, training and held-out: the Bures map as ``T`` itself (its network's other terms zeroed
+    by :func:`otflows.affine.start_affine` with ``shrink=0``, so it holds far off the data too),
+    or the entropic map as a new transform (:meth:`otflows.EntropicMap.as_transform`, with
+    ``T``'s :math:`\gamma`). Both are gradients of convex functions, invertible, with exact
+    log-determinants. Without ``apply``, ``T`` keeps its network whatever the verdict.
+
+    Returns the record (what was kept and the verdict; the baseline, and the cross-validated
+    difference of the entropic and Bures maps' held-out :math:`W_2^2` with its error, ``None``
+    above :data:`ENTROPIC_ROWS`; the network's and the baseline's held-out :math:`W_2^2` and the
+    difference's bootstrap error; the semi-dual difference and its error; the conjugates left
+    unconverged; the probes' growth ratio), the Bures map the fit ends at or holds, and the
+    transform it ends at.
 
     Example:
         >>> from otflows import MMGN
         >>> X = torch.randn(400, 2)
         >>> T = BrenierTransform(MMGN(2, 4), gamma=0.1)
         >>> A, b = torch.eye(2), torch.ones(2)
-        >>> record, _ = bures_floor(T, (A, b), X[:300], X[:300] + 1, X[300:], X[300:] + 1, 0)
-        >>> record["kept"]  # an untrained network maps no nearer than the Bures map
-        'bures'
+        >>> record, _, _ = apply_floor(T, (A, b), X[:300], X[:300] + 1, X[300:], X[300:] + 1, 0)
+        >>> record["kept"], record["baseline"]  # an untrained network maps no nearer
+        ('bures', 'bures')
     """
     A, b = bures
     network = chunked(T.transport, Xs_val)
@@ -100,37 +120,140 @@ def bures_floor(
         neighbours=min(10, len(rows)),
     )
     extrapolation = float(np.quantile(ratio, 0.9))
-    trained = copy.deepcopy(T.state_dict())
     network_terms = _semidual_terms(T, Xs_val, Xt_val)
-    start_affine(T, A, b, Xs, shrink=0.0)
-    linear = chunked(T.transport, Xs_val)
-    delta, se = w2_difference(network, linear, Xt_val, seed=seed)
+    name, cv, entropic = baseline_choice(Xs, Xt, Xs_val, Xt_val, seed)
+    if entropic is None:
+        baseline = copy.deepcopy(T)
+        start_affine(baseline, A, b, Xs, shrink=0.0)
+    else:
+        baseline = _entropic_transform(entropic, T)
+    simple = chunked(baseline.transport, Xs_val)
+    delta, se = w2_difference(network, simple, Xt_val, seed=seed)
     sd_delta, sd_se, unconverged = semidual_difference(
-        network_terms, _semidual_terms(T, Xs_val, Xt_val)
+        network_terms, _semidual_terms(baseline, Xs_val, Xt_val)
     )
     better = delta + FLOOR_SIGNIFICANCE * se < 0 or (
         sd_delta + FLOOR_SIGNIFICANCE * sd_se < 0 and unconverged == 0
     )
-    verdict = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else "bures"
+    verdict = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else name
     kept = verdict if apply else "network"
-    if kept == "network":
-        T.load_state_dict(trained)
-    else:
-        bures = bures_map(torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val]))
+    Xs_all, Xt_all = torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
+    if kept != "network":
+        bures = bures_map(Xs_all, Xt_all)
+    if kept == "bures":
         start_affine(T, *bures, Xs, shrink=0.0)
-    w2_bures = wasserstein2_squared(linear, Xt_val)
+    elif kept == "entropic":
+        T = _entropic_transform(EntropicMap().fit(Xs=Xs_all, Xt=Xt_all), T)
+    w2_baseline = wasserstein2_squared(simple, Xt_val)
     record = {
         "kept": kept,
         "verdict": verdict,
-        "w2_network": w2_bures + delta,
-        "w2_bures": w2_bures,
+        "baseline": name,
+        **cv,
+        "w2_network": w2_baseline + delta,
+        "w2_baseline": w2_baseline,
         "difference_se": se,
         "semidual_difference": sd_delta,
         "semidual_se": sd_se,
         "unconverged": unconverged,
         "extrapolation": extrapolation,
     }
-    return record, bures
+    return record, bures, T
+
+
+def baseline_choice(
+    Xs: Tensor, Xt: Tensor, Xs_val: Tensor, Xt_val: Tensor, seed: int
+) -> tuple[str, dict[str, float | None], EntropicMap | None]:
+    r"""The simple map to hold a network to: ``"entropic"`` where the data have at most
+    :data:`ENTROPIC_ROWS` rows per side and the entropic map (:class:`otflows.EntropicMap`)
+    maps held-out rows nearer their targets than the Bures map does, by more than a standard
+    error, in :data:`FOLDS`-fold cross-validation over all the rows; else ``"bures"``.
+
+    The folds are the held-out rows ``Xs_val [N', D]``, ``Xt_val [M', D]`` and
+    :data:`FOLDS` − 1 random parts (by ``seed``) of the training rows ``Xs [N, D]``,
+    ``Xt [M, D]``. On each, both maps are fitted to the other rows and scored by the
+    debiased :math:`W_2^2` of the fold's mapped source rows :math:`T_\#\hat\mu` against its
+    target rows :math:`\hat\nu`,
+
+    .. math:: W_2^2(T_\#\hat\mu, \hat\nu) - \tfrac12 W_2^2(T_\#\hat\mu, T_\#\hat\mu'),
+
+    :math:`\hat\mu'` as many other source rows (the term in :math:`\hat\nu` alone is the same
+    for both maps). Between a few dozen rows the plain :math:`W_2^2` rewards a map that
+    shrinks its image (its rows then lie near more of the few target rows), as the entropic
+    map's does with :math:`\varepsilon`; the second term takes that reward off, as a Sinkhorn
+    divergence does, so a map is scored by how near its image is to :math:`\nu` rather than by
+    how concentrated it is. Without it, the entropic map won the folds of Gaussian pairs whose
+    true map is the Bures map and lost to it on fresh rows (``otflows bench small-data``).
+
+    Returns the choice; ``{"cv_difference", "cv_se"}``, the entropic map's mean debiased score
+    minus the Bures map's over the folds and its standard error (their spread over
+    :math:`\sqrt{K}`; ``None`` where the entropic map was not tried: too many rows, or
+    Sinkhorn missed its tolerance); and the entropic map fitted to the training rows where
+    it was chosen.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(400, 2, generator=g, dtype=torch.float64)
+        >>> Y = torch.cat([X[:200] - 3, X[200:] + 3]) * torch.tensor([1.0, 0.2])  # two clusters
+        >>> name, cv, _ = baseline_choice(X[:300], Y[:300], X[300:], Y[300:], seed=0)
+        >>> name, cv["cv_difference"] < 0
+        ('entropic', True)
+    """
+    none: dict[str, float | None] = {"cv_difference": None, "cv_se": None}
+    if max(len(Xs) + len(Xs_val), len(Xt) + len(Xt_val)) > ENTROPIC_ROWS:
+        return "bures", none, None
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    source = torch.randperm(len(Xs), generator=generator).to(Xs.device) % (FOLDS - 1)
+    target = torch.randperm(len(Xt), generator=generator).to(Xt.device) % (FOLDS - 1)
+    folds = [(Xs, Xt, Xs_val, Xt_val)]
+    for k in range(FOLDS - 1):
+        folds.append(
+            (
+                torch.cat([Xs[source != k], Xs_val]),
+                torch.cat([Xt[target != k], Xt_val]),
+                Xs[source == k],
+                Xt[target == k],
+            )
+        )
+    differences, first = [], None
+    for train_s, train_t, test_s, test_t in folds:
+        try:
+            entropic = EntropicMap().fit(Xs=train_s, Xt=train_t)
+        except SinkhornError:
+            return "bures", none, None
+        first = first or entropic  # fitted to the training rows
+        A, b = bures_map(train_s, train_t)
+        others = [
+            train_s[torch.randperm(len(train_s), generator=generator)[: len(test_s)]]
+            for _ in range(SELF_DRAWS)
+        ]
+        differences.append(
+            _debiased_w2(entropic.transform, test_s, test_t, others)
+            - _debiased_w2(lambda X: X @ A + b, test_s, test_t, others)  # noqa: B023
+        )
+    difference = float(np.mean(differences))
+    se = float(np.std(differences, ddof=1) / np.sqrt(FOLDS))
+    cv: dict[str, float | None] = {"cv_difference": difference, "cv_se": se}
+    return ("entropic", cv, first) if difference + se < 0 else ("bures", cv, None)
+
+
+def _debiased_w2(
+    f: Callable[[Tensor], Tensor], Xs: Tensor, Xt: Tensor, others: list[Tensor]
+) -> float:
+    r""":math:`W_2^2(f_\#\hat\mu, \hat\nu) - \tfrac12 W_2^2(f_\#\hat\mu, f_\#\hat\mu')` for the
+    map ``f`` of source rows ``Xs [n, D]`` and target rows ``Xt [m, D]``, the second term's
+    mean over the source rows ``others`` (each ``[n, D]``)."""
+    images = f(Xs)
+    spread = float(np.mean([wasserstein2_squared(images, f(other)) for other in others]))
+    return wasserstein2_squared(images, Xt) - 0.5 * spread
+
+
+def _entropic_transform(entropic: EntropicMap, T: BrenierTransform) -> BrenierTransform:
+    r"""``entropic`` as a transform (:meth:`otflows.EntropicMap.as_transform`) with ``T``'s
+    :math:`\gamma`, dtype and device."""
+    parameter = next(T.parameters())
+    transform = entropic.as_transform(float(T.gamma))
+    return transform.to(dtype=parameter.dtype, device=parameter.device)
 
 
 def _semidual_terms(T: BrenierTransform, Xs: Tensor, Xt: Tensor) -> tuple[Tensor, Tensor, int]:

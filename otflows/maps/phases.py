@@ -1,6 +1,6 @@
 r"""The phases of a map fit, each a run of the one trainer (:func:`otflows.trainer.train`): the
-Bures start, the objective's training, each refinement round's regression, and the Bures floor
-that ends it."""
+Bures start, the objective's training, each refinement round's regression, and the floor that
+ends it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch import Tensor
 from otflows import distributed
 from otflows.affine import set_affine
 from otflows.maps.conditions import ByCondition, Conditions
-from otflows.maps.floor import bures_floor
+from otflows.maps.floor import apply_floor
 from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
@@ -78,6 +78,7 @@ class MapFit:
         callback: Called as ``callback(phase_name, step)`` every ``options.interval`` steps.
 
     Attributes:
+        T: The transform fitted (after :meth:`floor`, the one the fit ended at).
         bures: The Bures map ``(A [D, D], b [D])`` of the training rows (after :meth:`floor`,
             the one the fit ended at, or held).
         validation: How held-out rows are scored (``None``: none held out).
@@ -173,11 +174,13 @@ class MapFit:
         )
 
     def floor(self, apply: bool = True) -> dict[str, Any]:
-        r"""The Bures floor (:func:`otflows.maps.floor.bures_floor`) on the held-out rows: what
-        was kept (the network, without ``apply``), its verdict and the scores that decided."""
+        r"""The floor (:func:`otflows.maps.floor.apply_floor`) on the held-out rows: what was
+        kept (the network, without ``apply``), its verdict and the scores that decided.
+        :attr:`T` is then the map the fit ends at: the network, the Bures map (``T`` itself)
+        or the entropic map (a new transform)."""
         p = self.problem
         assert p.Xs_val is not None and p.Xt_val is not None
-        record, self.bures = bures_floor(
+        record, self.bures, self.T = apply_floor(
             self.T, self.bures, p.Xs, p.Xt, p.Xs_val, p.Xt_val, p.seed, apply
         )
         return record

@@ -12,6 +12,7 @@ from otflows.nets.base import (
     choose,
 )
 from otflows.nets.cmgn import CMGN
+from otflows.nets.entropic import EntropicPotential
 from otflows.nets.icgn import ICGN
 from otflows.nets.icnn import ICNN
 from otflows.nets.mmgn import MMGN
@@ -29,6 +30,7 @@ __all__ = [
     "UNCONDITIONAL_NETS",
     "ContextQuadratic",
     "ConvexPotentialNet",
+    "EntropicPotential",
     "MonotoneGradientNet",
     "QuadraticICNN",
     "QuadraticPotential",
