@@ -170,13 +170,17 @@ def _kept(log: dict) -> str:
     floor = log["floor"]
     baseline = floor["baseline"]
     scores = (
-        f"held-out semi-dual difference {floor['semidual_difference']:.4g} ± "
-        f"{floor['semidual_se']:.2g}; held-out W2^2 {floor['w2_network']:.4g} network, "
-        f"{floor['w2_baseline']:.4g} {baseline}; growth off the rows {floor['extrapolation']:.3g}"
+        f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_baseline']:.4g} "
+        f"{baseline}; growth off the rows {floor['extrapolation']:.3g}"
     )
+    if floor["semidual_difference"] is not None:
+        scores += (
+            f"; held-out semi-dual difference {floor['semidual_difference']:.4g} ± "
+            f"{floor['semidual_se']:.2g}"
+        )
     if floor["cv_difference"] is not None:
         scores += (
-            f"; entropic - Bures cross-validated {floor['cv_difference']:.4g} ± "
+            f"; entropic - Bures cross-validated energy distance {floor['cv_difference']:.4g} ± "
             f"{floor['cv_se']:.2g}"
         )
     return f"kept the {MAP_NAMES[log['kept']]} ({scores})"

@@ -16,6 +16,7 @@ from otflows.validation import as_samples
 
 __all__ = [
     "debiased_sinkhorn",
+    "energy_distance",
     "extrapolation_ratio",
     "gaussian_entropy",
     "gaussian_w2_squared",
@@ -310,6 +311,36 @@ def wasserstein2_squared(X: Array, Y: Array) -> float:
     X = _samples(X, "X")
     Y = _samples(Y, "Y", X.shape[1])
     return float(ot.emd2([], [], ot.dist(X, Y), numItermax=10**7))
+
+
+def energy_distance(X: Array, Y: Array) -> float:
+    r"""The energy distance between the measures of two samples ``X [N, D]`` and ``Y [M, D]``
+    (Székely & Rizzo), unbiased (U-statistics within each sample), in float64:
+
+    .. math:: \mathcal E(\mu, \nu) = 2\,\mathbb E\|X - Y\| - \mathbb E\|X - X'\|
+        - \mathbb E\|Y - Y'\| \ge 0,
+
+    zero only for :math:`\mu = \nu`. It is the limit of the Sinkhorn divergence of the cost
+    :math:`\|x - y\|` as :math:`\varepsilon \to \infty`: the self terms take off what two
+    samples of one measure are apart, so, unlike the :math:`W_2^2` of a few dozen rows, it does
+    not reward a map that shrinks its image towards the target's mean, and its estimate (a mean
+    over all pairs, not one matching) is far less noisy. Between two samples of one measure its
+    estimate is 0 in expectation (it can be negative). :math:`O(NM)` memory.
+
+    Example:
+        >>> X = np.random.default_rng(0).normal(size=(500, 2))
+        >>> round(energy_distance(X, X + [3.0, 0.0]), 1)  # ≈ 2 E‖Z + 3e₁‖ − 2 E‖Z‖, Z ~ N(0, 2I)
+        3.2
+    """
+    X = torch.as_tensor(_samples(X, "X"))
+    Y = torch.as_tensor(_samples(Y, "Y", X.shape[1]))
+    if len(X) < 2 or len(Y) < 2:
+        raise ValueError(f"X and Y need 2 rows or more each; got {len(X)} and {len(Y)}")
+
+    def within(Z: Tensor) -> Tensor:
+        return torch.cdist(Z, Z).sum() / (len(Z) * (len(Z) - 1))
+
+    return float(2 * torch.cdist(X, Y).mean() - within(X) - within(Y))
 
 
 def w2_difference(

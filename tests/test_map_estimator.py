@@ -176,6 +176,7 @@ def test_a_time_budget_stops_the_fit_annealed(pair, monkeypatch):
         ({}, {"validation_interval": 0}, ValueError, "validation_interval must be a positive"),
         ({}, {"max_time": 0}, ValueError, "max_time must be a positive number of seconds"),
         ({}, {"max_time": float("nan")}, ValueError, "max_time must be a positive number"),
+        ({}, {"floor": "yes"}, ValueError, "floor must be True or False; got 'yes'"),
     ],
 )
 def test_validation_input_is_checked(pair, fit_args, params, error, match):

@@ -395,7 +395,7 @@ class BrenierMap(FittedMap, BaseTransport):
 
     def _run_phases(self, run: MapFit, saved: dict[str, Any] | None) -> None:
         r"""The fit's phases in order (a resumed fit skips those before its checkpoint's,
-        whose logs it restored), then the Bures floor; the fitted attributes they set."""
+        whose logs it restored), then the floor; the fitted attributes they set."""
         self.bures_matrix_, self.bures_offset_ = run.bures
         if self.init_iter and run.saved_phase <= 0:
             self.log_["init"] = run.bures_start(self.init_iter)

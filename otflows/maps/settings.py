@@ -142,6 +142,9 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    for name in ("floor", "progress"):
+        if not isinstance(params[name], bool):
+            raise ValueError(f"{name} must be True or False; got {params[name]!r}")
     if p.max_time is not None and not _positive(p.max_time):
         raise ValueError(f"max_time must be a positive number of seconds; got {p.max_time!r}")
     if not 0 <= p.validation_fraction < 1:
