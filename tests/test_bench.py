@@ -14,7 +14,7 @@ import torch
 
 from otflows.bench import BENCHMARKS, run, summary
 from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
-from otflows.bench.common import keep_freed_memory
+from otflows.bench.common import keep_freed_memory, provenance
 from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
@@ -408,3 +408,18 @@ def test_a_benchmarks_unknown_device_is_one_clear_error(name):
     """Nothing falls back to the CPU: the benchmark refuses before any work, naming --device."""
     with pytest.raises(ValueError, match=r"--device must be a torch device .* got 'cdua'"):
         run(name, ["--quick", "--device", "cdua"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["/some/otflows/cli.py", "bench", "peers", "--quick"], "otflows bench peers --quick"),
+        (["/venv/bin/otflows", "bench", "ot-maps"], "otflows bench ot-maps"),
+        (["benchmarks/peers.py", "--quick"], "benchmarks/peers.py --quick"),
+    ],
+)
+def test_provenance_names_the_cli_as_users_run_it(monkeypatch, argv, command):
+    """The command a result records is `otflows ...` however the CLI was started, so that a
+    results file names no folder of the machine it ran on."""
+    monkeypatch.setattr("sys.argv", argv)
+    assert provenance()["command"] == command

@@ -115,10 +115,11 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
     assert "cost E|x - T(x)|^2" in out
     # which map the fit ended at, and the held-out scores that chose it
     assert re.search(
-        r"; kept the (network|Bures \(linear\) map) \(held-out semi-dual difference [\d.e+-]+ ± "
-        r"[\d.e+-]+; held-out W2\^2 [\d.e+-]+ network",
+        r"; kept the (network|Bures \(linear\) map|entropic map) \(held-out W2\^2 [\d.e+-]+ "
+        r"network, [\d.e+-]+ (bures|entropic); growth off the rows [\d.e+-]+",
         out,
     )
+    assert re.search(r"entropic - Bures cross-validated energy distance [\d.e+-]+ ± ", out)
     # the settings it used: the width given, the others by 150 training rows in d = 2 and 50
     # held out
     assert re.search(

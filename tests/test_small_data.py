@@ -282,11 +282,11 @@ def test_the_study_table_reports_ratios_split_by_split():
                 "kept": k,
                 "seconds": 3.0,
             }
-            for s, k in ((0, "bures"), (1, "network"))
+            for s, k in ((0, "bures"), (1, "network"), (2, "entropic"))
         ],
     }
-    table = rendered(payload)
-    assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 0.5 | 2 | 1 | 2 | 1/2 | 3 |" in table
+    table = rendered(payload)  # split 2 has no baselines: not scored
+    assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 0.5 | 2 | 1 | 2 | 1/0/1 | 3 |" in table
 
 
 def test_the_floor_scores_the_semidual_difference_in_closed_form():

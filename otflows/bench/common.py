@@ -283,7 +283,12 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 def provenance() -> dict[str, Any]:
-    """The command that ran, the otflows commit it ran (when in a git checkout) and the date."""
+    """The command that ran (``otflows ...`` however the CLI was started: its console script or
+    ``python -m otflows.cli``), the otflows commit it ran (when in a git checkout) and the
+    date."""
+    program = Path(sys.argv[0])
+    module = program.name == "cli.py" and program.parent.name == "otflows"
+    cli = program.name == "otflows" or module
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -295,7 +300,7 @@ def provenance() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
-        "command": " ".join(sys.argv),
+        "command": " ".join(["otflows" if cli else sys.argv[0], *sys.argv[1:]]),
         "commit": commit or None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

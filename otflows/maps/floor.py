@@ -24,7 +24,7 @@ from otflows.metrics import (
 from otflows.transforms import BrenierTransform
 
 __all__ = [
-    "ENTROPIC_ROWS",
+    "ENTROPIC_CANDIDATE_ROWS",
     "EXTRAPOLATION_LIMIT",
     "FLOOR_SIGNIFICANCE",
     "FOLDS",
@@ -49,7 +49,7 @@ NEIGHBOUR_ROWS = 8192  # training rows among which the probes' neighbours are so
 # The entropic map is a candidate up to this many rows per side (training and held-out): its
 # Sinkhorn solves cost O(NM) memory and time, and with more rows the network is the better
 # map (benchmarks/small_data_study.md).
-ENTROPIC_ROWS = 1000
+ENTROPIC_CANDIDATE_ROWS = 1000
 FOLDS = 4  # the entropic and Bures maps' cross-validation: every row held out once
 
 
@@ -67,7 +67,7 @@ def apply_floor(
     r"""The simple map of the data as the last candidate beside the fitted network ``T``.
 
     The simple map (the *baseline*) is the Bures map, or the entropic map where the data have
-    at most :data:`ENTROPIC_ROWS` rows per side and it cross-validates better
+    at most :data:`ENTROPIC_CANDIDATE_ROWS` rows per side and it cross-validates better
     (:func:`baseline_choice`). The network is kept only where it is both
 
     - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
@@ -101,11 +101,11 @@ def apply_floor(
 
     Returns the record (what was kept and the verdict; the baseline, and the cross-validated
     difference of the entropic and Bures maps' held-out energy distances with its error
-    (:func:`baseline_choice`), ``None`` above :data:`ENTROPIC_ROWS`; the network's and the
-    baseline's held-out :math:`W_2^2` and the difference's bootstrap error; against the Bures
-    map, the semi-dual difference, its error and the conjugates left unconverged, else
-    ``None``; the probes' growth ratio), the Bures map the fit ends at or holds, and the
-    transform it ends at.
+    (:func:`baseline_choice`), ``None`` above :data:`ENTROPIC_CANDIDATE_ROWS`; the network's and
+    the baseline's held-out :math:`W_2^2` and the difference's bootstrap error; against the Bures
+    map, the semi-dual difference, its error and the conjugates left unconverged, else ``None``;
+    the probes' growth ratio), the Bures map the fit ends at or holds, and the transform it ends
+    at.
 
     Example:
         >>> from otflows import MMGN
@@ -176,9 +176,10 @@ def baseline_choice(
     Xs: Tensor, Xt: Tensor, Xs_val: Tensor, Xt_val: Tensor, seed: int
 ) -> tuple[str, dict[str, float | None], EntropicMap | None]:
     r"""The simple map to hold a network to: ``"entropic"`` where the data have at most
-    :data:`ENTROPIC_ROWS` rows per side and the entropic map (:class:`otflows.EntropicMap`)
-    maps held-out rows nearer their targets than the Bures map does, by more than a standard
-    error, in :data:`FOLDS`-fold cross-validation over all the rows; else ``"bures"``.
+    :data:`ENTROPIC_CANDIDATE_ROWS` rows per side and the entropic map
+    (:class:`otflows.EntropicMap`) maps held-out rows nearer their targets than the Bures map does,
+    by more than a standard error, in :data:`FOLDS`-fold cross-validation over all the rows; else
+    ``"bures"``.
 
     The folds are the held-out rows ``Xs_val [N', D]``, ``Xt_val [M', D]`` and
     :data:`FOLDS` − 1 random parts (by ``seed``) of the training rows ``Xs [N, D]``,
@@ -206,7 +207,7 @@ def baseline_choice(
         ('entropic', True)
     """
     none: dict[str, float | None] = {"cv_difference": None, "cv_se": None}
-    if max(len(Xs) + len(Xs_val), len(Xt) + len(Xt_val)) > ENTROPIC_ROWS:
+    if max(len(Xs) + len(Xs_val), len(Xt) + len(Xt_val)) > ENTROPIC_CANDIDATE_ROWS:
         return "bures", none, None
     generator = torch.Generator(device="cpu").manual_seed(seed)
     source = torch.randperm(len(Xs), generator=generator).to(Xs.device) % (FOLDS - 1)
