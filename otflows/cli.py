@@ -180,7 +180,7 @@ def _kept(log: dict) -> str:
         )
     if floor["cv_difference"] is not None:
         scores += (
-            f"; entropic - Bures cross-validated energy distance {floor['cv_difference']:.4g} ± "
+            f"; entropic - Bures cross-validated discrepancy {floor['cv_difference']:.4g} ± "
             f"{floor['cv_se']:.2g}"
         )
     return f"kept the {MAP_NAMES[log['kept']]} ({scores})"

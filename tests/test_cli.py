@@ -119,7 +119,7 @@ def test_map_writes_the_mapped_source_and_the_model(tmp_path, capsys):
         r"network, [\d.e+-]+ (bures|entropic); growth off the rows [\d.e+-]+",
         out,
     )
-    assert re.search(r"entropic - Bures cross-validated energy distance [\d.e+-]+ ± ", out)
+    assert re.search(r"entropic - Bures cross-validated discrepancy [\d.e+-]+ ± ", out)
     # the settings it used: the width given, the others by 150 training rows in d = 2 and 50
     # held out
     assert re.search(
