@@ -9,3 +9,15 @@ import torch
 def _doctest_namespace(doctest_namespace):
     doctest_namespace["torch"] = torch
     doctest_namespace["np"] = np
+
+
+@pytest.fixture(autouse=True)
+def _threads_as_they_were():
+    """torch's threads and every fit's (a benchmark's or the command line's ``--threads`` sets
+    both for the process) as they were before each test."""
+    from otflows.threads import chosen_threads, set_fit_threads
+
+    threads, chosen = torch.get_num_threads(), chosen_threads()
+    yield
+    set_fit_threads(chosen)
+    torch.set_num_threads(threads)

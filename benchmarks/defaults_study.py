@@ -35,7 +35,6 @@ from typing import Any, cast
 
 import numpy as np
 import ot
-import torch
 from scipy.stats import spearmanr
 
 from otflows.bench.common import (
@@ -44,6 +43,7 @@ from otflows.bench.common import (
     in_parallel,
     markdown_table,
     previous_fits,
+    set_threads,
     write_json,
 )
 from otflows.datasets import (
@@ -141,7 +141,7 @@ def problem_data(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def fit_one(problem: str, candidate: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""One fit of the study in this process: its scores, and its validations against the
     truth where the map is known."""
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     data = problem_data(problem, args)
     known = "X_uvp" in data
     trace: list[tuple[int, float]] = []
@@ -188,7 +188,7 @@ def fit_one(problem: str, candidate: str, args: argparse.Namespace) -> dict[str,
 def baselines(problem: str, args: argparse.Namespace) -> dict[str, Any]:
     r"""The sampling floor, POT's linear and EMD maps and the entropic map (its seconds too)
     on the same test points, each fitted to the first ``--emd-samples`` rows of each side."""
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     data = problem_data(problem, args)
     Xs = data["Xs"][: args.emd_samples]
     Xt = data["Xt"][: args.emd_samples]

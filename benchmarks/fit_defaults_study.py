@@ -38,6 +38,7 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
+    set_threads,
     write_json,
 )
 from otflows.datasets import TOYS
@@ -112,7 +113,7 @@ def split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_one(data: str, candidate: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     r"""One candidate fitted to one split, in this process: its test NLL and seconds."""
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rest, test = split(data, seed)
     row: dict[str, Any] = {"data": data, "candidate": candidate, "seed": seed}
     if candidate == "gaussian":
@@ -128,7 +129,7 @@ def fit_one(data: str, candidate: str, seed: int, args: argparse.Namespace) -> d
         }
     start = time.perf_counter()
     try:
-        history = fit_flow(flow, rest, seed=seed, progress=False, **fit_args)
+        history = fit_flow(flow, rest, random_state=seed, progress=False, **fit_args)
     except ValueError as error:  # a setting that cannot represent the data says so
         return row | {"error": str(error)}
     row["seconds"] = time.perf_counter() - start

@@ -63,9 +63,9 @@ def race(
         clip_grad=10.0,
         validation_fraction=0,  # every step from a random start, as the papers train
         gaussian_start=False,
-        seed=0,
+        random_state=0,
         progress=False,
-        eval_every=steps // checkpoints,
+        validation_interval=steps // checkpoints,
         callback=curve,
         **protocol,
     ).seconds

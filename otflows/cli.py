@@ -19,9 +19,11 @@ from otflows.distributed import init_from_environment, is_main
 from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap
+from otflows.maps.floor import EXTRAPOLATION_LIMIT, FLOOR_SIGNIFICANCE
 from otflows.maps.settings import dtype_of
 from otflows.plotting import plot_color_transfer, plot_coupling
-from otflows.training import fit_flow
+from otflows.threads import set_fit_threads
+from otflows.training import FlowHistory, fit_flow
 from otflows.validation import MappedSamples, as_samples, with_context
 
 __all__ = ["main"]
@@ -35,7 +37,11 @@ def demo(args: argparse.Namespace) -> None:
         f"{args.steps} steps of batch 128, {args.dtype}"
     )
     payload, X_test, TX = demo_run(
-        args.samples, args.steps, dtype_of(args.dtype), args.seed, not args.no_progress
+        args.samples,
+        args.steps,
+        dtype_of(args.dtype),
+        args.seed,
+        not args.no_progress,
     )
     print("\n" + demo_rendered(payload))
     fig = plot_coupling(X_test[:3000], TX[:3000], ("data x ~ N(m, C)", "T(x) (M-MGN)"))
@@ -75,24 +81,43 @@ def fit(args: argparse.Namespace) -> None:
         patience=args.patience,
         max_time=args.max_time,
         gaussian_start=STARTS[args.start],
-        seed=args.seed,
+        random_state=args.seed,
         progress=not args.no_progress,
     )
     if not is_main():
         return
     save_flow(flow, args.out)
-    summary = f"trained {len(history.loss)} steps in {history.seconds:.1f} s"
+    print(f"trained {len(history.loss)} steps in {history.seconds:.1f} s; saved {args.out}")
+    print(_kept_flow(history))
+
+
+def _kept_flow(history: FlowHistory) -> str:
+    r"""Which weights ``fit_flow`` ended at, and why, in words: the Gaussian of the data, or a
+    step's weights, with the held-out NLL of each.
+
+    Example:
+        >>> history = FlowHistory(best_step=900, val_step=[0, 900], val_metrics={"nll": [2, 1]})
+        >>> history.gaussian_nll = 1.5
+        >>> _kept_flow(history)
+        'kept the weights of step 900: held-out NLL 1 nats, the Gaussian of the data 1.5'
+    """
+    nll = history.best_metrics.get("nll")
+    if nll is None:
+        return "kept the last weights (no held-out rows to validate them)"
+    gaussian = history.gaussian_nll
     if history.kept_gaussian:
-        summary += (
-            f"; kept the Gaussian of the data (validation NLL {history.gaussian_nll:.4f} nats; "
-            f"the best trained weights scored {history.best_metrics['nll']:.4f})"
+        trained = [
+            (value, step)
+            for step, value in zip(history.val_step, history.val_metrics["nll"], strict=True)
+            if step > 0
+        ]
+        best = f" (best {min(trained)[0]:.5g}, step {min(trained)[1]})" if trained else ""
+        return (
+            f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; no trained "
+            f"weights scored lower{best}"
         )
-    elif history.best_step is not None:
-        summary += (
-            f"; kept the weights of step {history.best_step}, validation NLL "
-            f"{history.best_metrics['nll']:.4f} nats"
-        )
-    print(f"{summary}; saved {args.out}")
+    against = "" if gaussian is None else f", the Gaussian of the data {gaussian:.5g}"
+    return f"kept the weights of step {history.best_step}: held-out NLL {nll:.5g} nats{against}"
 
 
 def _estimator(args: argparse.Namespace) -> BrenierMap:
@@ -141,10 +166,10 @@ def map_command(args: argparse.Namespace) -> None:
     save_array(args.out, mapped, "--out")
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
-        f"{otmap.log_['seconds']:.1f} s ({_settings(otmap.settings_)}); {_kept(otmap.log_)}; "
-        "cost E|x - T(x)|^2 = "
+        f"{otmap.log_['seconds']:.1f} s ({_settings(otmap.settings_)}); cost E|x - T(x)|^2 = "
         f"{np.square(mapped - Xs).sum(-1).mean():.6g}; wrote {written}"
     )
+    print(_kept(otmap.log_))
     if args.save:
         otmap.save(args.save)
         print(f"saved the map: {args.save}")
@@ -164,26 +189,74 @@ MAP_NAMES = {"network": "network", "bures": "Bures (linear) map", "entropic": "e
 
 
 def _kept(log: dict) -> str:
-    r"""Which map the fit ended at, and why, for the summary line."""
+    r"""Which map the fit ended at, and why, in words: the floor's tests
+    (:func:`otflows.maps.floor.apply_floor`) and the choice of the simple map, one sentence
+    each.
+
+    Example:
+        >>> floor = {"kept": "bures", "verdict": "bures", "baseline": "bures", "w2_network": 6.37,
+        ...          "w2_baseline": 6.6, "difference_se": 0.1, "semidual_difference": -0.03,
+        ...          "semidual_se": 0.04, "extrapolation": 1.2, "cv_difference": None}
+        >>> import textwrap
+        >>> print(textwrap.fill(_kept({"floor": floor, "kept": "bures"}), 88))
+        kept the Bures (linear) map: the network's held-out W2^2 6.37 is not significantly below
+        the Bures (linear) map's 6.6 (difference -0.23 ± 0.1), nor its held-out semi-dual
+        objective (difference -0.03 ± 0.04); 3 standard errors needed
+    """
     if "floor" not in log:
         return "kept the network (no held-out rows to compare it with the Bures map)"
     floor = log["floor"]
-    baseline = floor["baseline"]
-    scores = (
-        f"held-out W2^2 {floor['w2_network']:.4g} network, {floor['w2_baseline']:.4g} "
-        f"{baseline}; growth off the rows {floor['extrapolation']:.3g}"
+    baseline = MAP_NAMES[floor["baseline"]]
+    w2 = (
+        f"held-out W2^2 {floor['w2_network']:.4g} against the {baseline}'s "
+        f"{floor['w2_baseline']:.4g} (difference "
+        f"{floor['w2_network'] - floor['w2_baseline']:.3g} ± {floor['difference_se']:.2g})"
     )
+    semidual = ""
     if floor["semidual_difference"] is not None:
-        scores += (
-            f"; held-out semi-dual difference {floor['semidual_difference']:.4g} ± "
-            f"{floor['semidual_se']:.2g}"
+        semidual = (
+            f"held-out semi-dual objective (difference {floor['semidual_difference']:.3g} ± "
+            f"{floor['semidual_se']:.2g})"
+        )
+    if floor["verdict"] == "network":
+        tests = w2 if not semidual else f"{w2}; {semidual}"
+        why = f"it maps the held-out rows significantly better than the {baseline}: {tests}"
+    elif floor["extrapolation"] > EXTRAPOLATION_LIMIT and _better(floor):
+        why = (
+            f"the network maps rows a little outside the training rows "
+            f"{floor['extrapolation']:.3g} times as far from the Bures map as their nearest "
+            f"training rows (at most {EXTRAPOLATION_LIMIT:g} allowed)"
+        )
+    else:
+        why = (
+            f"the network's held-out W2^2 {floor['w2_network']:.4g} is not significantly "
+            f"below the {baseline}'s {floor['w2_baseline']:.4g} (difference "
+            f"{floor['w2_network'] - floor['w2_baseline']:.3g} ± {floor['difference_se']:.2g})"
+            + (f", nor its {semidual}" if semidual else "")
+            + f"; {FLOOR_SIGNIFICANCE:g} standard errors needed"
+        )
+    sentence = f"kept the {MAP_NAMES[log['kept']]}: {why}"
+    if log["kept"] != floor["verdict"]:
+        sentence = (
+            f"kept the network (floor=False; the floor would have kept the {baseline}: {why})"
         )
     if floor["cv_difference"] is not None:
-        scores += (
-            f"; entropic - Bures cross-validated discrepancy {floor['cv_difference']:.4g} ± "
-            f"{floor['cv_se']:.2g}"
+        choice = "better" if floor["baseline"] == "entropic" else "no better"
+        sentence += (
+            f"\nthe simple map was the {baseline}: the entropic map cross-validated {choice} "
+            f"than the Bures map (discrepancy difference {floor['cv_difference']:.3g} ± "
+            f"{floor['cv_se']:.2g})"
         )
-    return f"kept the {MAP_NAMES[log['kept']]} ({scores})"
+    return sentence
+
+
+def _better(floor: dict) -> bool:
+    r"""Whether either of the floor's paired tests put the network ahead of the simple map."""
+    margin = FLOOR_SIGNIFICANCE * floor["difference_se"]
+    if floor["w2_network"] - floor["w2_baseline"] + margin < 0:
+        return True
+    difference = floor["semidual_difference"]
+    return difference is not None and difference + FLOOR_SIGNIFICANCE * floor["semidual_se"] < 0
 
 
 def _conditions(
@@ -260,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "threads", None) is not None:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1; got {args.threads}")
-            torch.set_num_threads(args.threads)
+            set_fit_threads(args.threads)
         args.run(args)
     except (ValueError, TypeError, FileNotFoundError, InverseError) as error:
         print(f"otflows {args.command}: error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from otflows import __version__
 from otflows.bench import BENCHMARKS, summary
 from otflows.bench import run as run_benchmark
 from otflows.maps import OBJECTIVES, BrenierMap
@@ -117,6 +118,7 @@ def build_parser(runs: dict[str, Callable[[argparse.Namespace], None]]) -> argpa
         description="otflows: optimal-transport maps as normalizing flows. Commands: demo, fit, "
         "map, color-transfer, bench; 'otflows COMMAND --help' describes each.",
     )
+    parser.add_argument("--version", action="version", version=f"otflows {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, add in BUILDERS.items():
         add(commands).set_defaults(run=runs[name])
@@ -293,8 +295,8 @@ def _common_options(
         "--threads",
         type=int,
         default=None,
-        help="torch's CPU threads (default: torch's own, which OMP_NUM_THREADS sets); on a "
-        "machine shared with other jobs, fewer threads than cores avoids oversubscription",
+        help="CPU threads (default: the fit's on one where its steps are small, else on "
+        "torch's, which OMP_NUM_THREADS sets: otflows.threads)",
     )
     if device:
         p.add_argument(

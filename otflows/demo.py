@@ -12,6 +12,7 @@ import torch
 from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
+from otflows.threads import threads_for
 from otflows.training import fit_flow
 
 __all__ = ["COLUMNS", "rendered", "run"]
@@ -29,6 +30,7 @@ def run(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     progress: bool = True,
+    threads: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     r"""Fits the demo's flow (a random start, ``steps`` steps of batch 128, Adam 0.05: the MGN
     paper's protocol) to ``samples`` draws of N(m, C) with m = (1.5, 1),
@@ -36,8 +38,11 @@ def run(
     against the entropy, KL(μ‖p), the transport cost against W2² and L2-UVP against the
     closed-form Brenier map.
 
-    Returns the results (``rows`` of metric, value and closed form; ``seconds`` of training;
-    the settings) and the test samples x ``[10000, 2]`` with their images T(x) ``[10000, 2]``.
+    ``threads``: the fit's CPU threads (:func:`otflows.threads.threads_for`).
+
+    Returns the results (``rows`` of metric, value and closed form; ``seconds`` of training
+    on ``threads`` CPU threads; the settings) and the test samples x ``[10000, 2]`` with their
+    images T(x) ``[10000, 2]``.
 
     Example:
         >>> payload, X, TX = run(samples=2000, steps=20, progress=False)
@@ -61,10 +66,12 @@ def run(
         gaussian_start=False,  # the MGN paper's protocol: a random start, every step
         patience=None,
         keep_gaussian=False,
-        seed=seed,
+        random_state=seed,
         progress=progress,
+        threads=threads,
     )
     seconds = time.perf_counter() - start
+    threads = threads_for(sum(p.numel() for p in flow.parameters()) * 128, threads)
     flow.eval()
     with torch.no_grad():
         TX = flow.transport(torch.as_tensor(X_test, dtype=dtype)).double().numpy()
@@ -92,7 +99,12 @@ def run(
         },
     ]
     settings = {"samples": samples, "steps": steps, "dtype": str(dtype).removeprefix("torch.")}
-    payload = {"args": settings | {"seed": seed}, "rows": rows, "seconds": seconds}
+    payload = {
+        "args": settings | {"seed": seed},
+        "rows": rows,
+        "seconds": seconds,
+        "threads": threads,
+    }
     return payload, X_test, TX
 
 
@@ -111,7 +123,7 @@ def rendered(payload: dict) -> str:
     from otflows.bench.common import markdown_table
 
     steps = payload["args"]["steps"]
-    threads = payload.get("machine", {}).get("threads")
+    threads = payload.get("threads")
     on = "" if threads is None else f" on {threads} CPU thread{'s' * (threads > 1)}"
     return (
         markdown_table(payload["rows"], COLUMNS)

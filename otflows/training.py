@@ -19,11 +19,14 @@ from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, nll
 from otflows.samplers import Shuffled
 from otflows.sizes import few_rows
+from otflows.threads import fit_threads
 from otflows.trainer import Checkpoint, Report, Schedule, TrainingHistory, Validation, train
 from otflows.validation import (
     MappedSamples,
     as_samples,
+    deprecated_name,
     held_out_rows,
+    seed_of,
     split_held_out,
     with_context,
 )
@@ -59,12 +62,12 @@ def fit_flow(
     validation_fraction: float = 0.1,
     gaussian_start: bool | str = "auto",
     keep_gaussian: bool = True,
-    seed: int | None = None,
+    random_state: int | np.random.Generator | np.random.RandomState | None = None,
     progress: bool = True,
     schedule: str | None = "cosine",
     clip_grad: float | None = None,
     weight_decay: float = 0.0,
-    eval_every: int | None = None,
+    validation_interval: int | None = None,
     patience: int | None = 5,
     max_time: float | None = None,
     checkpoint: str | Path | None = None,
@@ -73,13 +76,17 @@ def fit_flow(
     callback: Callable[[int, Flow], None] | None = None,
     context: Tensor | np.ndarray | None = None,
     context_val: Tensor | np.ndarray | None = None,
+    threads: int | None = None,
+    seed: int | None = None,
+    eval_every: int | None = None,
 ) -> FlowHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
     Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`-\frac1B\sum_b \log p(x_b \mid
     c_b)` for a conditional flow given ``context``) over shuffled minibatches
     (:func:`otflows.trainer.train`). The exact NLL of held-out samples (``X_val``, or a random
-    ``validation_fraction`` of ``X``) is measured before the first step, every ``eval_every``
+    ``validation_fraction`` of ``X``) is measured before the first step, every
+    ``validation_interval``
     steps and at the end; training stops after ``patience`` validations without a better one,
     and the best weights (the starting ones among them) are restored when it ends. For a
     :class:`otflows.BrenierFlow`, the Gaussian fitted to ``X`` is one more candidate
@@ -116,14 +123,17 @@ def fit_flow(
             says so (few rows per dimension).
         keep_gaussian: Whether the Gaussian of ``X`` is a candidate beside the trained
             checkpoints (a :class:`otflows.BrenierFlow` with validation rows).
-        seed: Seeds the validation split and the shuffling (the flow's initialisation is the
-            caller's); without it, a random seed (shared by all processes).
+        random_state: Seeds the validation split and the shuffling (the flow's initialisation
+            is the caller's): ``None`` (a random seed, shared by all processes), an int, or a
+            NumPy ``Generator`` / ``RandomState`` (one seed is drawn from it per fit), as
+            :class:`otflows.BrenierMap`'s.
         progress: Whether to show a tqdm progress bar.
         schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
             see :func:`otflows.optim.adam`.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
-        eval_every: Steps between validations (default: once per epoch, at most 20 times).
+        validation_interval: Steps between validations (default: once per epoch, at most 20
+            times).
         patience: Stop after this many validations without a better NLL (``None``: never).
         max_time: A budget of wall-clock seconds (``None``: none): training stops when it is
             spent, with the learning-rate schedule annealed over whichever is further along,
@@ -131,15 +141,20 @@ def fit_flow(
         checkpoint: A path where the whole training state (weights, optimizer, schedule,
             shuffling, history, best weights) is saved atomically every ``checkpoint_every``
             steps and at the end.
-        checkpoint_every: Steps between checkpoints (default ``eval_every``).
+        checkpoint_every: Steps between checkpoints (default ``validation_interval``).
         resume: Continue from ``checkpoint`` when it exists; the run then ends exactly as an
             uninterrupted one with the same arguments would.
-        callback: Called as ``callback(step, flow)`` every ``eval_every`` steps and at the end
+        callback: Called as ``callback(step, flow)`` every ``validation_interval`` steps and at
+            the end
             (e.g. to log a metric); its time is not counted in ``history.seconds``.
         context: For a conditional flow (e.g. ``BrenierFlow(..., context_features=C)``), each
             training sample's context ``[N, C]``; the held-out rows keep theirs. A conditional
             flow trains from its own weights, with no Gaussian start or candidate.
         context_val: The contexts ``[M, C]`` of ``X_val``.
+        threads: CPU threads of the fit (``None``: one where a step's work is small, else
+            torch's threads: :func:`otflows.threads.threads_for`).
+        seed: The old name of ``random_state`` (deprecated).
+        eval_every: The old name of ``validation_interval`` (deprecated).
 
     Returns:
         The :class:`FlowHistory`: the training history, and whether the Gaussian was kept.
@@ -157,7 +172,11 @@ def fit_flow(
         features=getattr(flow, "features", None), dtype=parameter.dtype, device=parameter.device
     )
     _check_options(epochs, max_iter, batch_size, validation_fraction)
-    seed = distributed.broadcast_seed(seed)
+    random_state = deprecated_name("random_state", random_state, "seed", seed)
+    validation_interval = deprecated_name(
+        "validation_interval", validation_interval, "eval_every", eval_every
+    )
+    seed = distributed.broadcast_seed(seed_of(random_state))
     given = X_val is not None
     X, X_val, context, context_val = _rows(
         X, X_val, context, context_val, validation_fraction, seed, spec
@@ -176,7 +195,7 @@ def fit_flow(
     candidate = keep_gaussian and not gaussian_start and X_val is not None and not conditional
     initial = _Weights.of(flow) if candidate and isinstance(flow, BrenierFlow) else None
     total, steps_per_epoch = _steps(X.shape[0], batch_size, epochs, max_iter)
-    eval_every = eval_every or max(steps_per_epoch, math.ceil(total / 20))
+    every = validation_interval or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
     if not (resume and checkpoint is not None and Path(checkpoint).exists()):
         _initialise(flow, X, context, sampler.order[:batch_size])
@@ -185,31 +204,36 @@ def fit_flow(
         assert X_val is not None  # validation runs only with held-out rows
         return {"nll": nll(flow, X_val, context=context_val)}
 
-    history = train(
-        flow,
-        _nll_loss(flow, X, context),
-        sampler,
-        Schedule(total, lr, schedule, clip_grad, weight_decay, max_time),
-        validation=None if X_val is None else Validation(metrics, "nll", eval_every, patience),
-        checkpoint=None
-        if checkpoint is None
-        else Checkpoint(
-            checkpoint,
-            checkpoint_every or eval_every,
-            {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]},
-            stateful={} if initial is None else {"initial weights": initial},
-            resume=resume,
-        ),
-        report=Report(
-            None if callback is None else lambda step: callback(step, flow),
-            eval_every,
-            progress,
-            "fit_flow",
-        ),
-    )
-    history = FlowHistory(**vars(history))
-    if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
-        _gaussian_candidate(flow, history, initial, all_of_X(), X_val)
+    work = sum(p.numel() for p in flow.parameters()) * batch_size
+    with fit_threads(work, threads, spec["device"]):
+        history = train(
+            flow,
+            _nll_loss(flow, X, context),
+            sampler,
+            Schedule(total, lr, schedule, clip_grad, weight_decay, max_time),
+            validation=None if X_val is None else Validation(metrics, "nll", every, patience),
+            checkpoint=None
+            if checkpoint is None
+            else Checkpoint(
+                checkpoint,
+                checkpoint_every or every,
+                {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]},
+                stateful={} if initial is None else {"initial weights": initial},
+                resume=resume,
+            ),
+            report=Report(
+                None if callback is None else lambda step: callback(step, flow),
+                every,
+                progress,
+                "fit_flow",
+            ),
+        )
+        history = FlowHistory(**vars(history))
+        if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
+            _gaussian_candidate(flow, history, initial, all_of_X(), X_val)
+        elif gaussian_start and history.val_step[:1] == [0]:  # the start is that Gaussian
+            history.gaussian_nll = history.val_metrics["nll"][0]
+            history.kept_gaussian = history.best_step == 0
     return history
 
 
@@ -380,7 +404,8 @@ class FlowHistory(TrainingHistory):
     r"""What :func:`fit_flow` records: the :class:`otflows.trainer.TrainingHistory`, and
 
     Attributes:
-        gaussian_nll: The validation NLL of the Gaussian of ``X`` (when it was a candidate).
+        gaussian_nll: The validation NLL of the Gaussian of ``X`` (the start, or the last
+            candidate; ``None`` without validation rows or for a conditional flow).
         kept_gaussian: Whether the flow ended at that Gaussian, which scored better than every
             trained checkpoint.
     """

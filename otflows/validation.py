@@ -2,6 +2,7 @@ r"""Checks at the public edge: samples are validated and cast once, then trusted
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,11 @@ __all__ = [
     "as_device",
     "as_samples",
     "check_finite",
+    "deprecated_name",
     "held_out_rows",
     "hold_out",
     "hold_out_with_context",
+    "seed_of",
     "split_held_out",
     "with_context",
 ]
@@ -343,3 +346,51 @@ def split_held_out(
         X, held = hold_out(X, name, fraction, generator, **options)
         return X, held, None, None
     return hold_out_with_context(X, context, name, fraction, generator, **options)
+
+
+def seed_of(random_state: Any) -> int | None:
+    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
+    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention).
+
+    Example:
+        >>> seed_of(7), seed_of(None), seed_of(np.random.default_rng(0)) == seed_of(
+        ...     np.random.default_rng(0)
+        ... )
+        (7, None, True)
+    """
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**62))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**62, dtype=np.int64))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise TypeError(
+        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
+        f"{type(random_state).__name__}"
+    )
+
+
+def deprecated_name(new: str, value: Any, old: str, old_value: Any) -> Any:
+    r"""The value of the argument ``new``, given under its old name ``old`` or its own (never
+    both): the old name works for one release, with a :class:`DeprecationWarning` naming the
+    new one. ``None`` is "not given" for either.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     deprecated_name("random_state", None, "seed", 3), str(caught[0].message)
+        (3, 'seed is renamed random_state; the old name will be removed in the next release')
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"give {new} alone: {old} is its old name")
+    warnings.warn(
+        f"{old} is renamed {new}; the old name will be removed in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value

@@ -92,7 +92,7 @@ def test_start_from_gaussian_gives_the_gaussian_density(float64):
             assert gap.abs().max().item() < 5e-3  # nats, pointwise (the whitening has a ridge)
     assert flow.training  # the mode is restored
     before = flow.log_prob(X).mean().item()
-    fit_flow(flow, X, max_iter=5, lr=1e-4, batch_size=500, progress=False, seed=0)
+    fit_flow(flow, X, max_iter=5, lr=1e-4, batch_size=500, progress=False, random_state=0)
     assert flow.log_prob(X).mean().item() == pytest.approx(before, abs=0.05)
 
 

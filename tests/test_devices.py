@@ -149,7 +149,7 @@ def test_a_flow_fits_saves_and_loads_on_the_device(device, tmp_path):
     X = torch.randn(512, 2, generator=generator).to(device) * torch.tensor([2.0, 0.5]).to(device)
     torch.manual_seed(0)
     flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4).to(device)
-    history = fit_flow(flow, X, max_iter=20, batch_size=64, seed=0, progress=False)
+    history = fit_flow(flow, X, max_iter=20, batch_size=64, random_state=0, progress=False)
     assert np.isfinite(history.loss).all()
     log_prob = flow.log_prob(X[:16])
     assert log_prob.device.type == device

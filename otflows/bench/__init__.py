@@ -43,8 +43,23 @@ def summary(name: str) -> str:
     assert spec is not None and spec.origin is not None
     docstring = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
     text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(docstring.split("\n\n")[0].split()))
-    text = re.sub(r":math:|``?", "", text)
-    return re.split(r"[:.](?:\s|$)", text)[0]
+    return _headline(re.sub(r":math:|``?", "", text))
+
+
+def _headline(text: str) -> str:
+    r"""``text`` up to its first colon or full stop that ends a clause: followed by a space or
+    the end, and outside parentheses.
+
+    Example:
+        >>> _headline("Steps per second (masked: on the device) or adaptive: in one run.")
+        'Steps per second (masked: on the device) or adaptive'
+    """
+    depth = 0
+    for i, character in enumerate(text):
+        depth += (character == "(") - (character == ")")
+        if depth == 0 and character in ":." and text[i + 1 : i + 2] in ("", " "):
+            return text[:i]
+    return text
 
 
 def run(name: str, argv: Sequence[str] = ()) -> dict:

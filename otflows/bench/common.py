@@ -24,6 +24,8 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from otflows.threads import chosen_threads, set_fit_threads
+
 
 def description(docstring: str) -> str:
     r"""A module docstring's first paragraph as plain text, for ``--help``: reStructuredText
@@ -47,6 +49,7 @@ def machine() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "fit_threads": chosen_threads() or "by work (otflows.threads)",
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
@@ -158,9 +161,10 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    r"""Sets torch's CPU threads when ``threads`` is given (see :func:`add_threads_option`)."""
+    r"""Sets torch's CPU threads and every fit's when ``threads`` is given (see
+    :func:`add_threads_option`; :func:`otflows.threads.set_fit_threads`)."""
     if threads is not None:
-        torch.set_num_threads(threads)
+        set_fit_threads(threads)
 
 
 def add_device_option(parser: argparse.ArgumentParser, more: str = "") -> None:
@@ -236,12 +240,14 @@ def isolated(function: Callable[..., dict], fresh: bool = True, **kwargs: Any) -
     its numbers mean nothing anyway). An exception becomes ``{"error": "Type: message"}``."""
     if not fresh:  # as a fresh process starts (float32 by default), leaving this one as it was
         dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+        chosen = chosen_threads()
         torch.set_default_dtype(torch.float32)
         try:
             with torch.random.fork_rng(devices=[]):
                 return _guarded(function, kwargs)
         finally:
             torch.set_default_dtype(dtype)
+            set_fit_threads(chosen)
             torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()

@@ -103,7 +103,7 @@ def flow_run(
         context=c.astype(np.float32),
         max_iter=steps,
         batch_size=256,
-        seed=0,
+        random_state=0,
         progress=False,
     )
     flow.eval()

@@ -58,7 +58,7 @@ METHODS = ("gaussian", "brenier", "cpflow", "maf", "iaf")
 ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # Models of a small training set (digits: 1257 rows) overfit within a few hundred steps, so
 # they are validated this often (else once per epoch, at most 20 times).
-SMALL_DATA, SMALL_EVAL_EVERY = 10_000, 25
+SMALL_DATA, SMALL_VALIDATION_INTERVAL = 10_000, 25
 # The Brenier flow's start: "auto" is fit_flow's rule (otflows.training.starts_at_gaussian:
 # the Gaussian of the training set where rows per dimension are few, else random weights)
 STARTS = ("auto", "gaussian", "random")
@@ -165,9 +165,9 @@ def run(
             patience=None,
             keep_gaussian=False,
             clip_grad=10.0,
-            seed=seed,
+            random_state=seed,
             progress=False,
-            eval_every=SMALL_EVAL_EVERY if len(X) < SMALL_DATA else None,
+            validation_interval=SMALL_VALIDATION_INTERVAL if len(X) < SMALL_DATA else None,
         )
         log_p = log_prob(model, splits["test"], batch_size=1000).double().cpu().numpy()
         fitted = {

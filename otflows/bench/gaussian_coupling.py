@@ -144,9 +144,9 @@ def run(
             clip_grad=10.0,
             validation_fraction=0,  # the papers' protocols: every step from a random start
             gaussian_start=False,
-            seed=seed,
+            random_state=seed,
             progress=False,
-            eval_every=max(1, protocol["max_iter"] // checkpoints),
+            validation_interval=max(1, protocol["max_iter"] // checkpoints),
             callback=curve,
             **protocol,
         ).seconds

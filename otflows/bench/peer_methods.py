@@ -100,7 +100,7 @@ def run_otflows(
     Example:
         >>> rng = np.random.default_rng(0)
         >>> data = {"Xs": rng.normal(size=(300, 2)), "Xt": rng.normal(size=(300, 2)) + 1}
-        >>> clock = Clock(60.0, lambda T: (0.0, 1.0))
+        >>> clock = Clock(60.0, lambda T: (0.0, 1.0), timer=lambda: 0.0)  # a clock that stands
         >>> run_otflows(data, clock, steps=5, timed=False, seed=0, device="cpu")
         {'stopped': 'schedule'}
     """
@@ -136,7 +136,7 @@ def run_entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     Example:
         >>> rng = np.random.default_rng(0)
         >>> data = {"Xs": rng.normal(size=(100, 2)), "Xt": rng.normal(size=(100, 2)) + 1}
-        >>> run_entropic(data, Clock(60.0, lambda T: (0.0, 1.0)), device="cpu")
+        >>> run_entropic(data, Clock(60.0, lambda T: (0.0, 1.0), timer=lambda: 0.0), device="cpu")
         {'stopped': 'converged'}
     """
     import torch

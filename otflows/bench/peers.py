@@ -72,6 +72,7 @@ from otflows.bench.common import (
     markdown_table,
     provenance,
     save_figure,
+    set_threads,
     write_json,
 )
 from otflows.validation import as_device
@@ -142,9 +143,8 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     checkpoints ``points`` (CPU seconds, or GPU wall-clock seconds; step, L2-UVP, cos), how
     it stopped and the machine (:func:`otflows.bench.common.machine`)."""
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    import torch
 
-    torch.set_num_threads(1)
+    set_threads(1)
     row: dict[str, Any] = {"d": d, "method": method, "points": [], "machine": machine()}
     try:
         data = _data(d, args)

@@ -43,6 +43,8 @@ STUDIES = {
     "fit-defaults": "fit_defaults_study",
     "import-time": "import_time",
     "kl-race": "kl_race",
+    "load-check": "load_check",
+    "small-map-speed": "small_map_speed",
 }
 # a block's NAME → the module rendering it
 RENDERERS = BENCHMARKS | {"demo": "otflows.demo"} | STUDIES

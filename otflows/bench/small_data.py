@@ -46,6 +46,7 @@ from otflows.bench.common import (
     markdown_table,
     previous_fits,
     provenance,
+    set_threads,
     write_json,
 )
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair, domain_adaptation
@@ -175,7 +176,7 @@ def _scores(data: dict[str, np.ndarray], mapping: Any) -> dict[str, float]:
 
 def baselines(problem: str, split: int, args: argparse.Namespace) -> dict[str, Any]:
     r"""Not moving the points, the Bures map, the entropic map and POT's EMD map, scored."""
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     data = problem_data(problem, split, args.w2bench)
     Xs, Xt = data["Xs"], data["Xt"]
     A, b = (m.numpy() for m in bures_map(torch.as_tensor(Xs), torch.as_tensor(Xt)))
@@ -200,7 +201,7 @@ def baselines(problem: str, split: int, args: argparse.Namespace) -> dict[str, A
 def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) -> dict:
     r"""One BrenierMap fit of the study (a fresh process): its scores, what it kept and why
     (the floor's record), and the step whose weights validation kept."""
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     data = problem_data(problem, split, args.w2bench)
     settings = CANDIDATES[candidate] | {"random_state": split, "progress": False}
     settings["device"] = args.device

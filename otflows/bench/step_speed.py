@@ -1,7 +1,7 @@
-r"""Training steps per second of BrenierMap's semi-dual fit, with the conjugates' first Newton
-steps masked (decided on the device, no host read: the GPU's default number of them, and twice
-that) or adaptive (the active rows chosen on the host), side by side in one run; and the host's
-reads of the device per step (over the first third of the steps, from step 10).
+r"""Training steps per second of BrenierMap's semi-dual fit: the conjugates' first Newton steps
+masked (decided on the device, no host read: the GPU's default number of them, and twice that)
+or adaptive (the active rows chosen on the host), side by side in one run; and the host's reads
+of the device per step (over the first third of the steps, from step 10).
 
 On the :math:`W_2` benchmark's pair of each dimension (``--w2bench``), else a random Gaussian
 pair. Each (d, batch size) fits the same map every way from the same seed, the order reversed

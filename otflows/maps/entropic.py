@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from otflows.nets.entropic import EntropicPotential
+from otflows.threads import fit_threads
 from otflows.transforms import BrenierTransform
 from otflows.validation import as_samples
 
@@ -98,6 +99,8 @@ class EntropicMap:
         max_iter: Sinkhorn iterations at most.
         tol: Sinkhorn's tolerance on the source marginal (L1: the share of the mass
             misplaced).
+        threads: CPU threads of the fit (``None``: one where an iteration's work, ``N M``, is
+            small, else torch's threads: :func:`otflows.threads.threads_for`).
 
     Attributes:
         epsilon_: The :math:`\varepsilon` used.
@@ -125,15 +128,17 @@ class EntropicMap:
         relative_epsilon: float = RELATIVE_EPSILON,
         max_iter: int = 10_000,
         tol: float = 1e-4,
+        threads: int | None = None,
     ):
         self.epsilon = epsilon
         self.relative_epsilon = relative_epsilon
         self.max_iter = max_iter
         self.tol = tol
+        self.threads = threads
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         r"""The constructor's arguments (scikit-learn's convention)."""
-        names = ("epsilon", "relative_epsilon", "max_iter", "tol")
+        names = ("epsilon", "relative_epsilon", "max_iter", "tol", "threads")
         return {name: getattr(self, name) for name in names}
 
     def fit(self, Xs: Tensor | np.ndarray, Xt: Tensor | np.ndarray) -> EntropicMap:
@@ -153,9 +158,10 @@ class EntropicMap:
             Xs.var(0, unbiased=False).sum() + Xt.var(0, unbiased=False).sum() + mean @ mean
         )
         self.epsilon_ = float(self.epsilon or self.relative_epsilon * scale)
-        _, self.g_, self.n_iter_ = sinkhorn_potentials(
-            Xs, Xt, self.epsilon_, self.max_iter, self.tol
-        )
+        with fit_threads(len(Xs) * len(Xt), self.threads, Xs.device):
+            _, self.g_, self.n_iter_ = sinkhorn_potentials(
+                Xs, Xt, self.epsilon_, self.max_iter, self.tol
+            )
         self.Xt_ = Xt
         self.source_mean_ = Xs.mean(0)
         self.n_features_in_ = Xs.shape[1]

@@ -25,13 +25,13 @@ from otflows.maps.settings import (
     changed_params,
     check_params,
     dtype_of,
-    seed_of,
     settings_for,
 )
 from otflows.nets import MonotoneGradientNet, build_net
+from otflows.threads import fit_threads
 from otflows.trainer import load_checkpoint
 from otflows.transforms import BrenierTransform
-from otflows.validation import as_device
+from otflows.validation import as_device, seed_of
 
 __all__ = ["BrenierMap"]
 
@@ -132,6 +132,8 @@ class BrenierMap(FittedMap, BaseTransport):
             none; refinement rounds run their own ``refine_iter`` steps). Training stops after
             ``max_iter`` steps or when it is spent, the learning rate annealed over whichever
             is further along: give a generous ``max_iter`` to fit for a time.
+        threads: CPU threads of the fit (``None``: one where a step's work is small, else
+            torch's threads: :func:`otflows.threads.threads_for`).
         floor: Whether the simple map is a last candidate after training
             (``validation_fraction``'s floor). ``False``: the fit ends at the validated
             network whatever the floor's verdict, which ``log_["floor"]["verdict"]`` still
@@ -196,6 +198,7 @@ class BrenierMap(FittedMap, BaseTransport):
         validation_score: str | None = None,
         patience: int | None = None,
         max_time: float | None = None,
+        threads: int | None = None,
         floor: bool = True,
         progress: bool = True,
     ):
@@ -220,6 +223,7 @@ class BrenierMap(FittedMap, BaseTransport):
         self.validation_score = validation_score
         self.patience = patience
         self.max_time = max_time
+        self.threads = threads
         self.floor = floor
         self.progress = progress
 
@@ -334,22 +338,26 @@ class BrenierMap(FittedMap, BaseTransport):
         saved = None
         if checkpoint is not None and resume:
             saved = load_checkpoint(checkpoint, signature, device)
-        start = time.perf_counter()
-        self._set_fitted(T, problem, objective, saved)
-        run = MapFit(
-            T,
-            problem,
-            objective,
-            self._phase_options(),
-            bures=bures,
-            checkpoint=checkpoint,
-            signature=signature,
-            saved_phase=-1 if saved is None else saved["extra"]["phase"],
-            log=self.log_,
-            callback=None if callback is None else lambda name, step: callback(name, step, self),
-        )
-        self._run_phases(run, saved)
-        self.log_["seconds"] = time.perf_counter() - start  # this call's (each phase: its own)
+        work = sum(p.numel() for p in T.parameters()) * self.batch_size
+        with fit_threads(work, self.threads, torch.device(device)):
+            start = time.perf_counter()
+            self._set_fitted(T, problem, objective, saved)
+            run = MapFit(
+                T,
+                problem,
+                objective,
+                self._phase_options(),
+                bures=bures,
+                checkpoint=checkpoint,
+                signature=signature,
+                saved_phase=-1 if saved is None else saved["extra"]["phase"],
+                log=self.log_,
+                callback=None
+                if callback is None
+                else lambda name, step: callback(name, step, self),
+            )
+            self._run_phases(run, saved)
+            self.log_["seconds"] = time.perf_counter() - start  # this call's (each: its own)
         return self
 
     def _set_fitted(

@@ -9,7 +9,6 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 
 from otflows import distributed
@@ -27,7 +26,6 @@ __all__ = [
     "changed_params",
     "check_params",
     "dtype_of",
-    "seed_of",
     "settings_for",
 ]
 
@@ -130,7 +128,7 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
     """
     p = SimpleNamespace(**params)
     counts = {"max_iter": p.max_iter, "batch_size": p.batch_size}
-    for name in ("target_batch_size", "validation_interval", "patience"):
+    for name in ("target_batch_size", "validation_interval", "patience", "threads"):
         if params[name] is not None:
             counts[name] = params[name]
     if p.refine_rounds:
@@ -201,23 +199,6 @@ def dtype_of(dtype: torch.dtype | str) -> torch.dtype:
     if not isinstance(resolved, torch.dtype) or resolved not in DTYPES.values():
         raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}")
     return resolved
-
-
-def seed_of(random_state: Any) -> int | None:
-    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
-    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**62))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**62, dtype=np.int64))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
-        f"{type(random_state).__name__}"
-    )
 
 
 def changed_params(cls: type, params: dict[str, Any]) -> list[str]:

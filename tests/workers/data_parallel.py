@@ -21,13 +21,13 @@ def main(out: Path) -> None:
     torch.manual_seed(0)  # two blocks after ActNorms: data-dependent initialisation
     flow = BrenierFlow(3, "mmgn", num_blocks=2, hidden_features=8, num_modules=2)
     history = fit_flow(
-        flow, X, epochs=2, batch_size=64, lr=1e-2, seed=1, progress=False, X_val=X[:50]
+        flow, X, epochs=2, batch_size=64, lr=1e-2, random_state=1, progress=False, X_val=X[:50]
     )
     result = {"flow": flow.state_dict(), "flow_loss": torch.tensor(history.loss)}
     # on a time budget every process stops at the same step, with the same learning rates
     torch.manual_seed(0)
     timed = BrenierFlow(3, "mmgn", hidden_features=8, num_modules=2)
-    fit_flow(timed, X, max_iter=10**6, max_time=1.0, batch_size=64, seed=1, progress=False)
+    fit_flow(timed, X, max_iter=10**6, max_time=1.0, batch_size=64, random_state=1, progress=False)
     result["timed"] = timed.state_dict()
     Xt = 2.0 * rng.normal(size=(300, 3)) + 1.0
     # the semi-dual's conjugates to the inverse's tolerance: a loose one lets a row's Newton stop
