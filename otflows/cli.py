@@ -12,7 +12,7 @@ import torch
 
 from otflows.cli_arguments import STARTS, build_parser
 from otflows.color import color_transfer, read_image, write_image
-from otflows.datasets import check_array_path, load_array, save_array
+from otflows.datasets import check_array_path, csv_columns, load_array, save_array
 from otflows.demo import rendered as demo_rendered
 from otflows.demo import run as demo_run
 from otflows.distributed import init_from_environment, is_main
@@ -163,7 +163,7 @@ def map_command(args: argparse.Namespace) -> None:
         )
     if not is_main():
         return
-    save_array(args.out, mapped, "--out")
+    save_array(args.out, mapped, "--out", columns=None if shared else csv_columns(args.source))
     print(
         f"fitted {args.net} + {otmap.log_['objective']['name']} in "
         f"{otmap.log_['seconds']:.1f} s ({_settings(otmap.settings_)}); cost E|x - T(x)|^2 = "

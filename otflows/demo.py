@@ -123,7 +123,7 @@ def rendered(payload: dict) -> str:
     from otflows.bench.common import markdown_table
 
     steps = payload["args"]["steps"]
-    threads = payload.get("threads")
+    threads = payload.get("threads", payload.get("machine", {}).get("threads"))
     on = "" if threads is None else f" on {threads} CPU thread{'s' * (threads > 1)}"
     return (
         markdown_table(payload["rows"], COLUMNS)

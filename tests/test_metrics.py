@@ -113,7 +113,7 @@ def test_two_moons_and_load_array(tmp_path):
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="")
     np.testing.assert_allclose(load_array(tmp_path / "x.csv"), X)
     (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match=r"bad.csv, line 2, column 2 \(b\): .x. is not a number"):
         load_array(tmp_path / "bad.csv")
     (tmp_path / "x.txt").write_text("1,2\n")
     with pytest.raises(ValueError, match=r"\.npy or \.csv"):

@@ -231,7 +231,7 @@ def test_memmap_trains_like_the_array_it_holds(tmp_path):
     X = np.random.default_rng(0).normal(size=(300, 3))
     np.save(tmp_path / "x.npy", X)
     kwargs = dict(
-        max_iter=12, batch_size=64, lr=0.05, seed=2, validation_fraction=0, progress=False
+        max_iter=12, batch_size=64, lr=0.05, random_state=2, validation_fraction=0, progress=False
     )
     weights = []
     for data in (X, np.load(tmp_path / "x.npy", mmap_mode="r")):

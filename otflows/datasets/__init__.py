@@ -2,7 +2,7 @@ r"""Data: closed-form Gaussian problems (conditional ones too), the continuous W
 2-D toys, the MAF tabular sets, files."""
 
 from otflows.datasets.conditional import ConditionalGaussian
-from otflows.datasets.files import check_array_path, load_array, save_array
+from otflows.datasets.files import check_array_path, csv_columns, load_array, save_array
 from otflows.datasets.gaussian import GaussianCoupling
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.datasets.toys import (
@@ -24,6 +24,7 @@ __all__ = [
     "W2BenchmarkPair",
     "check_array_path",
     "checkerboard",
+    "csv_columns",
     "domain_adaptation",
     "eight_gaussians",
     "load_array",
