@@ -44,7 +44,7 @@ from otflows.bench.common import (
 from otflows.datasets import TOYS
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import VALIDATION_ROWS, fit_flow, starts_at_gaussian
+from otflows.training import HELD_OUT_ROWS, fit_flow, starts_at_gaussian
 
 __all__ = ["CANDIDATES", "DATA", "main", "split"]
 
@@ -152,7 +152,7 @@ def training_shape(data: str) -> tuple[int, int]:
     rows) and their dimension."""
     n, d = load(data, 0).shape
     rest = n - round(TEST_FRACTION * n)
-    return rest - min(round(0.1 * rest), VALIDATION_ROWS), d
+    return rest - min(round(0.1 * rest), HELD_OUT_ROWS), d
 
 
 def with_default(fits: list[dict], candidates: list[str]) -> tuple[list[dict], list[str]]:

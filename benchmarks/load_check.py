@@ -22,12 +22,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from otflows.bench.common import add_out_option, description, markdown_table, write_json
+from otflows.bench.common import (
+    add_out_option,
+    busy_cores,
+    description,
+    markdown_table,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["pytest", "-q"]  # README's test command
 QUICK = ["pytest", "-q", "tests/test_threads.py"]
-BUSY = "import time\nend = time.time() + 3 * 3600\nwhile time.time() < end:\n    pass\n"
 COLUMNS = [
     ("command", "command"),
     ("busy", "busy processes beside it"),
@@ -40,17 +45,12 @@ COLUMNS = [
 def run_beside_load(command: list[str], busy: int) -> dict:
     r"""``command`` run in the repository's root while ``busy`` busy processes run: its exit
     status, pytest's closing line and the wall-clock minutes it took."""
-    workers = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
-    try:
+    with busy_cores(busy):
         start = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True
         )
         minutes = (time.perf_counter() - start) / 60
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
     lines = completed.stdout.strip().splitlines()
     summary = next((line for line in reversed(lines) if re.search(r"\d+ passed", line)), "")
     return {

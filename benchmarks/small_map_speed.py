@@ -8,7 +8,7 @@ core runs another CPU-bound process.
 
 Each fit runs in a fresh process, one at a time (torch starts with its default threads, one
 per core, unless ``OMP_NUM_THREADS`` says otherwise); the load is one busy Python process per
-core, started before and stopped after the loaded fits (each stops itself after an hour at
+core, started before and stopped after the loaded fits (each stops itself after three hours at
 most). A fit's seconds are wall-clock seconds; its held-out :math:`W_2^2` is that of the
 mapped test source rows against the test target rows (1000 each).
 """
@@ -16,17 +16,15 @@ mapped test source rows against the test target rows (1000 each).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from otflows.bench.common import (
     add_out_option,
+    busy_cores,
     description,
     isolated,
     markdown_table,
@@ -53,7 +51,6 @@ COLUMNS = [
     *((method, f"{method} s") for method in METHODS),
 ]
 QUALITY = [("problem", "problem"), ("rows", "rows per side"), *((m, m) for m in METHODS)]
-BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 
 
 def samples(problem: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,22 +111,6 @@ def fit(method: str, problem: str, rows: int, quick: bool) -> dict:
     }
 
 
-@contextlib.contextmanager
-def busy_cores(on: bool) -> Iterator[None]:
-    r"""One busy Python process per core while inside (``on``), stopped on the way out."""
-    workers = (
-        [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 1)]
-        if on
-        else []
-    )
-    try:
-        yield
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
-
-
 def described(run: dict) -> str:
     r"""One fit in a line, as it arrives."""
     if "error" in run:
@@ -179,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     loads = ("idle",) if args.quick else ("idle", "every core busy")
     runs = []
     for load in loads:
-        with busy_cores(load != "idle"):
+        with busy_cores(0 if load == "idle" else os.cpu_count() or 1):
             for problem in PROBLEMS:
                 for rows in sizes:
                     for method in METHODS:

@@ -12,6 +12,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from the built site: formulas render offline
     "sphinx.ext.viewcode",
 ]
 # the notebooks run in the tests (tests/test_notebooks.py); the docs show their saved outputs

@@ -15,7 +15,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.maps.settings import DTYPES
 from otflows.nets import UNCONDITIONAL_NETS
 from otflows.sizes import ROWS_PER_DIMENSION
-from otflows.training import FIT_FLOW, LR, MIN_STEPS, VALIDATION_ROWS, fit_flow
+from otflows.training import FIT_FLOW, HELD_OUT_ROWS, LR, MIN_STEPS, fit_flow
 
 __all__ = ["BUILDERS", "STARTS", "build_parser"]
 
@@ -188,7 +188,7 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         "--validation-fraction",
         type=float,
         default=_default("validation_fraction", fit_flow),
-        help=f"share of the rows held out (at most {VALIDATION_ROWS}); the best validated "
+        help=f"share of the rows held out (at most {HELD_OUT_ROWS}); the best validated "
         "weights, or the Gaussian of the data if it scores better, are kept; 0: none",
     )
     p.add_argument(

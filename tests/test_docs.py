@@ -127,6 +127,29 @@ def test_the_docs_build_strict_with_no_warning_suppressed(tmp_path):
     peers = (tmp_path / "benchmarks" / "peers.html").read_text()
     assert '<img alt="L2-UVP against CPU seconds' in peers
     assert (tmp_path / "_images" / "peers_900s.png").is_file()
+    _check_offline(tmp_path)
+
+
+def _check_offline(site: Path) -> None:
+    r"""What a built page needs, it finds in the site: no script from another host, MathJax
+    served from ``_static`` to every page with a formula; and no object's repr in the
+    notebooks' outputs."""
+    pages = list(site.rglob("*.html"))
+    remote = [
+        f"{page.relative_to(site)}: {src}"
+        for page in pages
+        for src in re.findall(r"<script[^>]*\ssrc=\"(https?:[^\"]+)\"", page.read_text())
+    ]
+    assert remote == []
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+    api = (site / "api.html").read_text()
+    assert api.count('class="math') > 100 and '_static/mathjax/tex-chtml.js"' in api
+    reprs = [
+        f"{page.relative_to(site)}: {found}"
+        for page in site.glob("notebooks/*.html")
+        for found in re.findall(r"&lt;[\w.]+ (?:object )?at 0x[0-9a-f]+&gt;", page.read_text())
+    ]
+    assert reprs == []
 
 
 def test_the_command_line_page_names_every_benchmark():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import ctypes
 import datetime
 import json
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,21 @@ def set_threads(threads: int | None) -> None:
     :func:`add_threads_option`; :func:`otflows.threads.set_fit_threads`)."""
     if threads is not None:
         set_fit_threads(threads)
+
+
+@contextlib.contextmanager
+def busy_cores(processes: int) -> Iterator[None]:
+    r"""``processes`` busy Python processes beside the work inside (each a loop that stops
+    itself after three hours at most), stopped on the way out: a machine whose cores other
+    jobs hold, for the checks that nothing is slowed past use there."""
+    loop = "import time\nend = time.time() + 3 * 3600\nwhile time.time() < end:\n    pass\n"
+    workers = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
 
 
 def add_device_option(parser: argparse.ArgumentParser, more: str = "") -> None:

@@ -209,9 +209,10 @@ def rendered(payload: dict) -> str:
 
 def rendered_together(payloads: list[dict]) -> str:
     r"""Runs of different settings side by side: a row per fitted method of each run (its
-    scores, settings, threads and command), with the linear (Bures) map, the published linear
-    row [L] and, on the W2 benchmark, the best published L2-UVP of any solver of Korotin et al.
-    (2021) beside it (:data:`otflows.bench.peers.PUBLISHED_BEST`).
+    scores, settings, threads and the number of its run), with the linear (Bures) map, the
+    published linear row [L] and, on the W2 benchmark, the best published L2-UVP of any solver
+    of Korotin et al. (2021) beside it (:data:`otflows.bench.peers.PUBLISHED_BEST`); the runs'
+    commands listed below the table, by number, so that the table fits a page's column.
 
     Example:
         >>> run = {"command": "otflows bench ot-maps", "machine": {"threads": 1},
@@ -220,11 +221,15 @@ def rendered_together(payloads: list[dict]) -> str:
         ...                 {"d": 2, "method": "icnn + semidual", "l2_uvp": 2.41,
         ...                  "problem": "Gaussian"}]}
         >>> print(rendered_together([run]))
-        | d | method | L2-UVP (%) | steps | lr | threads | linear (Bures) | command |
+        | d | method | L2-UVP (%) | steps | lr | threads | linear (Bures) | run |
         |---|---|---|---|---|---|---|---|
-        | 2 | icnn + semidual | 2.41 | 800 | 0.01 | 1 | 13.88 | `otflows bench ot-maps` |
+        | 2 | icnn + semidual | 2.41 | 800 | 0.01 | 1 | 13.88 | [1] |
+        <BLANKLINE>
+        Runs:
+        <BLANKLINE>
+        1. `otflows bench ot-maps`
     """
-    table = []
+    table, commands = [], []
     for payload in payloads:
         args = payload["args"]
         reference = {
@@ -249,7 +254,10 @@ def rendered_together(payloads: list[dict]) -> str:
             if row["problem"] == W2_PROBLEM and row["d"] in PUBLISHED_BEST:
                 beside["best"] = PUBLISHED_BEST[row["d"]]
             threads = payload["machine"]["threads"]
-            table.append(row | settings | beside | {"threads": threads, "command": f"`{command}`"})
+            if command not in commands:  # numbered as its first row is shown
+                commands.append(command)
+            run = f"[{commands.index(command) + 1}]"
+            table.append(row | settings | beside | {"threads": threads, "run": run})
     columns = [
         ("d", "d"),
         ("method", "method"),
@@ -263,9 +271,10 @@ def rendered_together(payloads: list[dict]) -> str:
         ("bures", "linear (Bures)"),
         ("published", "published [L]"),
         ("best", "best published"),
-        ("command", "command"),
+        ("run", "run"),
     ]
-    return markdown_table(table, columns)
+    listed = "\n".join(f"{i}. `{command}`" for i, command in enumerate(commands, 1))
+    return f"{markdown_table(table, columns)}\n\nRuns:\n\n{listed}"
 
 
 def _parser() -> argparse.ArgumentParser:
