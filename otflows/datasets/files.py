@@ -84,7 +84,7 @@ def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
     if not lines:
         raise ValueError(f"{path}: a header and no rows; expected rows of numbers below it")
     width = len(header) if header is not None else len(lines[0][1])
-    names = header or [None] * width
+    names: list[str | None] = list(header) if header is not None else [None] * width
     for n, row in lines:
         if len(row) != width:
             first = "the header has" if header is not None else f"line {lines[0][0]} has"
