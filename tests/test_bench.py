@@ -423,3 +423,27 @@ def test_provenance_names_the_cli_as_users_run_it(monkeypatch, argv, command):
     results file names no folder of the machine it ran on."""
     monkeypatch.setattr("sys.argv", argv)
     assert provenance()["command"] == command
+
+
+def test_a_fit_that_spends_its_budget_on_its_last_steps_stops_by_budget_not_in_error(
+    monkeypatch,
+):
+    """A fixed-step run whose budget runs out with its last steps (a busy machine's CPU
+    seconds) is scored after them and stopped by its budget: no error."""
+    from otflows.bench import peer_methods
+    from otflows.maps import BrenierMap
+
+    now = [0.0]
+    fit = BrenierMap.fit
+
+    def fit_then_past_the_budget(self, *args, **kwargs):
+        fitted = fit(self, *args, **kwargs)
+        now[0] = 100.0
+        return fitted
+
+    monkeypatch.setattr(BrenierMap, "fit", fit_then_past_the_budget)
+    rng = np.random.default_rng(0)
+    data = {"Xs": rng.normal(size=(300, 2)), "Xt": rng.normal(size=(300, 2)) + 1}
+    clock = peer_methods.Clock(50.0, lambda T: (0.0, 1.0), timer=lambda: now[0])
+    stopped = peer_methods.run_otflows(data, clock, steps=5, timed=False, seed=0, device="cpu")
+    assert stopped == {"stopped": "budget"} and clock.points[-1][0] == 100.0

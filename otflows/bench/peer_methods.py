@@ -122,9 +122,13 @@ def run_otflows(
             otmap.fit(Xs=data["Xs"], Xt=data["Xt"], callback=callback)
     except OutOfBudget:
         return {"stopped": "budget"}
-    # the kept weights (the best by validation) after the last step
+    # the kept weights (the best by validation) after the last step, scored even where the
+    # budget ran out with it
     clock.points.pop()
-    clock.checkpoint(otmap.init_iter + len(otmap.log_["fit"]["loss"]), otmap.transform)
+    try:
+        clock.checkpoint(otmap.init_iter + len(otmap.log_["fit"]["loss"]), otmap.transform)
+    except OutOfBudget:
+        return {"stopped": "budget"}
     return {"stopped": "budget" if otmap.log_["fit"]["out_of_time"] else "schedule"}
 
 
