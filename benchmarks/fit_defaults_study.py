@@ -23,15 +23,19 @@ the Gaussian (negative: better than the Gaussian) and its seconds.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from importlib.util import find_spec
+from inspect import signature
 from typing import Any
 
 import numpy as np
 import torch
 from torch.distributions import MultivariateNormal
 
+from otflows.bench.baselines import spline_flow
+from otflows.bench.clock import at, timed_fit
 from otflows.bench.common import (
     add_study_options,
     aggregate,
@@ -42,9 +46,11 @@ from otflows.bench.common import (
     write_json,
 )
 from otflows.datasets import TOYS
+from otflows.datasets.w2bench import GaussianMixture
 from otflows.flows import BrenierFlow
-from otflows.metrics import log_prob
+from otflows.metrics import log_prob, nll
 from otflows.training import HELD_OUT_ROWS, fit_flow, starts_at_gaussian
+from otflows.validation import split_held_out
 
 __all__ = ["CANDIDATES", "DATA", "main", "split"]
 
@@ -72,6 +78,20 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"net": "mmgn", "num_blocks": 4},
         {"gaussian_start": False, "lr": 1e-2},
     ),
+    # fit_flow's start rule, its choice between the trained weights and the Gaussian by two
+    # standard errors, 10 epochs and at least "min_steps" steps
+    "M-MGN, lr 1e-3 from the Gaussian, else 1e-2; 2000 steps": (
+        {"net": "mmgn", "num_blocks": 4},
+        {"lr": None, "min_steps": 2000},
+    ),
+    "ICGN, lr 1e-2; 2000 steps": (
+        {"net": "icgn", "num_blocks": 4},
+        {"lr": 1e-2, "min_steps": 2000},
+    ),
+    "ICGN, lr 1e-2; 4000 steps": (
+        {"net": "icgn", "num_blocks": 4},
+        {"lr": 1e-2, "min_steps": 4000},
+    ),
 }
 # fit_flow's default: the Gaussian start at 1e-3 with few rows per dimension, the random start
 # at 1e-2 with many (starts_at_gaussian); its rows are those two candidates' on each data set
@@ -84,14 +104,29 @@ DATA = {
     "checkerboard": 2000,
     "swiss_roll": 2000,
     "eight_gaussians": 20_000,
+    "two_moons_20k": 20_000,
+    "checkerboard_20k": 20_000,
+    "mixture_d8": 20_000,
+    "mixture_d16": 30_000,
+    "mixture_d32": 30_000,
 }
+MIXTURE_COMPONENTS = 6
 TEST_FRACTION = 0.2
+# the spline flow users would otherwise run: zuko's NSF as its README sets it up, trained on
+# standardised rows by the plainest loop (Adam 1e-3, batch 256, the best of its validations)
+NSF = {"transforms": 3, "hidden_features": [64, 64]}
 
 
 def load(name: str, seed: int) -> np.ndarray:
-    r"""The rows ``[N, D]`` of data set ``name`` (a toy drawn with ``seed``)."""
+    r"""The rows ``[N, D]`` of data set ``name`` (a toy or a mixture drawn with ``seed``):
+    ``mixture_dD`` is an equal mixture of :data:`MIXTURE_COMPONENTS` Gaussians in ``D``
+    dimensions (:class:`otflows.datasets.w2bench.GaussianMixture`, built with seed 0)."""
+    if name.startswith("mixture_d"):
+        dim = int(name.removeprefix("mixture_d"))
+        mixture = GaussianMixture(dim, components=MIXTURE_COMPONENTS, seed=0)
+        return mixture.sample(DATA[name], seed=seed)
     if name not in SKLEARN:
-        return TOYS[name](DATA[name], seed=seed)
+        return TOYS[name.removesuffix("_20k")](DATA[name], seed=seed)
     from sklearn import datasets
 
     if name == "diabetes":
@@ -112,7 +147,8 @@ def split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_one(data: str, candidate: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    r"""One candidate fitted to one split, in this process: its test NLL and seconds."""
+    r"""One candidate fitted to one split, in this process: its test NLL and CPU seconds (the
+    NSF: its test NLL at checkpoints through ``--nsf-budget`` CPU seconds)."""
     set_threads(args.threads)
     rest, test = split(data, seed)
     row: dict[str, Any] = {"data": data, "candidate": candidate, "seed": seed}
@@ -120,24 +156,55 @@ def fit_one(data: str, candidate: str, seed: int, args: argparse.Namespace) -> d
         X, T = torch.as_tensor(rest), torch.as_tensor(test)
         row["nll"] = float(-MultivariateNormal(X.mean(0), torch.cov(X.T)).log_prob(T).mean())
         return row
+    if candidate == "nsf":
+        return row | nsf_run(rest, test, seed, args.nsf_budget)
     flow_args, fit_args = CANDIDATES[candidate]
     torch.manual_seed(seed)
     flow = BrenierFlow(rest.shape[1], hidden_features=args.hidden_features, **flow_args)
+    if "min_steps" in fit_args:  # 10 epochs of the training rows, at least min_steps
+        batch = fit_args.get("batch_size", signature(fit_flow).parameters["batch_size"].default)
+        epochs = 10 * math.ceil(training_shape(data)[0] / batch)
+        fit_args = {k: v for k, v in fit_args.items() if k != "min_steps"}
+        fit_args["max_iter"] = max(CANDIDATES[candidate][1]["min_steps"], epochs)
     if args.max_iter is not None:
         fit_args = {k: v for k, v in fit_args.items() if k != "epochs"} | {
             "max_iter": args.max_iter
         }
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         history = fit_flow(flow, rest, random_state=seed, progress=False, **fit_args)
     except ValueError as error:  # a setting that cannot represent the data says so
         return row | {"error": str(error)}
-    row["seconds"] = time.perf_counter() - start
+    row["seconds"] = time.process_time() - start
     row["steps"] = len(history.loss)
     row["best_step"] = history.best_step
     row["kept_gaussian"] = history.kept_gaussian
     row["nll"] = float(-log_prob(flow, test, batch_size=1000).double().mean())
     return row
+
+
+def nsf_run(rest: np.ndarray, test: np.ndarray, seed: int, budget: float) -> dict[str, Any]:
+    r"""zuko's NSF (:data:`NSF`) fitted to the standardised rows ``rest`` for ``budget`` CPU
+    seconds, holding out the same rows as ``fit_flow`` does for the candidates; ``points``:
+    ``(seconds, step, validation NLL, test NLL)`` in nats of the unscaled data."""
+    mean, std = rest.mean(0), rest.std(0)
+    offset = float(np.log(std).sum())  # the standardisation's log-det
+    X = torch.as_tensor((rest - mean) / std, dtype=torch.float32)
+    T = torch.as_tensor((test - mean) / std, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)  # fit_flow's draw of its held-out rows
+    X, X_val, _, _ = split_held_out(X, None, None, None, 0.1, generator, max_rows=HELD_OUT_ROWS)
+    torch.manual_seed(seed)
+    model = spline_flow(rest.shape[1], "zuko", NSF["transforms"], NSF["hidden_features"][0])
+
+    def score(model: Any) -> tuple[float, float]:
+        return nll(model, X_val) + offset, nll(model, T) + offset
+
+    clock, history = timed_fit(
+        model, X, budget, score, X_val=X_val, batch_size=256, lr=1e-3, random_state=seed
+    )
+    if history is None:
+        return {"points": clock.points, "error": "diverged"}
+    return {"points": clock.points, "nll": clock.points[-1][3], "seconds": clock.points[-1][0]}
 
 
 def _task(data: str, candidate: str, seed: int, args: argparse.Namespace) -> dict:
@@ -174,9 +241,11 @@ def analyse(payload: dict) -> dict:
     fits, candidates = with_default(payload["fits"], payload["args"]["candidates"])
     rows: list[dict] = []
     gaps: dict[str, list[float]] = {c: [] for c in candidates}
+    shares: dict[str, list[float]] = {c: [] for c in candidates}
     for data in payload["data"]:
         runs = [f for f in fits if f["data"] == data]
         gaussian = {f["seed"]: f["nll"] for f in runs if f["candidate"] == "gaussian"}
+        nsf = {f["seed"]: f for f in runs if f["candidate"] == "nsf" and "error" not in f}
         row = {
             "data": data,
             **aggregate([{"gaussian": v} for v in gaussian.values()], ["gaussian"]),
@@ -195,6 +264,10 @@ def analyse(payload: dict) -> dict:
             gap = [f["nll"] - gaussian[f["seed"]] for f in mine]
             gaps[candidate].append(max(gap))
             row[f"{candidate} s"] = float(np.mean([f["seconds"] for f in mine]))
+            share = [_share(f, gaussian[f["seed"]], nsf.get(f["seed"])) for f in mine]
+            if None not in share:
+                row[f"{candidate} share"] = float(np.mean(share))
+                shares[candidate].append(row[f"{candidate} share"])
         rows.append(row)
     summary = [
         {
@@ -204,10 +277,33 @@ def analyse(payload: dict) -> dict:
             "better": int(sum(v < 0 for v in g)),
             "seconds": float(sum(f.get("seconds", 0.0) for f in fits if f["candidate"] == c)),
         }
+        | (
+            {"worst_share": min(shares[c]), "mean_share": float(np.mean(shares[c]))}
+            if shares[c]
+            else {}
+        )
         for c, g in gaps.items()
         if g
     ]
     return {"rows": rows, "summary": summary}
+
+
+def _share(fit: dict, gaussian: float, nsf: dict | None) -> float | None:
+    r"""The share of the NSF's gain over the Gaussian that ``fit`` gains, the NSF given the
+    fit's own CPU seconds (its best validated checkpoint by then); ``None`` without an NSF
+    run of that split.
+
+    Example:
+        >>> nsf = {"points": [(10.0, 100, 2.2, 2.0), (40.0, 400, 2.1, 1.0)]}
+        >>> _share({"nll": 2.5, "seconds": 20.0}, 3.0, nsf)  # (3 - 2.5) / (3 - 2)
+        0.5
+    """
+    if nsf is None:
+        return None
+    reference = at(nsf["points"], fit["seconds"])
+    if reference is None or reference >= gaussian:
+        return None
+    return (gaussian - fit["nll"]) / (gaussian - reference)
 
 
 def rendered(payload: dict) -> str:
@@ -216,17 +312,33 @@ def rendered(payload: dict) -> str:
     candidates = with_default([], payload["args"]["candidates"])[1]
     nll = [("data", "data"), ("gaussian", "Gaussian")] + [(c, c) for c in candidates]
     seconds = [("data", "data")] + [(f"{c} s", c) for c in candidates]
+    share = [("data", "data")] + [(f"{c} share", c) for c in candidates]
     summary = [
         ("candidate", "candidate"),
         ("worst", "worst gap to the Gaussian (nats)"),
         ("mean", "mean gap"),
         ("better", "sets better than the Gaussian"),
         ("seconds", "total s"),
+        ("worst_share", "worst share of NSF's gain"),
+        ("mean_share", "mean share"),
     ]
+    has_nsf = any("worst_share" in r for r in analysed["summary"])
+    summary = summary if has_nsf else summary[:-2]
+    shares = (
+        [
+            "Share of the NSF's gain over the Gaussian, the NSF given each fit's own CPU "
+            "seconds (mean over splits):\n\n" + markdown_table(analysed["rows"], share)
+        ]
+        if has_nsf
+        else []
+    )
     return "\n\n".join(
         [
             "Test NLL (nats; mean ± std over splits):\n\n" + markdown_table(analysed["rows"], nll),
-            "Seconds per fit:\n\n" + markdown_table(analysed["rows"], seconds),
+            # CPU seconds since the NSF reference came in, wall-clock seconds before it
+            f"{'CPU s' if 'nsf_budget' in payload['args'] else 'Seconds'} per fit:\n\n"
+            + markdown_table(analysed["rows"], seconds),
+            *shares,
             "Summary over data sets (a set's gap: the worst split's NLL minus the Gaussian's):"
             "\n\n" + markdown_table(analysed["summary"], summary),
         ]
@@ -248,6 +360,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--max-iter", type=int, default=None, help="steps of every fit (default: the candidate's)"
     )
     parser.add_argument(
+        "--nsf-budget",
+        type=float,
+        default=120.0,
+        help="CPU seconds of the NSF reference on each split (0: none; it needs zuko)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run (2 data sets, 2 candidates, 1 split, 20 steps): its numbers mean "
@@ -258,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         args.data, args.candidates = ["iris", "two_moons"], args.candidates[-2:]
         args.seeds, args.max_iter, args.hidden_features = 1, 20, 8
+        args.nsf_budget = min(args.nsf_budget, 2.0)
+    if args.nsf_budget > 0 and find_spec("zuko") is None:
+        print("the NSF reference skipped: pip install zuko to include it")
+        args.nsf_budget = 0.0
     if find_spec("sklearn") is None:
         print("scikit-learn's data sets skipped: pip install scikit-learn to include them")
         args.data = [name for name in args.data if name not in SKLEARN]
@@ -265,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         (data, candidate, seed)
         for data in args.data
         for seed in range(args.seeds)
-        for candidate in ["gaussian", *args.candidates]
+        for candidate in ["gaussian", *(["nsf"] if args.nsf_budget > 0 else []), *args.candidates]
     ]
     fits = in_parallel(
         _task,

@@ -10,7 +10,11 @@ from torch import Tensor
 
 from otflows.transforms import BrenierTransform
 
-__all__ = ["bures_map", "set_affine", "start_affine", "whitening_map"]
+__all__ = ["RIDGE", "bures_map", "set_affine", "start_affine", "whitening_map"]
+
+# the ridge of a fitted Gaussian: this times each feature's variance added to the covariance's
+# diagonal, so that data with collinear features still have a (degenerate) Gaussian
+RIDGE = 1e-6
 
 
 def _gaussian(X: Tensor, reg: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +39,7 @@ def _affine(A: np.ndarray, b: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor]
     return A_t, b_t
 
 
-def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor]:
+def bures_map(Xs: Tensor, Xt: Tensor, reg: float = RIDGE) -> tuple[Tensor, Tensor]:
     r"""The :math:`W_2`-optimal affine map :math:`x \mapsto A x + b` between the Gaussians
     fitted to ``Xs [N, D]`` and ``Xt [M, D]`` (POT's ``bures_wasserstein_mapping``):
 
@@ -58,7 +62,7 @@ def bures_map(Xs: Tensor, Xt: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor
     return _affine(A, b, Xs)
 
 
-def whitening_map(X: Tensor, reg: float = 1e-6) -> tuple[Tensor, Tensor]:
+def whitening_map(X: Tensor, reg: float = RIDGE) -> tuple[Tensor, Tensor]:
     r"""The :math:`W_2`-optimal affine map from the Gaussian fitted to ``X [N, D]`` onto
     :math:`\mathcal N(0, I)`: :math:`A = \Sigma^{-1/2}`, :math:`b = -A m` (symmetric
     whitening, the gradient of a convex quadratic), with ``reg`` as in :func:`bures_map`.

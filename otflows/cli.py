@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,10 +21,11 @@ from otflows.distributed import init_from_environment, is_main
 from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap
-from otflows.maps.floor import EXTRAPOLATION_LIMIT, FLOOR_SIGNIFICANCE
+from otflows.maps.floor import EXTRAPOLATION_LIMIT
 from otflows.maps.settings import dtype_of
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.threads import set_fit_threads
+from otflows.trainer import SELECTION_SIGNIFICANCE
 from otflows.training import FlowHistory, fit_flow
 from otflows.validation import MappedSamples, as_samples, with_context
 
@@ -97,24 +100,29 @@ def _kept_flow(history: FlowHistory) -> str:
 
     Example:
         >>> history = FlowHistory(best_step=900, val_step=[0, 900], val_metrics={"nll": [2, 1]})
-        >>> history.gaussian_nll = 1.5
+        >>> history.gaussian_nll, history.gaussian_difference = 1.5, (-0.5, 0.1)
         >>> _kept_flow(history)
         'kept the weights of step 900: held-out NLL 1 nats, the Gaussian of the data 1.5'
+        >>> history.kept_gaussian, history.gaussian_difference = True, (-0.05, 0.1)
+        >>> _kept_flow(history)  # doctest: +NORMALIZE_WHITESPACE
+        'kept the Gaussian of the data: held-out NLL 1.5 nats; the best trained weights (step
+        900) are not significantly better (difference -0.05 ± 0.1 nats)'
     """
     nll = history.best_metrics.get("nll")
     if nll is None:
         return "kept the last weights (no held-out rows to validate them)"
     gaussian = history.gaussian_nll
     if history.kept_gaussian:
-        trained = [
-            (value, step)
-            for step, value in zip(history.val_step, history.val_metrics["nll"], strict=True)
-            if step > 0
-        ]
-        best = f" (best {min(trained)[0]:.5g}, step {min(trained)[1]})" if trained else ""
+        if history.best_step == 0 or history.gaussian_difference is None:
+            return (
+                f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; no trained "
+                "weights scored lower"
+            )
+        mean, error = history.gaussian_difference
         return (
-            f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; no trained "
-            f"weights scored lower{best}"
+            f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; the best trained "
+            f"weights (step {history.best_step}) are not significantly better (difference "
+            f"{mean:+.2g} ± {error:.2g} nats)"
         )
     against = "" if gaussian is None else f", the Gaussian of the data {gaussian:.5g}"
     return f"kept the weights of step {history.best_step}: held-out NLL {nll:.5g} nats{against}"
@@ -233,7 +241,7 @@ def _kept(log: dict) -> str:
             f"below the {baseline}'s {floor['w2_baseline']:.4g} (difference "
             f"{floor['w2_network'] - floor['w2_baseline']:.3g} ± {floor['difference_se']:.2g})"
             + (f", nor its {semidual}" if semidual else "")
-            + f"; {FLOOR_SIGNIFICANCE:g} standard errors needed"
+            + f"; {SELECTION_SIGNIFICANCE:g} standard errors needed"
         )
     sentence = f"kept the {MAP_NAMES[log['kept']]}: {why}"
     if log["kept"] != floor["verdict"]:
@@ -252,11 +260,13 @@ def _kept(log: dict) -> str:
 
 def _better(floor: dict) -> bool:
     r"""Whether either of the floor's paired tests put the network ahead of the simple map."""
-    margin = FLOOR_SIGNIFICANCE * floor["difference_se"]
+    margin = SELECTION_SIGNIFICANCE * floor["difference_se"]
     if floor["w2_network"] - floor["w2_baseline"] + margin < 0:
         return True
     difference = floor["semidual_difference"]
-    return difference is not None and difference + FLOOR_SIGNIFICANCE * floor["semidual_se"] < 0
+    return (
+        difference is not None and difference + SELECTION_SIGNIFICANCE * floor["semidual_se"] < 0
+    )
 
 
 def _conditions(
@@ -329,16 +339,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser(COMMANDS).parse_args(argv)
     try:
-        _check_outputs(args)
-        if getattr(args, "threads", None) is not None:
-            if args.threads < 1:
-                raise ValueError(f"--threads must be >= 1; got {args.threads}")
-            set_fit_threads(args.threads)
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            _check_outputs(args)
+            if getattr(args, "threads", None) is not None:
+                if args.threads < 1:
+                    raise ValueError(f"--threads must be >= 1; got {args.threads}")
+                set_fit_threads(args.threads)
+            args.run(args)
     except (ValueError, TypeError, FileNotFoundError, InverseError) as error:
         print(f"otflows {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _warning_line(command: str) -> Callable[..., None]:
+    r"""Shows a warning as one line naming the command, as errors are, without the source
+    line Python's default shows."""
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        print(f"otflows {command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":

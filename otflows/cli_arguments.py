@@ -181,8 +181,7 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help=f"Adam's peak learning rate (default: {LR['gaussian start']:g} from the Gaussian "
-        f"start, {LR['random start']:g} from random weights)",
+        help=f"Adam's peak learning rate (default: {LR:g})",
     )
     p.add_argument(
         "--validation-fraction",

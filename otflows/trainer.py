@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 SIGNIFICANCE = 2.0  # standard errors of a paired difference that make it significant
+# standard errors by which trained weights must beat a simple model on held-out rows: more than
+# a paired test's two, since validation chose the weights on those same rows
+SELECTION_SIGNIFICANCE = 3.0
 
 
 @dataclass

@@ -13,6 +13,7 @@ __all__ = [
     "MappedSamples",
     "as_device",
     "as_samples",
+    "check_density_data",
     "check_finite",
     "deprecated_name",
     "held_out_rows",
@@ -73,6 +74,72 @@ def check_finite(x: Tensor, name: str) -> Tensor:
             f"{name} contains {bad} NaN or Inf value(s){where}; expected finite numbers"
         )
     return x
+
+
+# rows of the data whose covariance decides whether it is singular (as the Gaussian start reads)
+DENSITY_CHECK_ROWS = 5000
+
+
+def check_density_data(X: Tensor, name: str = "X") -> Tensor:
+    r"""What a density fit of the samples ``X [N, D]`` needs: an error for data without a
+    density, a warning saying what a fit of degenerate data does. Returns ``X``.
+
+    - A constant column: a :class:`ValueError` naming it (the data lie on a lower-dimensional
+      set, where no density exists).
+    - A singular covariance (fewer rows than columns, or columns that are linear combinations
+      of others; read on the first :data:`DENSITY_CHECK_ROWS` rows): a warning that the
+      Gaussian of the data (the flow's start and fallback) adds a ridge of
+      :data:`otflows.affine.RIDGE` times each column's variance to its diagonal, so its
+      log-densities are large and set by that ridge.
+    - Whole numbers only (counts, pixel levels): a warning that a continuous density of them
+      grows without bound at the integers, held-out rows included, and how to dequantise them.
+
+    Example:
+        >>> check_density_data(torch.randn(100, 3)).shape
+        torch.Size([100, 3])
+        >>> check_density_data(torch.ones(100, 3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: X's columns [0, 1, 2] are constant (column 0 is 1 in every row): data ...
+    """
+    from otflows.affine import RIDGE
+
+    N, D = X.shape
+    constant = (X.amax(0) == X.amin(0)).nonzero()[:, 0].tolist()
+    if constant:
+        which = f"columns {constant[:10]} are" if len(constant) > 1 else f"column {constant[0]} is"
+        raise ValueError(
+            f"{name}'s {which} constant (column {constant[0]} is "
+            f"{float(X[0, constant[0]]):g} in every row): data on a lower-dimensional set "
+            "have no density; drop them"
+        )
+    if bool((X == X.round()).all()):
+        warnings.warn(
+            f"every value of {name} is a whole number (counts or pixel levels?): a continuous "
+            "density fitted to them grows without bound at the integers, held-out rows "
+            f"included; dequantise them first ({name} + uniform noise in [0, 1)) and score "
+            "the dequantised values",
+            UserWarning,
+            stacklevel=4,  # fit_flow's caller
+        )
+    rows = X[:DENSITY_CHECK_ROWS].double()
+    z = (rows - rows.mean(0)) / rows.std(0)
+    eigenvalues = torch.linalg.eigvalsh(z.T @ z / max(len(z) - 1, 1))
+    if len(rows) <= D or float(eigenvalues[0]) < 1e-10 * float(eigenvalues[-1]):
+        why = (
+            f"{N} rows for {D} columns"
+            if N <= D
+            else "some columns are linear combinations of others"
+        )
+        warnings.warn(
+            f"{name}'s covariance is singular ({why}): its density is degenerate. The "
+            f"Gaussian of {name} (the flow's start and fallback) adds {RIDGE:g} times each "
+            "column's variance to its diagonal, so its log-densities are large and set by "
+            "that ridge; drop the redundant columns for a density of the rest",
+            UserWarning,
+            stacklevel=4,  # fit_flow's caller
+        )
+    return X
 
 
 def as_samples(

@@ -13,7 +13,7 @@ import scipy.stats
 import torch
 
 from otflows.bench import BENCHMARKS, run, summary
-from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow
+from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow, spline_flow
 from otflows.bench.common import keep_freed_memory, provenance
 from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
@@ -87,6 +87,61 @@ def test_autoregressive_flow_log_prob_is_the_change_of_variables(kind):
     )
     with pytest.raises(ValueError, match="kind"):
         autoregressive_flow(3, "nvp")
+
+
+@pytest.mark.parametrize("package", ["zuko", "nflows"])
+def test_spline_flow_log_prob_is_the_change_of_variables_of_its_transport(package):
+    """The spline baselines' density is that of their map data → noise, on points inside the
+    splines' interval and in their tails."""
+    torch.manual_seed(0)
+    flow = spline_flow(3, package, num_layers=2, hidden_features=8).double()
+    with torch.no_grad():  # away from the identity, as after training
+        for parameter in flow.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x = torch.cat([torch.randn(4, 3), torch.full((1, 3), 6.0)]).double()
+    T = flow.flow().transform if package == "zuko" else lambda v: flow._transform(v)[0]
+    expected = _dense_log_prob(T, x)
+    torch.testing.assert_close(flow.log_prob(x).detach(), expected, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(flow.transport(x), T(x).detach())
+    with pytest.raises(ValueError, match="package must be 'zuko' or 'nflows'; got 'pyro'"):
+        spline_flow(3, "pyro")
+
+
+def test_density_rows_score_each_method_at_its_best_validated_checkpoint():
+    """At t seconds a method scores the test NLL of its best validated checkpoint by then;
+    the Brenier row gives its share of the NSF's gain over the Gaussian."""
+    from otflows.bench.density import rows
+
+    runs = [
+        {
+            "data": "toy",
+            "method": "gaussian",
+            "nll": 3.0,
+            "parameters": 5,
+            "points": [(0.0, 0, None, 3.0)],
+        },
+        {
+            "data": "toy",
+            "method": "brenier",
+            "nll": 2.4,
+            "parameters": 9,
+            "steps": 90,
+            "points": [(5.0, 10, 2.9, 2.8), (20.0, 40, 2.5, 2.6), (40.0, 90, 2.6, 2.4)],
+        },
+        {
+            "data": "toy",
+            "method": "nsf",
+            "nll": 2.0,
+            "parameters": 9,
+            "steps": 70,
+            "points": [(5.0, 10, 2.2, 2.3), (40.0, 70, 2.1, 2.0)],
+        },
+    ]
+    table = {r["method"]: r for r in rows(runs, budget=40.0)}
+    assert table["brenier"]["at_10"] == 2.8 and table["brenier"]["at_30"] == 2.6
+    assert table["nsf"]["at_30"] == 2.3 and table["nsf"]["nll"] == 2.0
+    assert table["brenier"]["share"] == "60 %"  # (3.0 − 2.4) / (3.0 − 2.0)
+    assert "share" not in table["nsf"] and table["gaussian"]["at_10"] == 3.0
 
 
 def test_gradient_field_is_the_gradient_of_f():
@@ -198,7 +253,7 @@ def test_known_map_regression_is_the_minibatch_l2_uvp(float64):
     assert semidual_uvp(problem, X[:500], otmap.transform_) == pytest.approx(expected, rel=1e-2)
 
 
-FIGURES = {"color-transfer", "conditional", "gaussian", "gradient-field", "peers"}  # drawn
+FIGURES = {"color-transfer", "conditional", "density", "gaussian", "gradient-field", "peers"}
 
 
 def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
@@ -397,7 +452,7 @@ def test_density_skips_digits_without_scikit_learn(tmp_path, monkeypatch, capsys
     from otflows.bench import density
 
     monkeypatch.setattr(density, "find_spec", lambda name: None if name == "sklearn" else 1)
-    args = ["--data", "two_moons", "digits", "--methods", "gaussian", "--steps", "1"]
+    args = ["--data", "two_moons", "digits", "--methods", "gaussian", "--budget", "1"]
     rows = run("density", [*args, "--out", str(tmp_path / "d.json")])["rows"]
     assert [(r["data"], r["method"]) for r in rows] == [("two_moons", "gaussian")]
     assert "digits skipped: it is read with scikit-learn" in capsys.readouterr().out
@@ -431,6 +486,7 @@ def test_a_fit_that_spends_its_budget_on_its_last_steps_stops_by_budget_not_in_e
     """A fixed-step run whose budget runs out with its last steps (a busy machine's CPU
     seconds) is scored after them and stopped by its budget: no error."""
     from otflows.bench import peer_methods
+    from otflows.bench.clock import Clock
     from otflows.maps import BrenierMap
 
     now = [0.0]
@@ -444,6 +500,6 @@ def test_a_fit_that_spends_its_budget_on_its_last_steps_stops_by_budget_not_in_e
     monkeypatch.setattr(BrenierMap, "fit", fit_then_past_the_budget)
     rng = np.random.default_rng(0)
     data = {"Xs": rng.normal(size=(300, 2)), "Xt": rng.normal(size=(300, 2)) + 1}
-    clock = peer_methods.Clock(50.0, lambda T: (0.0, 1.0), timer=lambda: now[0])
+    clock = Clock(50.0, lambda T: (0.0, 1.0), timer=lambda: now[0])
     stopped = peer_methods.run_otflows(data, clock, steps=5, timed=False, seed=0, device="cpu")
     assert stopped == {"stopped": "budget"} and clock.points[-1][0] == 100.0

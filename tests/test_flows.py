@@ -66,7 +66,7 @@ LOADERS = {
     "BrenierMap.load": BrenierMap.load,
     "fit_flow(resume=True)": lambda path: fit_flow(
         BrenierFlow(2, hidden_features=4),
-        torch.zeros(8, 2),
+        torch.randn(8, 2),
         max_iter=1,
         checkpoint=path,
         resume=True,

@@ -1,7 +1,8 @@
-r"""Density estimation on the 2-D toys and a real data set that ships offline: stacked Brenier
-flows beside CP-Flow (``cpflows``), MAF and IAF (``nflows``).
+r"""Density estimation at equal CPU time on the 2-D toys and a real data set that ships offline:
+the Brenier flow at otflows' defaults beside the neural spline flows of zuko and nflows, CP-Flow
+(``cpflows``), MAF and IAF (``nflows``).
 
-    otflows bench density                  # toys and digits (about 2 h on 2 cores)
+    otflows bench density --jobs 2        # toys and digits, 60 CPU s per run (about 15 min)
     otflows bench density --quick          # a smoke run
     otflows bench density --data power --root ~/data/maf   # a tabular set read from disk
 
@@ -10,15 +11,25 @@ two moons (20 000 training, 2 000 validation, 10 000 test samples); scikit-learn
 images with levels 0…16, 64-d; 1257 training, 180 validation, 360 test images), uniformly
 dequantised to x = v + u, u ~ U[0, 1)⁶⁴, then standard-scaled (the training set's mean and std)
 or logit-scaled (s = α + (1 − 2α)·x/17, α = 0.05); and, from a local path, POWER, GAS, HEPMASS,
-MINIBOONE and BSDS300 (see :mod:`otflows.datasets.tabular`). Every model trains by maximum
-likelihood with Adam and a cosine schedule, keeping the weights of the best validation NLL
-(validated every 25 steps on a training set under 10 000 rows, else once per epoch). On such a
-small set the Brenier flow starts from the Gaussian fitted to the training set
-(:meth:`otflows.BrenierFlow.start_from_gaussian`; ``--brenier-start``); that Gaussian (full
-covariance, closed form) is the reference row "gaussian".
-Scores: the test NLL in nats of the data (digits: of the dequantised levels x, the
-preprocessing's log-det included) and, for digits, in bits per dimension (a uniform model scores
-log₂ 17 = 4.09). Prints markdown and writes JSON.
+MINIBOONE and BSDS300 (see :mod:`otflows.datasets.tabular`).
+
+Every model trains for the same budget of CPU seconds (``--budget``; one thread each), by
+maximum likelihood with Adam and a cosine schedule spread over the budget
+(:func:`otflows.fit_flow` with ``max_time``), validated once per epoch (every 25 steps on a
+training set under 10 000 rows) and keeping its best validated weights. The models are as their
+authors' examples set them up: zuko's ``NSF`` (3 transforms, MADE 2 × 64; 2 × 256 beyond 2-D)
+and nflows' rational-quadratic autoregressive flow (5 layers) at Adam's 1e-3, MAF and IAF
+(nflows) at 1e-3, CP-Flow (``cpflows``) at 1e-2; the Brenier flow is the one ``otflows fit``
+builds (:data:`otflows.training.FIT_FLOW`), at :func:`otflows.fit_flow`'s learning rate, start
+and Gaussian fallback. The Gaussian of the training set (full covariance, closed form) is the
+reference row "gaussian".
+
+Scores: at checkpoints through each run (1–2–5 CPU seconds, their scoring not counted) the
+validation and test NLL; a model's NLL at ``t`` seconds is the test NLL of its best validated
+checkpoint by then, in nats of the data (digits: of the dequantised levels x, the
+preprocessing's log-det included; also in bits per dimension, where a uniform model scores
+log₂ 17 = 4.09). The Brenier row gives its share of NSF's gain over the Gaussian. Prints
+markdown, writes JSON and draws NLL against CPU seconds, one panel per data set.
 """
 
 from __future__ import annotations
@@ -33,15 +44,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from torch.distributions import MultivariateNormal
 
-from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count
+from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count, spline_flow
+from otflows.bench.clock import at, timed_fit
 from otflows.bench.common import (
     add_device_option,
     add_out_option,
     add_threads_option,
-    aggregate,
     description,
+    in_parallel,
+    isolated,
+    markdown_table,
     report,
     run_isolated,
     set_threads,
@@ -50,18 +66,19 @@ from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.sizes import ROWS_PER_DIMENSION
-from otflows.training import fit_flow, starts_at_gaussian
+from otflows.training import FIT_FLOW
 from otflows.validation import as_device
 
-METHODS = ("gaussian", "brenier", "cpflow", "maf", "iaf")
+METHODS = ("gaussian", "brenier", "nsf", "rqnsf", "cpflow", "maf", "iaf")
 ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # Models of a small training set (digits: 1257 rows) overfit within a few hundred steps, so
-# they are validated this often (else once per epoch, at most 20 times).
+# they are validated this often (else once per epoch).
 SMALL_DATA, SMALL_VALIDATION_INTERVAL = 10_000, 25
-# The Brenier flow's start: "auto" is fit_flow's rule (otflows.training.starts_at_gaussian:
-# the Gaussian of the training set where rows per dimension are few, else random weights)
-STARTS = ("auto", "gaussian", "random")
+# The Brenier flow's start (fit_flow's gaussian_start): "auto" is fit_flow's rule
+# (otflows.training.starts_at_gaussian: the Gaussian of the training set where rows per
+# dimension are few, else random weights)
+STARTS = {"auto": "auto", "gaussian": True, "random": False}
+REPORT_AT = (10, 30, 60, 300, 900)  # CPU seconds at which the table compares the methods
 
 
 def digits(scaling: str, seed: int) -> dict:
@@ -108,20 +125,17 @@ def data(name: str, seed: int, scaling: str, root: Path | None, small: bool = Fa
     return load_tabular(name, root)
 
 
-def build(method: str, d: int, X: torch.Tensor, size: str, start: str) -> Any:
-    """The model of ``method`` at dimension ``d``, initialised on ``X``; ``size`` is "toy" or
-    "large"; ``start`` is the Brenier flow's (see :data:`STARTS`)."""
-    toy = size == "toy"
-    flow: Any  # a BrenierFlow, a CPFlow or an nflows Flow
+def build(method: str, d: int, X: torch.Tensor) -> Any:
+    """The model of ``method`` at dimension ``d`` (a toy's or a larger set's size), initialised
+    on ``X`` where it needs to be."""
+    toy = d <= 2
     if method == "brenier":
-        flow = BrenierFlow(
-            d, "mmgn", num_blocks=8 if toy else 3, hidden_features=32, num_modules=8 if toy else 4
-        )
-        if start == "gaussian" or (start == "auto" and starts_at_gaussian(*X.shape)):
-            flow.start_from_gaussian(X)
-        return flow
+        return BrenierFlow(d, **FIT_FLOW)
+    if method in ("nsf", "rqnsf"):
+        package, layers = ("zuko", 3) if method == "nsf" else ("nflows", 5)
+        return spline_flow(d, package, num_layers=layers, hidden_features=64 if toy else 256)
     if method == "cpflow":
-        flow = CPFlow(d, num_blocks=4 if toy else 2, bruteforce=d <= 2)
+        flow = CPFlow(d, num_blocks=4 if toy else 2, bruteforce=toy)
         flow.initialize(X[:512])
         return flow
     # beyond 2 layers, an untrained IAF's density direction (D sequential inversions per
@@ -130,11 +144,17 @@ def build(method: str, d: int, X: torch.Tensor, size: str, start: str) -> Any:
     return autoregressive_flow(d, method, num_layers=layers, hidden_features=64 if toy else 256)
 
 
+def _nll(model: Any, x: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """The per-row NLL ``[N]`` of ``x`` (plus the scaling's log-det ``offset``), float64."""
+    log_p = log_prob(model, x, batch_size=1000).double().cpu().numpy()
+    return -(log_p if offset is None else log_p + offset)
+
+
 def run(
     dataset: str,
     method: str,
     seed: int,
-    steps: int,
+    budget: float,
     scaling: str,
     root: str | None,
     threads: int | None,
@@ -142,97 +162,158 @@ def run(
     start: str = "auto",
     device: str = "cpu",
 ) -> dict:
-    """Trains and scores one model on ``device`` (run in a fresh process by :func:`main`)."""
+    """Trains ``method`` for ``budget`` seconds (CPU seconds on the CPU, wall-clock on a GPU)
+    and scores it (run in a fresh process by :func:`main`): its checkpoints ``points``
+    ``(seconds, step, validation NLL, test NLL)``, the last of the kept weights."""
     set_threads(threads)
     splits = data(dataset, seed, scaling, Path(root) if root else None, small)
     X = torch.as_tensor(splits["train"], dtype=torch.float32)
     d = X.shape[1]
+    offset = splits.get("test_offset")
     torch.manual_seed(seed)
     if method == "gaussian":  # the closed-form reference: the training set's mean and covariance
         X64, test = (torch.as_tensor(splits[k], dtype=torch.float64) for k in ("train", "test"))
         log_p = MultivariateNormal(X64.mean(0), torch.cov(X64.T)).log_prob(test).numpy()
-        fitted = {"parameters": d + d * (d + 1) // 2, "seconds": 0.0, "best_step": None}
-    else:
-        model = build(method, d, X, "toy" if d <= 2 else "large", start).to(device)
-        history = fit_flow(
-            model,
-            X.to(device),
-            max_iter=steps,
-            batch_size=256 if d <= 2 else 128,
-            lr=1e-2 if method == "cpflow" or (method == "brenier" and d <= 2) else 1e-3,
-            X_val=splits["val"],
-            gaussian_start=False,  # build() starts the flow
-            patience=None,
-            keep_gaussian=False,
-            clip_grad=10.0,
-            random_state=seed,
-            progress=False,
-            validation_interval=SMALL_VALIDATION_INTERVAL if len(X) < SMALL_DATA else None,
-        )
-        log_p = log_prob(model, splits["test"], batch_size=1000).double().cpu().numpy()
-        fitted = {
-            "parameters": parameter_count(model),
-            "seconds": history.seconds,
-            "best_step": history.best_step,
-        }
-    if "test_offset" in splits:
-        log_p = log_p + splits["test_offset"]
-    test_nll = float(-log_p.mean())
-    row = {
-        "nll": test_nll,
-        "nll_se": float(log_p.std() / math.sqrt(len(log_p))),
-        **fitted,
-    }
+        nll = -(log_p if offset is None else log_p + offset)
+        points = [(0.0, 0, None, float(nll.mean()))]
+        return {"parameters": d + d * (d + 1) // 2, "points": points} | _scores(nll, d, dataset)
+    model = build(method, d, X).to(device)
+
+    def score(model: Any) -> tuple[float, float]:
+        validation = _nll(model, splits["val"], None).mean()
+        return float(validation), float(_nll(model, splits["test"], offset).mean())
+
+    brenier = method == "brenier"
+    clock, history = timed_fit(
+        model,
+        X.to(device),
+        budget,
+        score,
+        device,
+        batch_size=256 if d <= 2 else 128,
+        lr=None if brenier else 1e-2 if method == "cpflow" else 1e-3,
+        X_val=splits["val"],
+        gaussian_start=STARTS[start] if brenier else False,
+        keep_gaussian=brenier,
+        clip_grad=10.0,
+        random_state=seed,
+        validation_interval=SMALL_VALIDATION_INTERVAL if len(X) < SMALL_DATA else None,
+    )
+    row: dict[str, Any] = {"parameters": parameter_count(model), "points": clock.points}
+    if history is None:
+        return row | {"error": f"diverged after {clock.points[-1][0]:.0f} s"}
+    row |= {"best_step": history.best_step, "steps": len(history.loss)}
+    return row | _scores(_nll(model, splits["test"], offset), d, dataset)
+
+
+def _scores(nll: np.ndarray, d: int, dataset: str) -> dict[str, float]:
+    """The test NLL ``[N]``'s mean, its standard error and (digits) bits per dimension."""
+    scores = {"nll": float(nll.mean()), "nll_se": float(nll.std() / math.sqrt(len(nll)))}
     if dataset == "digits":
-        row["bits_per_dim"] = test_nll / (d * math.log(2))
-    return row
+        scores["bits_per_dim"] = scores["nll"] / (d * math.log(2))
+    return scores
 
 
-COLUMNS = [
-    ("data", "data"),
-    ("method", "method"),
-    ("nll", "test NLL (nats)"),
-    ("bits_per_dim", "bits/dim"),
-    ("reference", "reference"),
-    ("parameters", "params"),
-    ("seconds", "train s"),
-    ("error", "error"),
-]
+def _at_or_nan(points: Sequence[Sequence], seconds: float) -> float:
+    value = at(points, seconds)
+    return math.nan if value is None else value
 
 
-def summarise(
-    runs: list[dict], names: Sequence[str], methods: Sequence[str], seeds: int
-) -> list[dict]:
-    """One row per data set and method (mean ± std over seeds); the Brenier flow's row gives
-    its gap to the best baseline."""
-    rows = []
-    for name in names:
-        for method in methods:
+def rows(runs: list[dict], budget: float) -> list[dict]:
+    """One row per data set and method: its test NLL at :data:`REPORT_AT` seconds within the
+    budget and at the end (mean ± std over seeds); the Brenier flow's row also its share of
+    the NSF's gain over the Gaussian."""
+    table = []
+    for name in dict.fromkeys(r["data"] for r in runs):
+        for method in METHODS:
             group = [r for r in runs if r["data"] == name and r["method"] == method]
-            done = [r for r in group if "error" not in r]
+            if not group:
+                continue
             row: dict[str, Any] = {"data": name, "method": method}
-            if done:
-                row |= aggregate(
-                    done, [k for k in ("nll", "bits_per_dim", "seconds") if k in done[0]]
-                )
-                row["parameters"] = done[0]["parameters"]
-            else:
-                row["error"] = group[0]["error"]
-            if name == "checkerboard":
-                row["reference"] = f"entropy {math.log(8):.3f}"
-            rows.append(row)
-        scored = [r for r in runs if r["data"] == name and "nll" in r]
-        best = [
-            statistics.mean(r["nll"] for r in scored if r["method"] == m)
-            for m in ("cpflow", "maf", "iaf")
-            if any(r["method"] == m for r in scored)
-        ]
-        ours = [r["nll"] for r in scored if r["method"] == "brenier"]
-        if best and ours and len(ours) == seeds:
-            gap = (statistics.mean(ours) - min(best)) / abs(min(best))
-            row = next(r for r in rows if r["data"] == name and r["method"] == "brenier")
-            row["reference"] = f"{100 * gap:+.1f} % vs best baseline"
-    return rows
+            done = [r for r in group if "error" not in r]
+            if not done:
+                table.append(row | {"error": group[0]["error"]})
+                continue
+            for seconds in (s for s in REPORT_AT if s < budget):
+                values = [at(r["points"], seconds) for r in done]
+                if all(v is not None for v in values):
+                    row |= _mean(f"at_{seconds}", [v for v in values if v is not None])
+            for key in ("nll", "bits_per_dim"):
+                if key in done[0]:
+                    row |= _mean(key, [r[key] for r in done])
+            row["parameters"] = done[0]["parameters"]
+            if "steps" in done[0]:
+                row["steps"] = statistics.mean(r["steps"] for r in done)
+            table.append(row)
+        mean = {r["method"]: r.get("nll") for r in table if r["data"] == name}
+        gaussian, nsf, ours = mean.get("gaussian"), mean.get("nsf"), mean.get("brenier")
+        if gaussian is not None and nsf is not None and ours is not None and gaussian != nsf:
+            share = (gaussian - ours) / (gaussian - nsf)
+            mine = next(r for r in table if r["data"] == name and r["method"] == "brenier")
+            mine["share"] = f"{100 * share:.0f} %"
+    return table
+
+
+def _mean(key: str, values: list[float]) -> dict[str, float]:
+    summary = {key: statistics.mean(values)}
+    if len(values) > 1:
+        summary[f"{key}_std"] = statistics.stdev(values)
+    return summary
+
+
+def columns(budget: float, clock: str = "CPU s") -> list[tuple[str, str]]:
+    """The table's columns for runs of ``budget`` seconds of ``clock``."""
+    return [
+        ("data", "data"),
+        ("method", "method"),
+        *((f"at_{s}", f"NLL at {s} {clock}") for s in REPORT_AT if s < budget),
+        ("nll", f"NLL at {budget:g} {clock}"),
+        ("bits_per_dim", "bits/dim"),
+        ("share", "share of NSF's gain"),
+        ("parameters", "params"),
+        ("steps", "steps"),
+        ("error", "error"),
+    ]
+
+
+def _clock(payload: dict) -> str:
+    return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"
+
+
+def rendered(payload: dict) -> str:
+    """The table of the benchmark's JSON ``payload``, from its runs' checkpoints (without the
+    columns no row fills)."""
+    budget = float(payload["args"]["budget"])
+    table = rows(payload["runs"], budget)
+    filled = [c for c in columns(budget, _clock(payload)) if any(c[0] in r for r in table)]
+    return markdown_table(table, filled)
+
+
+def figure(payload: dict) -> Figure:
+    """Test NLL (of the best validated checkpoint by then) against seconds, one panel per data
+    set, the Gaussian as a dashed line."""
+    runs = [r for r in payload["runs"] if "error" not in r]
+    names = list(dict.fromkeys(r["data"] for r in runs))
+    fig = Figure(figsize=(3.8 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=True):
+        for method in METHODS:
+            group = [r for r in runs if r["data"] == name and r["method"] == method]
+            if not group:
+                continue
+            if method == "gaussian":
+                ax.axhline(group[0]["nll"], color="k", ls="--", lw=1, label="Gaussian")
+                continue
+            seconds = sorted({p[0] for r in group for p in r["points"] if p[0] > 0})
+            curve = [statistics.mean(_at_or_nan(r["points"], t) for r in group) for t in seconds]
+            ax.plot(seconds, curve, marker=".", label=method)
+        ax.set(xscale="log", title=name, xlabel=_clock(payload))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("test NLL (nats)")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -250,32 +331,38 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--root", default=None, help="folder of the tabular data sets")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--scaling", default="standard", choices=["logit", "standard"])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="seconds of training per run (CPU s)"
+    )
     parser.add_argument(
         "--brenier-start",
         default="auto",
-        choices=STARTS,
-        help="the Brenier flow's start: the Gaussian of the training set or random weights "
-        f"(auto: the Gaussian with fewer than {ROWS_PER_DIMENSION} rows per dimension)",
+        choices=list(STARTS),
+        help="the Brenier flow's start: the Gaussian of the training set, random weights, or "
+        "fit_flow's rule (auto)",
     )
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     add_threads_option(parser)
     add_device_option(parser)
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run (two moons, 10 steps): its numbers mean nothing",
+        help="a smoke run (two moons, 2 s per run): its numbers mean nothing",
     )
-    add_out_option(parser, "density.json")
+    add_out_option(parser, "density.json", figure=True)
     args = parser.parse_args(argv)
     as_device(args.device, "--device")
     if args.quick:
-        args.data, args.steps, args.seeds = ["two_moons"], 10, 1
+        args.data, args.budget, args.seeds = ["two_moons"], 2.0, 1
     if "digits" in args.data and find_spec("sklearn") is None:
         print("digits skipped: it is read with scikit-learn (pip install scikit-learn)")
         args.data = [name for name in args.data if name != "digits"]
+    if "nsf" in args.methods and find_spec("zuko") is None:
+        print("nsf skipped: it is zuko's (pip install zuko)")
+        args.methods = [method for method in args.methods if method != "nsf"]
     options = dict(
-        steps=args.steps,
+        budget=args.budget,
         scaling=args.scaling,
         root=args.root,
         threads=args.threads,
@@ -289,11 +376,27 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for method in args.methods
         for seed in range(args.seeds)
     ]
-    runs = run_isolated(run, plan, "density", fresh=not args.quick)
+    if args.jobs > 1:
+        runs = in_parallel(_run, [(kwargs,) for kwargs in plan], args, args.jobs, _describe)
+    else:
+        runs = run_isolated(run, plan, "density", fresh=not args.quick)
     for r in runs:
         r["data"] = r.pop("dataset")
-    rows = summarise(runs, args.data, args.methods, args.seeds)
-    return report(args, rows, COLUMNS, runs)
+    payload = {"args": vars(args), "runs": runs}
+    table = rows(runs, args.budget)
+    filled = [c for c in columns(args.budget, _clock(payload)) if any(c[0] in r for r in table)]
+    return report(args, table, filled, runs, figure(payload))
+
+
+def _run(kwargs: dict, args: argparse.Namespace) -> dict:
+    """One run of the plan, in a worker process of :func:`otflows.bench.common.in_parallel`."""
+    return kwargs | isolated(run, False, **kwargs)
+
+
+def _describe(result: dict) -> str:
+    return f"{result['dataset']} {result['method']}: " + (
+        result["error"] if "error" in result else f"NLL {result['nll']:.4g}"
+    )
 
 
 if __name__ == "__main__":

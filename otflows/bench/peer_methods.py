@@ -5,88 +5,15 @@ neural duals; the clock scores the map at checkpoints and stops the run at its b
 from __future__ import annotations
 
 import contextlib
-import math
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ENTROPIC_ROWS", "Clock", "OutOfBudget", "run_entropic", "run_otflows", "run_ott"]
+from otflows.bench.clock import Clock, OutOfBudget, cpu_seconds_as_wall_clock
+
+__all__ = ["ENTROPIC_ROWS", "run_entropic", "run_otflows", "run_ott"]
 
 ENTROPIC_ROWS = 5000  # samples per side of the entropic map (its memory grows as their square)
-
-
-class OutOfBudget(Exception):
-    r"""Raised from a training callback once the run's time budget is spent."""
-
-
-class Clock:
-    r"""A run's seconds, with the scoring at checkpoints left out: its CPU seconds
-    (``time.process_time``: every thread of the process) by default, or ``timer``'s (wall-clock
-    time on a GPU). ``points`` holds ``(seconds, step, l2_uvp, cos)``.
-
-    Arguments:
-        budget: Seconds the run may spend.
-        score: Scores a map given as a function ``[N, D] -> [N, D]`` on NumPy arrays:
-            ``(l2_uvp, cos)``.
-
-    Example:
-        >>> clock = Clock(10.0, lambda T: (1.0, 0.9))
-        >>> clock.checkpoint(0, lambda x: x)
-        >>> clock.points[0][1:]
-        (0, 1.0, 0.9)
-    """
-
-    GRID = tuple(m * 10.0**e for e in range(-1, 5) for m in (1, 2, 5))
-
-    def __init__(
-        self,
-        budget: float,
-        score: Callable[[Callable[[np.ndarray], np.ndarray]], tuple],
-        timer: Callable[[], float] = time.process_time,
-    ):
-        self.budget, self.score, self.timer = budget, score, timer
-        self.points: list[tuple[float, int, float, float]] = []
-        self._start, self._paused = timer(), 0.0
-        self._next = 0
-
-    @property
-    def seconds(self) -> float:
-        r"""Seconds spent training so far."""
-        return self.timer() - self._start - self._paused
-
-    def due(self) -> bool:
-        r"""Whether a checkpoint of the grid (or the budget) has been passed since the last."""
-        return self._next < len(self.GRID) and self.seconds >= min(
-            self.GRID[self._next], self.budget
-        )
-
-    def checkpoint(self, step: int, transport: Callable[[np.ndarray], np.ndarray]) -> None:
-        r"""Scores ``transport`` now (its time not counted); raises :class:`OutOfBudget`
-        once the budget is spent."""
-        seconds = self.seconds
-        paused_at = self.timer()
-        uvp, cos = self.score(transport)
-        self.points.append((seconds, step, uvp, cos))
-        while self._next < len(self.GRID) and self.GRID[self._next] <= seconds:
-            self._next += 1
-        self._paused += self.timer() - paused_at
-        if seconds >= self.budget or not math.isfinite(uvp):
-            raise OutOfBudget
-
-
-@contextlib.contextmanager
-def _cpu_seconds_as_wall_clock() -> Iterator[None]:
-    r"""Within it, ``time.perf_counter`` reads the process's CPU time, so a time budget
-    (``BrenierMap(max_time=)``) is spent in CPU seconds, as every method's clock here is,
-    whatever else shares the machine (each run has its own process)."""
-    wall = time.perf_counter
-    time.perf_counter = time.process_time
-    try:
-        yield
-    finally:
-        time.perf_counter = wall
 
 
 def run_otflows(
@@ -116,7 +43,7 @@ def run_otflows(
     otmap = BrenierMap(
         **({"max_iter": steps} | budget), random_state=seed, progress=False, device=device
     )
-    timing = _cpu_seconds_as_wall_clock() if device == "cpu" else contextlib.nullcontext()
+    timing = cpu_seconds_as_wall_clock() if device == "cpu" else contextlib.nullcontext()
     try:
         with timing:
             otmap.fit(Xs=data["Xs"], Xt=data["Xt"], callback=callback)

@@ -63,6 +63,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from otflows.bench import peer_methods
+from otflows.bench.clock import Clock
 from otflows.bench.common import (
     add_device_option,
     add_out_option,
@@ -153,7 +154,7 @@ def fit_one(d: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
         for module in IMPORTS[family]:
             importlib.import_module(module)
         timer = time.process_time if args.device == "cpu" else time.perf_counter
-        clock = peer_methods.Clock(args.budget, _scorer(data), timer)
+        clock = Clock(args.budget, _scorer(data), timer)
         row["points"] = clock.points  # filled as the run goes, kept if it fails
         if method.startswith("otflows"):
             timed = method == "otflows-timed"

@@ -21,6 +21,7 @@ from otflows.metrics import (
     w2_difference,
     wasserstein2_squared,
 )
+from otflows.trainer import SELECTION_SIGNIFICANCE
 from otflows.transforms import BrenierTransform
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "CV_TOLERANCE",
     "ENTROPIC_CANDIDATE_ROWS",
     "EXTRAPOLATION_LIMIT",
-    "FLOOR_SIGNIFICANCE",
     "FOLDS",
     "NEIGHBOUR_ROWS",
     "PROBE_STRETCH",
@@ -38,9 +38,6 @@ __all__ = [
     "semidual_difference",
 ]
 
-# standard errors by which the network must beat the simple map on the held-out rows: more
-# than a paired test's two, since validation chose the network's weights on those same rows
-FLOOR_SIGNIFICANCE = 3.0
 # Off the rows: probes are the held-out source rows moved this much further from the training
 # rows' mean (a little outside them); the network is kept only if, at the 90th percentile of
 # the probes, it maps them at most EXTRAPOLATION_LIMIT times as far from the Bures map as it
@@ -83,20 +80,19 @@ def apply_floor(
 
     - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
       ``bures``, ``A [D, D]``, ``b [D]``, or the entropic map) on the held-out rows ``Xs_val``,
-      ``Xt_val`` by more than :data:`FLOOR_SIGNIFICANCE` standard errors of a paired
-      difference, in either of two scores: the exact :math:`W_2^2` between the mapped and the
-      target held-out rows (:func:`otflows.metrics.w2_difference`, bootstrap resampled with
+      ``Xt_val`` by more than :data:`otflows.trainer.SELECTION_SIGNIFICANCE` standard errors of a
+      paired difference, in either of two scores: the exact :math:`W_2^2` between the mapped and
+      the target held-out rows (:func:`otflows.metrics.w2_difference`, bootstrap resampled with
       ``seed``), or, against the Bures map, the semi-dual objective of the two potentials
       (:func:`semidual_difference`, every conjugate solved). The first is what users get, but
-      between a few dozen mapped rows and a few dozen target rows it is mostly the sampling
-      noise of so few rows; the second scores each row by a term of its own (the map's error
-      in the semi-dual's metric), so it tells a better network from the Bures map on a few
-      dozen rows, while on a few hundred the first is the sharper. The semi-dual does not
-      judge the entropic map: its potential's gradient is the OT map onto a shrunken target,
-      not onto :math:`\nu`, so its semi-dual value is high however near its images lie.
-      Against the entropic map the :math:`W_2^2` alone decides, which on a few dozen rows
-      leans towards the entropic map's shrunken images: a network is kept only where it is
-      clearly better;
+      between a few dozen mapped rows and a few dozen target rows it is mostly the sampling noise
+      of so few rows; the second scores each row by a term of its own (the map's error in the semi-
+      dual's metric), so it tells a better network from the Bures map on a few dozen rows, while on
+      a few hundred the first is the sharper. The semi-dual does not judge the entropic map: its
+      potential's gradient is the OT map onto a shrunken target, not onto :math:`\nu`, so its semi-
+      dual value is high however near its images lie. Against the entropic map the :math:`W_2^2`
+      alone decides, which on a few dozen rows leans towards the entropic map's shrunken images: a
+      network is kept only where it is clearly better;
     - sane off the rows: probes a little outside them (the held-out source rows moved
       :data:`PROBE_STRETCH` times as far from the training rows' mean) are mapped about as far
       from the Bures map as their nearest training rows are (the 90th percentile of
@@ -148,14 +144,14 @@ def apply_floor(
         baseline = _entropic_transform(entropic, T)
     simple = chunked(baseline.transport, Xs_val)
     delta, se = w2_difference(network, simple, Xt_val, seed=seed)
-    better = delta + FLOOR_SIGNIFICANCE * se < 0
+    better = delta + SELECTION_SIGNIFICANCE * se < 0
     semidual: tuple[float | None, float | None, int | None] = (None, None, None)
     if name == "bures":
         semidual = semidual_difference(
             _semidual_terms(T, Xs_val, Xt_val), _semidual_terms(baseline, Xs_val, Xt_val)
         )
         sd_delta, sd_se, unconverged = semidual
-        better = better or (sd_delta + FLOOR_SIGNIFICANCE * sd_se < 0 and unconverged == 0)
+        better = better or (sd_delta + SELECTION_SIGNIFICANCE * sd_se < 0 and unconverged == 0)
     verdict = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else name
     kept = verdict if apply else "network"
     Xs_all, Xt_all = torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
