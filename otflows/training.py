@@ -391,19 +391,19 @@ def _gaussian_candidate(
     r"""The Gaussian of ``X`` as the last candidate: the flow keeps its trained weights only
     where they score *significantly* better on ``X_val`` than that Gaussian (the mean of the
     rows' NLL differences below :data:`otflows.trainer.SELECTION_SIGNIFICANCE` standard
-    errors, as a map's network must beat its simple map), else
-    it ends at the Gaussian, exactly: set from its ``initial`` weights (``X`` ``None``: they
-    are the Gaussian start). The best of ~20 validations on a few dozen rows is often better
-    there by chance alone and worse on new rows (on iris' 12 held-out rows, 1.2 nats worse on
-    the test rows); a simpler model that the held-out rows cannot tell apart is kept instead.
-    ``history`` records the difference and says which was kept."""
+    errors, as a map's network must beat its simple map), else it ends at the Gaussian,
+    exactly: set from its ``initial`` weights (``X`` ``None``: they are the Gaussian start).
+    The best of ~20 validations on a few dozen rows is often better there by chance alone and
+    worse on new rows (scikit-learn's iris); a simpler model that the held-out rows cannot tell
+    apart is kept instead. ``history`` records the difference and says which was kept."""
     trained = copy.deepcopy(flow.state_dict())
-    trained_nll = -log_prob(flow, X_val).double()
+    trained_nll = -log_prob(flow, X_val).double()  # [M]
     flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
     if X is not None:
         flow.start_from_gaussian(X)
-    difference = trained_nll + log_prob(flow, X_val).double()  # [M]
-    history.gaussian_nll = float(trained_nll.mean() - difference.mean())
+    gaussian_nll = -log_prob(flow, X_val).double()  # [M]
+    difference = trained_nll - gaussian_nll
+    history.gaussian_nll = float(gaussian_nll.mean())
     error = float(difference.std() / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
     history.gaussian_difference = (float(difference.mean()), error)
     if float(difference.mean()) < -SELECTION_SIGNIFICANCE * error:

@@ -107,11 +107,15 @@ def check_density_data(X: Tensor, name: str = "X") -> Tensor:
     N, D = X.shape
     constant = (X.amax(0) == X.amin(0)).nonzero()[:, 0].tolist()
     if constant:
-        which = f"columns {constant[:10]} are" if len(constant) > 1 else f"column {constant[0]} is"
+        value = f"{float(X[0, constant[0]]):g} in every row"
+        which = (
+            f"columns {constant[:10]} are constant (column {constant[0]} is {value})"
+            if len(constant) > 1
+            else f"column {constant[0]} is constant ({value})"
+        )
         raise ValueError(
-            f"{name}'s {which} constant (column {constant[0]} is "
-            f"{float(X[0, constant[0]]):g} in every row): data on a lower-dimensional set "
-            "have no density; drop them"
+            f"{name}'s {which}: data on a lower-dimensional set have no density; drop "
+            f"{'them' if len(constant) > 1 else 'it'}"
         )
     if bool((X == X.round()).all()):
         warnings.warn(

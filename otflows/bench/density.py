@@ -13,16 +13,15 @@ dequantised to x = v + u, u ~ U[0, 1)⁶⁴, then standard-scaled (the training 
 or logit-scaled (s = α + (1 − 2α)·x/17, α = 0.05); and, from a local path, POWER, GAS, HEPMASS,
 MINIBOONE and BSDS300 (see :mod:`otflows.datasets.tabular`).
 
-Every model trains for the same budget of CPU seconds (``--budget``; one thread each), by
-maximum likelihood with Adam and a cosine schedule spread over the budget
-(:func:`otflows.fit_flow` with ``max_time``), validated once per epoch (every 25 steps on a
-training set under 10 000 rows) and keeping its best validated weights. The models are as their
-authors' examples set them up: zuko's ``NSF`` (3 transforms, MADE 2 × 64; 2 × 256 beyond 2-D)
-and nflows' rational-quadratic autoregressive flow (5 layers) at Adam's 1e-3, MAF and IAF
-(nflows) at 1e-3, CP-Flow (``cpflows``) at 1e-2; the Brenier flow is the one ``otflows fit``
-builds (:data:`otflows.training.FIT_FLOW`), at :func:`otflows.fit_flow`'s learning rate, start
-and Gaussian fallback. The Gaussian of the training set (full covariance, closed form) is the
-reference row "gaussian".
+Every model trains for the same budget of CPU seconds (``--budget``; one thread each), by maximum
+likelihood with Adam and a cosine schedule spread over the budget (:func:`otflows.fit_flow` with
+``max_time``), validated 20 times over the budget (every 25 steps on a training set under 10 000
+rows) and keeping its best validated weights. The models are as their authors' examples set them
+up: zuko's ``NSF`` (3 transforms, MADE 2 × 64; 2 × 256 beyond 2-D) and nflows' rational-quadratic
+autoregressive flow (5 layers) at Adam's 1e-3, MAF and IAF (nflows) at 1e-3, CP-Flow (``cpflows``)
+at 1e-2; the Brenier flow is the one ``otflows fit`` builds (:data:`otflows.training.FIT_FLOW`), at
+:func:`otflows.fit_flow`'s learning rate, start and Gaussian fallback. The Gaussian of the training
+set (full covariance, closed form) is the reference row "gaussian".
 
 Scores: at checkpoints through each run (1–2–5 CPU seconds, their scoring not counted) the
 validation and test NLL; a model's NLL at ``t`` seconds is the test NLL of its best validated
@@ -72,7 +71,7 @@ from otflows.validation import as_device
 METHODS = ("gaussian", "brenier", "nsf", "rqnsf", "cpflow", "maf", "iaf")
 ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # Models of a small training set (digits: 1257 rows) overfit within a few hundred steps, so
-# they are validated this often (else once per epoch).
+# they are validated this often (else 20 times over the budget, as fit_flow's max_time does).
 SMALL_DATA, SMALL_VALIDATION_INTERVAL = 10_000, 25
 # The Brenier flow's start (fit_flow's gaussian_start): "auto" is fit_flow's rule
 # (otflows.training.starts_at_gaussian: the Gaussian of the training set where rows per
