@@ -17,7 +17,7 @@ import torch
 
 from otflows.training import FlowHistory, fit_flow
 
-__all__ = ["Clock", "OutOfBudget", "at", "cpu_seconds_as_wall_clock", "timed_fit"]
+__all__ = ["Clock", "OutOfBudget", "at", "cpu_seconds_as_wall_clock", "timed_fit", "unit"]
 
 
 class OutOfBudget(Exception):
@@ -159,3 +159,14 @@ def at(points: Sequence[Sequence], seconds: float) -> float | None:
     if before[0][2] is None:  # the closed-form Gaussian: no validation
         return before[-1][3]
     return min(before, key=lambda p: p[2])[3]
+
+
+def unit(payload: dict) -> str:
+    r"""What the clock of a benchmark's JSON ``payload`` counts: ``"CPU s"``, or ``"GPU s"``
+    (wall-clock) for a run with ``--device cuda``.
+
+    Example:
+        >>> unit({"args": {"budget": "300"}}), unit({"args": {"device": "cuda"}})
+        ('CPU s', 'GPU s')
+    """
+    return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"

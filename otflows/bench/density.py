@@ -48,11 +48,12 @@ from matplotlib.ticker import NullFormatter
 from torch.distributions import MultivariateNormal
 
 from otflows.bench.baselines import CPFlow, autoregressive_flow, parameter_count, spline_flow
-from otflows.bench.clock import at, timed_fit
+from otflows.bench.clock import at, timed_fit, unit
 from otflows.bench.common import (
     add_device_option,
     add_out_option,
     add_threads_option,
+    aggregate,
     description,
     in_parallel,
     isolated,
@@ -236,10 +237,10 @@ def rows(runs: list[dict], budget: float) -> list[dict]:
             for seconds in (s for s in REPORT_AT if s < budget):
                 values = [at(r["points"], seconds) for r in done]
                 if all(v is not None for v in values):
-                    row |= _mean(f"at_{seconds}", [v for v in values if v is not None])
+                    row |= aggregate([{f"at_{seconds}": v} for v in values], [f"at_{seconds}"])
             for key in ("nll", "bits_per_dim"):
                 if key in done[0]:
-                    row |= _mean(key, [r[key] for r in done])
+                    row |= aggregate(done, [key])
             row["parameters"] = done[0]["parameters"]
             if "steps" in done[0]:
                 row["steps"] = statistics.mean(r["steps"] for r in done)
@@ -251,13 +252,6 @@ def rows(runs: list[dict], budget: float) -> list[dict]:
             mine = next(r for r in table if r["data"] == name and r["method"] == "brenier")
             mine["share"] = f"{100 * share:.0f} %"
     return table
-
-
-def _mean(key: str, values: list[float]) -> dict[str, float]:
-    summary = {key: statistics.mean(values)}
-    if len(values) > 1:
-        summary[f"{key}_std"] = statistics.stdev(values)
-    return summary
 
 
 def columns(budget: float, clock: str = "CPU s") -> list[tuple[str, str]]:
@@ -275,8 +269,9 @@ def columns(budget: float, clock: str = "CPU s") -> list[tuple[str, str]]:
     ]
 
 
-def _clock(payload: dict) -> str:
-    return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"
+def filled_columns(table: list[dict], budget: float, clock: str) -> list[tuple[str, str]]:
+    """The :func:`columns` that some row of ``table`` fills."""
+    return [c for c in columns(budget, clock) if any(c[0] in r for r in table)]
 
 
 def rendered(payload: dict) -> str:
@@ -284,8 +279,7 @@ def rendered(payload: dict) -> str:
     columns no row fills)."""
     budget = float(payload["args"]["budget"])
     table = rows(payload["runs"], budget)
-    filled = [c for c in columns(budget, _clock(payload)) if any(c[0] in r for r in table)]
-    return markdown_table(table, filled)
+    return markdown_table(table, filled_columns(table, budget, unit(payload)))
 
 
 def figure(payload: dict) -> Figure:
@@ -306,7 +300,7 @@ def figure(payload: dict) -> Figure:
             seconds = sorted({p[0] for r in group for p in r["points"] if p[0] > 0})
             curve = [statistics.mean(_at_or_nan(r["points"], t) for r in group) for t in seconds]
             ax.plot(seconds, curve, marker=".", label=method)
-        ax.set(xscale="log", title=name, xlabel=_clock(payload))
+        ax.set(xscale="log", title=name, xlabel=unit(payload))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test NLL (nats)")
@@ -383,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         r["data"] = r.pop("dataset")
     payload = {"args": vars(args), "runs": runs}
     table = rows(runs, args.budget)
-    filled = [c for c in columns(args.budget, _clock(payload)) if any(c[0] in r for r in table)]
+    filled = filled_columns(table, args.budget, unit(payload))
     return report(args, table, filled, runs, figure(payload))
 
 

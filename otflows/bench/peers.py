@@ -63,7 +63,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from otflows.bench import peer_methods
-from otflows.bench.clock import Clock
+from otflows.bench.clock import Clock, unit
 from otflows.bench.common import (
     add_device_option,
     add_out_option,
@@ -94,17 +94,6 @@ IMPORTS = {
     ),
 }
 REPORT_AT = (60, 300, 900, 3600)  # CPU seconds at which the table compares the methods
-
-
-def unit(payload: dict) -> str:
-    r"""What the clock of the benchmark's JSON ``payload`` counts: ``"CPU s"``, or ``"GPU s"``
-    (wall-clock) for a run with ``--device cuda``.
-
-    Example:
-        >>> unit({"args": {"budget": "300"}}), unit({"args": {"device": "cuda"}})
-        ('CPU s', 'GPU s')
-    """
-    return "CPU s" if payload["args"].get("device", "cpu") == "cpu" else "GPU s"
 
 
 def _data(d: int, args: argparse.Namespace) -> dict[str, np.ndarray]:
