@@ -15,7 +15,7 @@ def _doctest_namespace(doctest_namespace):
 def _threads_as_they_were():
     """torch's threads and every fit's (a benchmark's or the command line's ``--threads`` sets
     both for the process) as they were before each test."""
-    from otflows.threads import chosen_threads, set_fit_threads
+    from otflows.training.threads import chosen_threads, set_fit_threads
 
     threads, chosen = torch.get_num_threads(), chosen_threads()
     yield

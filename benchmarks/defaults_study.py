@@ -124,7 +124,7 @@ def problem_data(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "colour china → flower":
         from sklearn.datasets import load_sample_image
 
-        from otflows.color import sample_pixels
+        from otflows.maps.color import sample_pixels
 
         source = load_sample_image("china.jpg") / 255.0
         target = load_sample_image("flower.jpg") / 255.0

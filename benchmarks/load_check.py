@@ -7,7 +7,8 @@ another CPU-bound process, so that no test's outcome can hang on the machine's l
 The load is one busy Python process per core (each stops itself after three hours at most),
 started before the tests and stopped after them. The suite passes only if no test depends on
 wall-clock or CPU time (none has a time limit that load could break) and none is slowed past
-use: a fit's CPU threads follow its work (:mod:`otflows.threads`), so a busy core stalls no
+use: a fit's CPU threads follow its work (:mod:`otflows.training.threads`), so a busy core stalls
+no
 fit for long.
 """
 

@@ -72,7 +72,7 @@ def fit(method: str, problem: str, rows: int, quick: bool) -> dict:
 
     from otflows import BrenierMap, EntropicMap
     from otflows.metrics import wasserstein2_squared
-    from otflows.threads import threads_for
+    from otflows.training.threads import threads_for
 
     Xs, Xt = samples(problem, rows, seed=0)
     test_s, test_t = samples(problem, 100 if quick else TEST_ROWS, seed=1)

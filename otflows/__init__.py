@@ -29,9 +29,9 @@ _HOMES = {
     "PICNN": "otflows.nets",
     "QuadraticICNN": "otflows.nets",
     "build_net": "otflows.nets",
-    "TrainingHistory": "otflows.trainer",
-    "fit_flow": "otflows.training",
-    "BrenierTransform": "otflows.transforms",
+    "TrainingHistory": "otflows.training.loop",
+    "fit_flow": "otflows.training.fit",
+    "BrenierTransform": "otflows.transforms.brenier",
 }
 
 __all__ = [
@@ -80,6 +80,6 @@ if TYPE_CHECKING:
         QuadraticICNN,
         build_net,
     )
-    from otflows.trainer import TrainingHistory
-    from otflows.training import fit_flow
-    from otflows.transforms import BrenierTransform
+    from otflows.training.fit import fit_flow
+    from otflows.training.loop import TrainingHistory
+    from otflows.transforms.brenier import BrenierTransform

@@ -14,12 +14,12 @@ from nflows.flows import Flow
 from nflows.transforms import ActNorm, CompositeTransform, Transform
 from torch import Tensor
 
-from otflows.affine import start_affine, whitening_map
-from otflows.arguments import RecordsArguments
-from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.nets import CONDITIONAL_NETS, build_net
-from otflows.transforms import BrenierTransform
+from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.transforms.affine import start_affine, whitening_map
+from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import MappedSamples, as_samples
+from otflows.validation.arguments import RecordsArguments
 
 __all__ = ["BrenierFlow", "load_flow", "save_flow"]
 
@@ -163,8 +163,10 @@ class BrenierFlow(RecordsArguments, Flow):
     ) -> None:
         r"""Starts the flow at the Gaussian fitted to ``X [N, D]`` (its first ``rows`` rows, so
         a memory-mapped array is read no further): the first Brenier block at
-        the whitening map :math:`\Sigma^{-1/2}(x - m)` (:func:`otflows.affine.whitening_map`),
-        every later one at the identity (:func:`otflows.affine.start_affine`: on every input,
+        the whitening map :math:`\Sigma^{-1/2}(x - m)`
+        (:func:`otflows.transforms.affine.whitening_map`),
+        every later one at the identity (:func:`otflows.transforms.affine.start_affine`: on every
+        input,
         to :math:`O(\text{shrink}^2)`, not only near ``X``).
 
         ``shrink`` trades that exactness against how fast the networks' shrunk terms grow back
@@ -266,7 +268,7 @@ def save_flow(flow: BrenierFlow, path: str | Path) -> None:
 
     The file holds plain tensors and a JSON string, so :func:`load_flow` reads it with
     ``torch.load(weights_only=True)``; it is written atomically
-    (:func:`otflows.checkpoint.atomic_save`).
+    (:func:`otflows.training.checkpoint.atomic_save`).
 
     Example:
         >>> import tempfile, os

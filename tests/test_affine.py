@@ -7,8 +7,8 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from otflows import BrenierFlow, BrenierTransform, fit_flow
-from otflows.affine import bures_map, set_affine, start_affine, whitening_map
 from otflows.nets import build_net
+from otflows.transforms.affine import bures_map, set_affine, start_affine, whitening_map
 
 
 def test_bures_map_recovers_an_spd_affine_map(float64):

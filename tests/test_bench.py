@@ -468,7 +468,10 @@ def test_a_benchmarks_unknown_device_is_one_clear_error(name):
 @pytest.mark.parametrize(
     ("argv", "command"),
     [
-        (["/some/otflows/cli.py", "bench", "peers", "--quick"], "otflows bench peers --quick"),
+        (
+            ["/some/otflows/cli/__main__.py", "bench", "peers", "--quick"],
+            "otflows bench peers --quick",
+        ),
         (["/venv/bin/otflows", "bench", "ot-maps"], "otflows bench ot-maps"),
         (["benchmarks/peers.py", "--quick"], "benchmarks/peers.py --quick"),
     ],

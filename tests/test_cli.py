@@ -13,7 +13,7 @@ from otflows import BrenierMap
 from otflows.cli import main
 from otflows.datasets import load_array
 from otflows.flows import load_flow
-from otflows.threads import threads_for
+from otflows.training.threads import threads_for
 
 
 def test_demo_prints_scores_and_saves_the_figure(tmp_path, capsys):
@@ -237,7 +237,7 @@ def test_map_rejects_mismatched_files(tmp_path, capsys):
 
 
 def test_color_transfer_writes_the_image_and_figure(tmp_path, capsys):
-    from otflows.color import read_image, write_image
+    from otflows.maps.color import read_image, write_image
 
     rng = np.random.default_rng(0)
     write_image(tmp_path / "src.png", rng.random((12, 10, 3)))

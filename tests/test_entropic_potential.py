@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from otflows import BrenierMap, BrenierTransform, EntropicMap
-from otflows.affine import bures_map
-from otflows.cli import _kept
+from otflows.cli.commands import _kept
 from otflows.datasets import GaussianCoupling, domain_adaptation
 from otflows.maps.floor import baseline_choice
 from otflows.maps.problem import build_problem
 from otflows.metrics import l2_uvp, maximum_mean_discrepancy, wasserstein2_squared
 from otflows.nets import EntropicPotential
+from otflows.transforms.affine import bures_map
 
 GAMMA = 0.05
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from otflows import MMGN, BrenierMap, BrenierTransform, EntropicMap
-from otflows.affine import bures_map, start_affine
 from otflows.bench.small_data import rendered
 from otflows.datasets import GaussianCoupling, two_moons
 from otflows.maps import floor as floor_module
@@ -15,6 +14,7 @@ from otflows.maps.entropic import sinkhorn_potentials
 from otflows.maps.settings import settings_for
 from otflows.metrics import extrapolation_ratio, l2_uvp, w2_difference, wasserstein2_squared
 from otflows.nets import build_net
+from otflows.transforms.affine import bures_map, start_affine
 
 FAST = {"hidden_features": 16, "progress": False, "random_state": 0, "dtype": "float64"}
 

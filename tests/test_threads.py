@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from otflows import BrenierFlow, BrenierMap, EntropicMap, fit_flow
-from otflows.threads import WORK_PER_THREAD, fit_threads, threads_for
+from otflows.training.threads import WORK_PER_THREAD, fit_threads, threads_for
 
 CPU = torch.device("cpu")
 

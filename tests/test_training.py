@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from otflows import BrenierFlow, fit_flow, trainer
+from otflows import BrenierFlow, fit_flow
 from otflows.datasets import GaussianCoupling
 from otflows.metrics import kl_divergence, nll, transport_cost
+from otflows.training import loop
 
 
 def test_small_gaussian_fit_reaches_kl_and_cost():
@@ -62,8 +63,8 @@ def test_best_validation_weights_are_restored():
 def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
     """With per-sample terms, validation keeps the latest weights whose score is not
     significantly worse than the best (paired over samples), else the best ones."""
-    from otflows.samplers import WithReplacement
-    from otflows.trainer import Report, Schedule, Validation, train
+    from otflows.training.loop import Report, Schedule, Validation, train
+    from otflows.training.samplers import WithReplacement
 
     w = torch.nn.Parameter(torch.zeros(1))
     model = torch.nn.ParameterList([w])
@@ -234,7 +235,7 @@ def test_callback_sees_the_flow_and_its_time_is_not_counted(monkeypatch):
         now[0] += 1.0
         return now[0]
 
-    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=perf_counter))
     X = np.random.default_rng(0).normal(size=(128, 2))
     flow = BrenierFlow(2, hidden_features=4)
     seen = []

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.affine import bures_map
 from otflows.datasets import W2BenchmarkPair
 from otflows.datasets.w2bench import FILE, DenseQuadraticICNN, GaussianMixture
 from otflows.metrics import l2_uvp
+from otflows.transforms.affine import bures_map
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "w2bench"
 

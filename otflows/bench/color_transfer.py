@@ -35,7 +35,7 @@ from otflows.bench.common import (
     set_threads,
     write_json,
 )
-from otflows.color import color_transfer, sample_pixels
+from otflows.maps.color import color_transfer, sample_pixels
 from otflows.metrics import sinkhorn_divergence
 from otflows.plotting import plot_color_transfer
 from otflows.validation import as_device

@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from otflows.threads import chosen_threads, set_fit_threads
+from otflows.training.threads import chosen_threads, set_fit_threads
 
 
 def description(docstring: str) -> str:
@@ -50,7 +50,7 @@ def machine() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "fit_threads": chosen_threads() or "by work (otflows.threads)",
+        "fit_threads": chosen_threads() or "by work (otflows.training.threads)",
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
@@ -163,7 +163,7 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(threads: int | None) -> None:
     r"""Sets torch's CPU threads and every fit's when ``threads`` is given (see
-    :func:`add_threads_option`; :func:`otflows.threads.set_fit_threads`)."""
+    :func:`add_threads_option`; :func:`otflows.training.threads.set_fit_threads`)."""
     if threads is not None:
         set_fit_threads(threads)
 
@@ -309,7 +309,7 @@ def provenance() -> dict[str, Any]:
     ``python -m otflows.cli``), the otflows commit it ran (when in a git checkout) and the
     date."""
     program = Path(sys.argv[0])
-    module = program.name == "cli.py" and program.parent.name == "otflows"
+    module = program.name == "__main__.py" and program.parent.parts[-2:] == ("otflows", "cli")
     cli = program.name == "otflows" or module
     try:
         commit = subprocess.run(

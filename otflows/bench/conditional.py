@@ -63,7 +63,7 @@ from otflows.datasets import ConditionalGaussian, W2BenchmarkPair
 from otflows.flows import BrenierFlow
 from otflows.maps import BrenierMap
 from otflows.metrics import l2_uvp, log_prob
-from otflows.training import fit_flow
+from otflows.training.fit import fit_flow
 from otflows.validation import as_device
 
 FEATURES = 8

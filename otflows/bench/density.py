@@ -19,7 +19,8 @@ likelihood with Adam and a cosine schedule spread over the budget (:func:`otflow
 rows) and keeping its best validated weights. The models are as their authors' examples set them
 up: zuko's ``NSF`` (3 transforms, MADE 2 × 64; 2 × 256 beyond 2-D) and nflows' rational-quadratic
 autoregressive flow (5 layers) at Adam's 1e-3, MAF and IAF (nflows) at 1e-3, CP-Flow (``cpflows``)
-at 1e-2; the Brenier flow is the one ``otflows fit`` builds (:data:`otflows.training.FIT_FLOW`), at
+at 1e-2; the Brenier flow is the one ``otflows fit`` builds
+(:data:`otflows.training.fit.FIT_FLOW`), at
 :func:`otflows.fit_flow`'s learning rate, start and Gaussian fallback. The Gaussian of the training
 set (full covariance, closed form) is the reference row "gaussian".
 
@@ -66,7 +67,7 @@ from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training import FIT_FLOW
+from otflows.training.fit import FIT_FLOW
 from otflows.validation import as_device
 
 METHODS = ("gaussian", "brenier", "nsf", "rqnsf", "cpflow", "maf", "iaf")
@@ -75,7 +76,7 @@ ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # they are validated this often (else 20 times over the budget, as fit_flow's max_time does).
 SMALL_DATA, SMALL_VALIDATION_INTERVAL = 10_000, 25
 # The Brenier flow's start (fit_flow's gaussian_start): "auto" is fit_flow's rule
-# (otflows.training.starts_at_gaussian: the Gaussian of the training set where rows per
+# (otflows.training.fit.starts_at_gaussian: the Gaussian of the training set where rows per
 # dimension are few, else random weights)
 STARTS = {"auto": "auto", "gaussian": True, "random": False}
 REPORT_AT = (10, 30, 60, 300, 900)  # CPU seconds at which the table compares the methods

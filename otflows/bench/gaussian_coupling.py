@@ -57,7 +57,7 @@ from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, log_prob
 from otflows.plotting import plot_couplings
-from otflows.training import fit_flow
+from otflows.training.fit import fit_flow
 from otflows.validation import as_device
 
 # MGN paper, Table 2: (NLL, cost) as published; the NLL is the prior term only.

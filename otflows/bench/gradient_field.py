@@ -37,7 +37,7 @@ from otflows.bench.common import (
     set_threads,
 )
 from otflows.nets import build_net
-from otflows.optim import adam, descend
+from otflows.training.optim import adam, descend
 from otflows.validation import as_device
 
 # (net, sizes): each at most 100 parameters at d = 2

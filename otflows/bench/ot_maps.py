@@ -44,7 +44,7 @@ from otflows.datasets import GaussianCoupling, W2BenchmarkPair
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap, EntropicMap, Objective, bures_map, fenchel_young_gap
 from otflows.metrics import l2_uvp, map_cosine
-from otflows.transforms import BrenierTransform
+from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import as_device
 
 W2_PROBLEM = "W2 Mix3→Mix10"  # the W2 benchmark's rows: its pair at each d

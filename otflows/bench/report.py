@@ -47,7 +47,7 @@ STUDIES = {
     "small-map-speed": "small_map_speed",
 }
 # a block's NAME → the module rendering it
-RENDERERS = BENCHMARKS | {"demo": "otflows.demo"} | STUDIES
+RENDERERS = BENCHMARKS | {"demo": "otflows.cli.demo"} | STUDIES
 SCRIPTS = Path(__file__).resolve().parents[2] / "benchmarks"  # in a checkout of the repository
 
 

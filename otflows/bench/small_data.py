@@ -37,7 +37,6 @@ import numpy as np
 import ot
 import torch
 
-from otflows.affine import bures_map
 from otflows.bench.common import (
     add_device_option,
     add_study_options,
@@ -53,6 +52,7 @@ from otflows.datasets import GaussianCoupling, W2BenchmarkPair, domain_adaptatio
 from otflows.maps import BrenierMap, EntropicMap
 from otflows.maps.settings import BY_SIZE
 from otflows.metrics import l2_uvp, wasserstein2_squared
+from otflows.transforms.affine import bures_map
 from otflows.validation import as_device
 
 __all__ = ["CANDIDATES", "main", "problem_data", "rendered"]

@@ -1,7 +1,6 @@
 r"""Optimal transport maps between two data sets: the estimator, its objectives, its start,
 and the entropic map beside it."""
 
-from otflows.affine import bures_map, set_affine
 from otflows.maps.entropic import EntropicMap
 from otflows.maps.estimator import BrenierMap
 from otflows.maps.objectives import (
@@ -13,6 +12,7 @@ from otflows.maps.objectives import (
     build_objective,
     fenchel_young_gap,
 )
+from otflows.transforms.affine import bures_map, set_affine
 
 __all__ = [
     "OBJECTIVES",

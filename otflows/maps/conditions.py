@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from otflows.affine import bures_map
-from otflows.samplers import WithReplacement
+from otflows.training.samplers import WithReplacement
+from otflows.transforms.affine import bures_map
 
 __all__ = ["ByCondition", "Conditions"]
 

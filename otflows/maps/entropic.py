@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from otflows.nets.entropic import EntropicPotential
-from otflows.threads import fit_threads
-from otflows.transforms import BrenierTransform
+from otflows.training.threads import fit_threads
+from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import as_samples
 
 __all__ = ["RELATIVE_EPSILON", "EntropicMap", "SinkhornError", "sinkhorn_potentials"]
@@ -100,7 +100,7 @@ class EntropicMap:
         tol: Sinkhorn's tolerance on the source marginal (L1: the share of the mass
             misplaced).
         threads: CPU threads of the fit (``None``: one where an iteration's work, ``N M``, is
-            small, else torch's threads: :func:`otflows.threads.threads_for`).
+            small, else torch's threads: :func:`otflows.training.threads.threads_for`).
 
     Attributes:
         epsilon_: The :math:`\varepsilon` used.

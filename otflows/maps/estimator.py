@@ -14,8 +14,6 @@ import torch
 from ot.da import BaseTransport
 from torch import Tensor
 
-from otflows import distributed
-from otflows.affine import bures_map
 from otflows.maps.fitted import FittedMap
 from otflows.maps.objectives import Objective, build_objective
 from otflows.maps.phases import MapFit, PhaseOptions
@@ -28,9 +26,11 @@ from otflows.maps.settings import (
     settings_for,
 )
 from otflows.nets import MonotoneGradientNet, build_net
-from otflows.threads import fit_threads
-from otflows.trainer import load_checkpoint
-from otflows.transforms import BrenierTransform
+from otflows.training import distributed
+from otflows.training.loop import load_checkpoint
+from otflows.training.threads import fit_threads
+from otflows.transforms.affine import bures_map
+from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import as_device, seed_of
 
 __all__ = ["BrenierMap"]
@@ -45,7 +45,7 @@ class BrenierMap(FittedMap, BaseTransport):
     :math:`T_\#\mu = \nu` by any of the objectives of :mod:`otflows.maps.objectives` gives it,
     with no dual or minimax training; :meth:`inverse_transform` is the exact inverse (damped
     Newton). Training starts from the Gaussian (Bures) map of the data: the network's quadratic
-    term is set to it (:func:`otflows.affine.set_affine`) and then the whole map is
+    term is set to it (:func:`otflows.transforms.affine.set_affine`) and then the whole map is
     regressed onto it for ``init_iter`` steps.
 
     Residual refinement (``refine_rounds``) then corrects the fitted map where its objective
@@ -121,7 +121,7 @@ class BrenierMap(FittedMap, BaseTransport):
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
             value on the held-out samples (the latest weights within two paired standard
-            errors of the best, :func:`otflows.trainer.not_worse`), or ``"w2"``, the exact
+            errors of the best, :func:`otflows.training.loop.not_worse`), or ``"w2"``, the exact
             :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
             best). Both are logged; ``benchmarks/defaults_study.md`` compares them. ``None``:
             by the held-out rows on the smaller side, ``"w2"`` with fewer than 500, else
@@ -133,7 +133,7 @@ class BrenierMap(FittedMap, BaseTransport):
             ``max_iter`` steps or when it is spent, the learning rate annealed over whichever
             is further along: give a generous ``max_iter`` to fit for a time.
         threads: CPU threads of the fit (``None``: one where a step's work is small, else
-            torch's threads: :func:`otflows.threads.threads_for`).
+            torch's threads: :func:`otflows.training.threads.threads_for`).
         floor: Whether the simple map is a last candidate after training
             (``validation_fraction``'s floor). ``False``: the fit ends at the validated
             network whatever the floor's verdict, which ``log_["floor"]["verdict"]`` still
@@ -159,7 +159,7 @@ class BrenierMap(FittedMap, BaseTransport):
             "w2_baseline", "difference_se", "semidual_difference", "semidual_se",
             "unconverged", "extrapolation"}, "kept": "network", "bures" or "entropic",
             "seconds": float}``, each history a
-            :class:`otflows.trainer.TrainingHistory` as a dict (``loss``, ``val_step``,
+            :class:`otflows.training.loop.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``
             where the fit had held-out rows and no conditions.
 
@@ -291,10 +291,11 @@ class BrenierMap(FittedMap, BaseTransport):
                 end, e.g. to score the map against a known one.
 
         Each side needs more rows than features. A feature constant on one side gets the
-        Bures map's stated ridge (:func:`otflows.affine.bures_map`); a row given twice is two
+        Bures map's stated ridge (:func:`otflows.transforms.affine.bures_map`); a row given twice
+        is two
         samples, and weighs twice.
 
-        Under ``torchrun`` (see :mod:`otflows.distributed`) every process draws the same
+        Under ``torchrun`` (see :mod:`otflows.training.distributed`) every process draws the same
         minibatches and computes the loss of its share of each (the batch sizes must be
         multiples of the number of processes); ``DistributedDataParallel`` averages the
         gradients, so the fit equals the single-process one up to summation order.

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.maps.problem import CHUNK, chunked
 from otflows.maps.settings import CHOSEN
 from otflows.nets import EntropicPotential, MonotoneGradientNet
-from otflows.transforms import BrenierTransform
+from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import as_samples, with_context
 
 __all__ = ["FittedMap"]

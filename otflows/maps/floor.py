@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otflows.affine import bures_map, start_affine
 from otflows.maps.entropic import EntropicMap, SinkhornError
 from otflows.maps.objectives import SemiDual
 from otflows.maps.problem import chunked
@@ -21,8 +20,9 @@ from otflows.metrics import (
     w2_difference,
     wasserstein2_squared,
 )
-from otflows.trainer import SELECTION_SIGNIFICANCE
-from otflows.transforms import BrenierTransform
+from otflows.training.loop import SELECTION_SIGNIFICANCE
+from otflows.transforms.affine import bures_map, start_affine
+from otflows.transforms.brenier import BrenierTransform
 
 __all__ = [
     "BANDWIDTHS",
@@ -80,7 +80,8 @@ def apply_floor(
 
     - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
       ``bures``, ``A [D, D]``, ``b [D]``, or the entropic map) on the held-out rows ``Xs_val``,
-      ``Xt_val`` by more than :data:`otflows.trainer.SELECTION_SIGNIFICANCE` standard errors of a
+      ``Xt_val`` by more than :data:`otflows.training.loop.SELECTION_SIGNIFICANCE` standard errors
+      of a
       paired difference, in either of two scores: the exact :math:`W_2^2` between the mapped and
       the target held-out rows (:func:`otflows.metrics.w2_difference`, bootstrap resampled with
       ``seed``), or, against the Bures map, the semi-dual objective of the two potentials
@@ -100,7 +101,8 @@ def apply_floor(
 
     Otherwise (the verdict: the baseline's name) the fit ends at the baseline fitted to all the
     rows, training and held-out: the Bures map as ``T`` itself (its network's other terms zeroed
-    by :func:`otflows.affine.start_affine` with ``shrink=0``, so it holds far off the data too),
+    by :func:`otflows.transforms.affine.start_affine` with ``shrink=0``, so it holds far off the
+    data too),
     or the entropic map as a new transform (:meth:`otflows.EntropicMap.as_transform`, with
     ``T``'s :math:`\gamma`). Both are gradients of convex functions, invertible, with exact
     log-determinants. Without ``apply``, ``T`` keeps its network whatever the verdict.

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
-from otflows import distributed
 from otflows.linalg import InverseError
 from otflows.metrics import debiased_sinkhorn
 from otflows.nets.base import choose
-from otflows.transforms import SOLVE_METHODS, BrenierTransform
+from otflows.training import distributed
+from otflows.transforms.brenier import SOLVE_METHODS, BrenierTransform
 
 __all__ = [
     "OBJECTIVES",
@@ -45,7 +45,7 @@ class Objective(ABC):
     Attributes:
         name: The objective's name in :data:`OBJECTIVES`.
         separable: Whether the loss is a mean over samples, so that data-parallel processes
-            (:mod:`otflows.distributed`) may each take a shard of both batches; otherwise
+            (:mod:`otflows.training.distributed`) may each take a shard of both batches; otherwise
             each gets a shard of the source batch and the whole target batch, and the loss
             gathers the shards' outputs.
         conditional: Whether it fits conditional maps :math:`T(\cdot\,; c)`: then
@@ -88,7 +88,7 @@ class Objective(ABC):
     ) -> tuple[Tensor, ...]:
         r"""The loss as per-sample terms whose means add up to it (e.g. ``[B]`` and ``[B']``),
         so that a fit's validation can tell two checkpoints apart from the noise of its
-        held-out samples (:func:`otflows.trainer.not_worse`); by default the loss alone, a
+        held-out samples (:func:`otflows.training.loop.not_worse`); by default the loss alone, a
         single term ``[1]`` that carries no such noise."""
         return (self.loss(T, xs, xt, index_t, cs, ct).reshape(1),)
 

@@ -1,4 +1,5 @@
-r"""The phases of a map fit, each a run of the one trainer (:func:`otflows.trainer.train`): the
+r"""The phases of a map fit, each a run of the one trainer (:func:`otflows.training.loop.train`):
+the
 Bures start, the objective's training, each refinement round's regression, and the floor that
 ends it."""
 
@@ -14,16 +15,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from otflows import distributed
-from otflows.affine import set_affine
 from otflows.maps.conditions import ByCondition, Conditions
 from otflows.maps.floor import apply_floor
 from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
-from otflows.samplers import WithReplacement
-from otflows.trainer import Checkpoint, Report, Schedule, Validation, train
-from otflows.transforms import BrenierTransform
+from otflows.training import distributed
+from otflows.training.loop import Checkpoint, Report, Schedule, Validation, train
+from otflows.training.samplers import WithReplacement
+from otflows.transforms.affine import set_affine
+from otflows.transforms.brenier import BrenierTransform
 
 __all__ = ["MapFit", "PhaseOptions", "validation_metrics"]
 
@@ -38,7 +39,8 @@ class PhaseOptions:
         clip_grad: The gradient-norm clip (``None``: none).
         interval: Steps between validations, callbacks and checkpoint saves.
         batch_sizes: Source and target rows per step.
-        validation_score: What selects the kept weights (:class:`otflows.trainer.Validation`).
+        validation_score: What selects the kept weights
+        (:class:`otflows.training.loop.Validation`).
         patience: Validations without newly kept weights before a phase stops.
         progress: Whether to show progress bars.
     """
@@ -70,7 +72,7 @@ class MapFit:
         objective: The training objective (its copy scores the held-out rows).
         options: The phases' shared options.
         bures: The Bures map ``(A [D, D], b [D])`` of the training rows
-            (:func:`otflows.affine.bures_map`).
+            (:func:`otflows.transforms.affine.bures_map`).
         checkpoint: The checkpoint file (``None``: none).
         signature: What a resumed fit's checkpoint must share with this one.
         saved_phase: The phase a resumed fit continues (``-1``: a fresh fit).

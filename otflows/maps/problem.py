@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otflows import distributed
 from otflows.maps.conditions import Conditions
+from otflows.training import distributed
 from otflows.validation import as_samples, split_held_out, with_context
 
 __all__ = ["CHUNK", "HELD_OUT_ROWS", "MapProblem", "build_problem", "chunked"]
@@ -20,7 +20,7 @@ __all__ = ["CHUNK", "HELD_OUT_ROWS", "MapProblem", "build_problem", "chunked"]
 CHUNK = 8192  # rows per forward pass of a map applied to many rows
 # at most this many held-out samples per side: their W2² validation is an exact EMD, whose
 # time grows as the cube of the rows (about a second at 1024); a flow's NLL takes more
-# (otflows.training.HELD_OUT_ROWS)
+# (otflows.training.fit.HELD_OUT_ROWS)
 HELD_OUT_ROWS = 1024
 
 Array = Tensor | np.ndarray

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from otflows import distributed
 from otflows.nets import CONDITIONAL_NETS, UNCONDITIONAL_NETS
 from otflows.sizes import few_rows
+from otflows.training import distributed
 
 __all__ = [
     "BY_SIZE",

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, grad_and_value
 
-from otflows.arguments import RecordsArguments
 from otflows.linalg.quadrature import gauss_legendre
 from otflows.linalg.structured import RidgeFactors
+from otflows.validation.arguments import RecordsArguments
 
 __all__ = [
     "ConvexPotentialNet",
@@ -191,7 +191,7 @@ class MonotoneGradientNet(RecordsArguments, nn.Module, ABC):
         features: The dimension ``D``.
         context_features: The context's dimension ``C`` of a conditional network, else ``None``.
         arguments: The constructor's arguments, which rebuild the network (JSON-serialisable;
-            :class:`otflows.arguments.RecordsArguments`).
+            :class:`otflows.validation.arguments.RecordsArguments`).
         quadratic: The :class:`QuadraticPotential` term :math:`a + V^\top V x`.
     """
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from otflows import distributed
+from otflows.training import distributed
 
 __all__ = ["SCHEDULES", "adam", "descend"]
 

@@ -12,21 +12,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from otflows.cli_arguments import STARTS, build_parser
-from otflows.color import color_transfer, read_image, write_image
+from otflows.cli.arguments import STARTS, build_parser
+from otflows.cli.demo import rendered as demo_rendered
+from otflows.cli.demo import run as demo_run
 from otflows.datasets import check_array_path, csv_columns, load_array, save_array
-from otflows.demo import rendered as demo_rendered
-from otflows.demo import run as demo_run
-from otflows.distributed import init_from_environment, is_main
 from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap
+from otflows.maps.color import color_transfer, read_image, write_image
 from otflows.maps.floor import EXTRAPOLATION_LIMIT
 from otflows.maps.settings import dtype_of
 from otflows.plotting import plot_color_transfer, plot_coupling
-from otflows.threads import set_fit_threads
-from otflows.trainer import SELECTION_SIGNIFICANCE
-from otflows.training import FlowHistory, fit_flow
+from otflows.training.distributed import init_from_environment, is_main
+from otflows.training.fit import FlowHistory, fit_flow
+from otflows.training.loop import SELECTION_SIGNIFICANCE
+from otflows.training.threads import set_fit_threads
 from otflows.validation import MappedSamples, as_samples, with_context
 
 __all__ = ["main"]
@@ -34,7 +34,7 @@ __all__ = ["main"]
 
 def demo(args: argparse.Namespace) -> None:
     r"""Fits an M-MGN flow to the MGN paper's d = 2 Gaussian and scores it against closed forms
-    (:mod:`otflows.demo`)."""
+    (:mod:`otflows.cli.demo`)."""
     print(
         f"M-MGN flow, N(m, C) -> N(0, I) in d = 2 (MGN paper): {args.samples} training samples, "
         f"{args.steps} steps of batch 128, {args.dtype}"
@@ -361,7 +361,3 @@ def _warning_line(command: str) -> Callable[..., None]:
         print(f"otflows {command}: warning: {message}", file=sys.stderr)
 
     return show
-
-
-if __name__ == "__main__":
-    sys.exit(main())

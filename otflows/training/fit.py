@@ -14,13 +14,11 @@ import torch
 from nflows.flows import Flow
 from torch import Tensor, cat
 
-from otflows import distributed
 from otflows.flows import BrenierFlow
 from otflows.metrics import _log_prob, log_prob, nll
-from otflows.samplers import Shuffled
 from otflows.sizes import few_rows
-from otflows.threads import fit_threads
-from otflows.trainer import (
+from otflows.training import distributed
+from otflows.training.loop import (
     SELECTION_SIGNIFICANCE,
     Checkpoint,
     Report,
@@ -29,6 +27,8 @@ from otflows.trainer import (
     Validation,
     train,
 )
+from otflows.training.samplers import Shuffled
+from otflows.training.threads import fit_threads
 from otflows.validation import (
     MappedSamples,
     as_samples,
@@ -96,7 +96,8 @@ def fit_flow(
 
     Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`-\frac1B\sum_b \log p(x_b \mid
     c_b)` for a conditional flow given ``context``) over shuffled minibatches
-    (:func:`otflows.trainer.train`). The exact NLL of held-out samples (``X_val``, or a random
+    (:func:`otflows.training.loop.train`). The exact NLL of held-out samples (``X_val``, or a
+    random
     ``validation_fraction`` of ``X``) is measured before the first step, every
     ``validation_interval``
     steps and at the end; training stops after ``patience`` validations without a better one,
@@ -111,7 +112,8 @@ def fit_flow(
     (``benchmarks/fit_defaults_study.md``); more steps (``max_iter``) and more blocks trade time
     for quality.
 
-    Under ``torchrun`` (a ``torch.distributed`` process group; see :mod:`otflows.distributed`)
+    Under ``torchrun`` (a ``torch.distributed`` process group; see
+    :mod:`otflows.training.distributed`)
     every process draws the same minibatches, computes the loss of its shard of each, and
     ``DistributedDataParallel`` averages the gradients: the run equals the single-process one
     up to summation order. Only rank 0 shows progress and writes the checkpoint.
@@ -145,7 +147,7 @@ def fit_flow(
             :class:`otflows.BrenierMap`'s.
         progress: Whether to show a tqdm progress bar.
         schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
-            see :func:`otflows.optim.adam`.
+            see :func:`otflows.training.optim.adam`.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         validation_interval: Steps between validations (default: once per epoch, at most 20
@@ -155,7 +157,7 @@ def fit_flow(
             weights within two standard errors of the best and so rarely stalls.
         max_time: A budget of wall-clock seconds (``None``: none): training stops when it is
             spent, with the learning-rate schedule annealed over whichever is further along,
-            the steps or the time (:func:`otflows.trainer.train`).
+            the steps or the time (:func:`otflows.training.loop.train`).
         checkpoint: A path where the whole training state (weights, optimizer, schedule,
             shuffling, history, best weights) is saved atomically every ``checkpoint_every``
             steps and at the end.
@@ -170,7 +172,7 @@ def fit_flow(
             flow trains from its own weights, with no Gaussian start or candidate.
         context_val: The contexts ``[M, C]`` of ``X_val``.
         threads: CPU threads of the fit (``None``: one where a step's work is small, else
-            torch's threads: :func:`otflows.threads.threads_for`).
+            torch's threads: :func:`otflows.training.threads.threads_for`).
         seed: The old name of ``random_state`` (deprecated).
         eval_every: The old name of ``validation_interval`` (deprecated).
 
@@ -390,7 +392,7 @@ def _gaussian_candidate(
 ) -> None:
     r"""The Gaussian of ``X`` as the last candidate: the flow keeps its trained weights only
     where they score *significantly* better on ``X_val`` than that Gaussian (the mean of the
-    rows' NLL differences below :data:`otflows.trainer.SELECTION_SIGNIFICANCE` standard
+    rows' NLL differences below :data:`otflows.training.loop.SELECTION_SIGNIFICANCE` standard
     errors, as a map's network must beat its simple map), else it ends at the Gaussian,
     exactly: set from its ``initial`` weights (``X`` ``None``: they are the Gaussian start).
     The best of ~20 validations on a few dozen rows is often better there by chance alone and
@@ -433,7 +435,7 @@ class _Weights:
 
 @dataclass
 class FlowHistory(TrainingHistory):
-    r"""What :func:`fit_flow` records: the :class:`otflows.trainer.TrainingHistory`, and
+    r"""What :func:`fit_flow` records: the :class:`otflows.training.loop.TrainingHistory`, and
 
     Attributes:
         gaussian_nll: The validation NLL of the Gaussian of ``X`` (the start, or the last

@@ -15,7 +15,7 @@ from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.maps.settings import DTYPES
 from otflows.nets import UNCONDITIONAL_NETS
 from otflows.sizes import ROWS_PER_DIMENSION
-from otflows.training import FIT_FLOW, HELD_OUT_ROWS, LR, MIN_STEPS, fit_flow
+from otflows.training.fit import FIT_FLOW, HELD_OUT_ROWS, LR, MIN_STEPS, fit_flow
 
 __all__ = ["BUILDERS", "STARTS", "build_parser"]
 
@@ -295,7 +295,7 @@ def _common_options(
         type=int,
         default=None,
         help="CPU threads (default: the fit's on one where its steps are small, else on "
-        "torch's, which OMP_NUM_THREADS sets: otflows.threads)",
+        "torch's, which OMP_NUM_THREADS sets: otflows.training.threads)",
     )
     if device:
         p.add_argument(

@@ -1,10 +1,11 @@
 r"""The one training loop behind every fit in otflows: flows, OT maps, their regressions.
 
-:func:`train` takes a model, a loss of a minibatch and a :class:`otflows.samplers.Sampler` of
+:func:`train` takes a model, a loss of a minibatch and a
+:class:`otflows.training.samplers.Sampler` of
 minibatch indices, and owns everything else: Adam and its schedule, gradient clipping, the
 progress bar, validation with the best weights kept (the starting weights among them) and early
 stopping, atomic checkpoints with an exact resume, a callback, and data parallelism under
-``torchrun`` (:mod:`otflows.distributed`).
+``torchrun`` (:mod:`otflows.training.distributed`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from otflows import distributed
-from otflows.checkpoint import FORMAT_VERSION, atomic_save, safe_load
-from otflows.optim import adam, descend
-from otflows.samplers import Sampler
+from otflows.training import distributed
+from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
+from otflows.training.optim import adam, descend
+from otflows.training.samplers import Sampler
 
 __all__ = [
     "Checkpoint",
@@ -123,7 +124,7 @@ class Checkpoint:
     r"""Where and how :func:`train` saves its whole state, to be resumed exactly.
 
     Attributes:
-        path: The file, written atomically (:func:`otflows.checkpoint.atomic_save`).
+        path: The file, written atomically (:func:`otflows.training.checkpoint.atomic_save`).
         every: Steps between saves (and after the last step).
         signature: What a resumed run must share with the saved one (JSON-serialisable):
             the run's settings, its phase…; a mismatch is refused.
@@ -148,7 +149,7 @@ class Schedule:
     Attributes:
         steps: The number of steps (the schedule's length).
         lr: Adam's peak learning rate.
-        kind: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.optim.adam`).
+        kind: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (:func:`otflows.training.optim.adam`).
         clip_grad: The gradient-norm clip (``None``: none).
         weight_decay: Adam's weight decay.
         max_time: A budget of wall-clock seconds for the loop (``None``: none); the schedule
@@ -247,8 +248,9 @@ def train(
     report: Report | None = None,
 ) -> TrainingHistory:
     r"""Minimises ``loss(*sampler.draw())`` over ``model``'s parameters for ``schedule.steps``
-    steps of Adam (:func:`otflows.optim.adam`'s schedule over them;
-    :func:`otflows.optim.descend`), or for ``schedule.max_time`` seconds if they run out first
+    steps of Adam (:func:`otflows.training.optim.adam`'s schedule over them;
+    :func:`otflows.training.optim.descend`), or for ``schedule.max_time`` seconds if they run out
+    first
     (the schedule then anneals over the time).
 
     With ``validation``, the model is scored before the first step, every
@@ -256,14 +258,14 @@ def train(
     ones, the starting ones included; see :class:`Validation`) are restored at the end, and
     training stops early after ``validation.patience`` validations that keep none. Under
     ``torchrun`` the loss is wrapped in ``DistributedDataParallel``
-    (:func:`otflows.distributed.parallel`): ``loss`` itself takes this process's shard of
+    (:func:`otflows.training.distributed.parallel`): ``loss`` itself takes this process's shard of
     the drawn indices, and only rank 0 shows progress and writes the checkpoint.
 
     Arguments:
         model: The module trained in place.
         loss: The minibatch loss, a function of the indices that ``sampler`` draws.
-        sampler: The minibatch indices of each step (:class:`otflows.samplers.Shuffled`,
-            :class:`otflows.samplers.WithReplacement`).
+        sampler: The minibatch indices of each step (:class:`otflows.training.samplers.Shuffled`,
+            :class:`otflows.training.samplers.WithReplacement`).
         schedule: The steps, learning rate and time budget (:class:`Schedule`).
         validation: How to validate (:class:`Validation`); ``None``: never.
         checkpoint: Where to save and whence to resume (:class:`Checkpoint`).
@@ -277,7 +279,7 @@ def train(
         >>> w = nn.Parameter(torch.zeros(1))
         >>> model = nn.ParameterList([w])
         >>> X = torch.linspace(0, 2, 10)
-        >>> from otflows.samplers import Shuffled
+        >>> from otflows.training.samplers import Shuffled
         >>> history = train(model, lambda i: (X[i] - w).square().mean(), Shuffled(10, 5, 0),
         ...                 Schedule(200, lr=0.1), report=Report(progress=False))
         >>> round(w.item(), 2)

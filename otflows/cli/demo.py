@@ -12,8 +12,8 @@ import torch
 from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, nll, transport_cost
-from otflows.threads import threads_for
-from otflows.training import fit_flow
+from otflows.training.fit import fit_flow
+from otflows.training.threads import threads_for
 
 __all__ = ["COLUMNS", "rendered", "run"]
 
@@ -38,7 +38,7 @@ def run(
     against the entropy, KL(μ‖p), the transport cost against W2² and L2-UVP against the
     closed-form Brenier map.
 
-    ``threads``: the fit's CPU threads (:func:`otflows.threads.threads_for`).
+    ``threads``: the fit's CPU threads (:func:`otflows.training.threads.threads_for`).
 
     Returns the results (``rows`` of metric, value and closed form; ``seconds`` of training
     on ``threads`` CPU threads; the settings) and the test samples x ``[10000, 2]`` with their

@@ -1,4 +1,4 @@
-r"""Minibatch samplers: the indices each training step draws (:func:`otflows.trainer.train`),
+r"""Minibatch samplers: the indices each training step draws (:func:`otflows.training.loop.train`),
 and their state, saved with a checkpoint so that a resumed run draws what the uninterrupted one
 would."""
 

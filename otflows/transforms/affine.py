@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otflows.transforms import BrenierTransform
+from otflows.transforms.brenier import BrenierTransform
 
 __all__ = ["RIDGE", "bures_map", "set_affine", "start_affine", "whitening_map"]
 

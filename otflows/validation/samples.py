@@ -1,28 +1,14 @@
-r"""Checks at the public edge: samples are validated and cast once, then trusted inside."""
+r"""Samples at the public edge: validated and cast once, then trusted inside."""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "MappedSamples",
-    "as_device",
-    "as_samples",
-    "check_density_data",
-    "check_finite",
-    "deprecated_name",
-    "held_out_rows",
-    "hold_out",
-    "hold_out_with_context",
-    "seed_of",
-    "split_held_out",
-    "with_context",
-]
+__all__ = ["MappedSamples", "as_device", "as_samples", "check_density_data", "check_finite"]
 
 
 def as_device(device: str | torch.device, name: str = "device") -> torch.device:
@@ -89,7 +75,7 @@ def check_density_data(X: Tensor, name: str = "X") -> Tensor:
     - A singular covariance (fewer rows than columns, or columns that are linear combinations
       of others; read on the first :data:`DENSITY_CHECK_ROWS` rows): a warning that the
       Gaussian of the data (the flow's start and fallback) adds a ridge of
-      :data:`otflows.affine.RIDGE` times each column's variance to its diagonal, so its
+      :data:`otflows.transforms.affine.RIDGE` times each column's variance to its diagonal, so its
       log-densities are large and set by that ridge.
     - Whole numbers only (counts, pixel levels): a warning that a continuous density of them
       grows without bound at the integers, held-out rows included, and how to dequantise them.
@@ -102,7 +88,7 @@ def check_density_data(X: Tensor, name: str = "X") -> Tensor:
         ...
         ValueError: X's columns [0, 1, 2] are constant (column 0 is 1 in every row): data ...
     """
-    from otflows.affine import RIDGE
+    from otflows.transforms.affine import RIDGE
 
     N, D = X.shape
     constant = (X.amax(0) == X.amin(0)).nonzero()[:, 0].tolist()
@@ -270,198 +256,3 @@ class MappedSamples:
                 f"{self.name} holds NaN or Inf in rows {bad}; expected finite numbers"
             )
         return rows
-
-
-def held_out_rows(
-    rows: int, name: str, fraction: float, *, max_rows: int | None = None, advice: str = ""
-) -> int:
-    r"""How many of ``rows`` samples ``fraction`` holds out for validation:
-    :math:`\operatorname{round}(\text{fraction}\cdot N)`, at most ``max_rows``.
-
-    Raises:
-        ValueError: Naming ``name`` when that leaves no row on either side (``advice`` says
-            what else the caller can pass).
-
-    Example:
-        >>> held_out_rows(1000, "X", 0.1, max_rows=64)
-        64
-    """
-    n = round(fraction * rows)
-    if max_rows is not None:
-        n = min(n, max_rows)
-    if n < 1 or n == rows:
-        raise ValueError(
-            f"validation_fraction {fraction} of the {rows} rows of {name} leaves {n} for "
-            f"validation and {rows - n} for training; give more rows{advice} or "
-            "validation_fraction=0"
-        )
-    return n
-
-
-def hold_out(
-    X: Tensor,
-    name: str,
-    fraction: float,
-    generator: torch.Generator,
-    *,
-    max_rows: int | None = None,
-    advice: str = "",
-) -> tuple[Tensor, Tensor]:
-    r"""Splits ``X [N, D]`` into training rows ``[N - n, D]`` and random held-out ones
-    ``[n, D]``, ``n`` from :func:`held_out_rows` (which raises when a side would be empty).
-
-    Example:
-        >>> train, val = hold_out(torch.randn(10, 2), "X", 0.2, torch.Generator().manual_seed(0))
-        >>> train.shape, val.shape
-        (torch.Size([8, 2]), torch.Size([2, 2]))
-    """
-    n = held_out_rows(len(X), name, fraction, max_rows=max_rows, advice=advice)
-    order = torch.randperm(len(X), generator=generator).to(X.device)
-    return X[order[n:]], X[order[:n]]
-
-
-def with_context(
-    X: Tensor | np.ndarray,
-    context: Tensor | np.ndarray,
-    name: str,
-    context_name: str,
-    context_features: int | None = None,
-    **spec: Any,
-) -> tuple[Tensor, Tensor]:
-    r"""Samples ``X [N, D]`` (:func:`as_samples` with ``spec``) and their contexts
-    ``[N, C]``, one per row of ``X`` (same dtype and device; ``C = context_features`` when
-    given).
-
-    Example:
-        >>> X, c = with_context(np.zeros((3, 2)), np.ones((3, 1)), "Xs", "cs")
-        >>> c.shape
-        torch.Size([3, 1])
-    """
-    X = as_samples(X, name, **spec)
-    context = as_samples(context, context_name, **(spec | {"features": context_features}))
-    if len(context) != len(X):
-        raise ValueError(
-            f"{context_name} must have one row per row of {name} ({len(X)}); got {len(context)}"
-        )
-    return X, context
-
-
-def hold_out_with_context(
-    X: Tensor,
-    context: Tensor,
-    name: str,
-    fraction: float,
-    generator: torch.Generator,
-    *,
-    max_rows: int | None = None,
-    advice: str = "",
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r""":func:`hold_out` of rows with their contexts: ``X`` and ``context`` ``[N, C]`` split
-    by one draw, as ``(X_train, X_val, context_train, context_val)``.
-
-    Example:
-        >>> X, c = torch.randn(10, 2), torch.randn(10, 1)
-        >>> parts = hold_out_with_context(X, c, "X", 0.2, torch.Generator().manual_seed(0))
-        >>> [tuple(p.shape) for p in parts]
-        [(8, 2), (2, 2), (8, 1), (2, 1)]
-    """
-    joint = torch.cat([X, context], dim=1)
-    train, held = hold_out(joint, name, fraction, generator, max_rows=max_rows, advice=advice)
-    D = X.shape[1]
-    return train[:, :D], held[:, :D], train[:, D:], held[:, D:]
-
-
-def split_held_out(
-    X: Tensor,
-    context: Tensor | None,
-    X_val: Tensor | np.ndarray | None,
-    context_val: Tensor | np.ndarray | None,
-    fraction: float,
-    generator: torch.Generator,
-    *,
-    names: tuple[str, str] = ("X", "context"),
-    what: str = "contexts",
-    max_rows: int | None = None,
-    advice: str = "",
-    **spec: Any,
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    r"""A data set's training and held-out rows, with their contexts: ``(X, X_val, context,
-    context_val)``. The held-out rows are those given (``X_val``, with ``context_val`` where
-    ``X`` has a ``context``), checked with ``spec`` (:func:`as_samples`); else a random
-    ``fraction`` of the rows drawn with ``generator`` (:func:`hold_out`, at most
-    ``max_rows``; :func:`hold_out_with_context`); else none (``fraction`` 0). ``names`` and
-    ``what`` name the arguments in errors.
-
-    Example:
-        >>> X, c = torch.randn(10, 2), torch.randn(10, 1)
-        >>> parts = split_held_out(X, c, None, None, 0.2, torch.Generator().manual_seed(0))
-        >>> [tuple(p.shape) for p in parts]
-        [(8, 2), (2, 2), (8, 1), (2, 1)]
-    """
-    name, cname = names
-    if X_val is not None:
-        if context is None:
-            if context_val is not None:
-                raise ValueError(f"{cname}_val is given without {cname}")
-            return X, as_samples(X_val, f"{name}_val", **spec), None, None
-        if context_val is None:
-            raise ValueError(f"{cname}_val must be given with {name}_val (their {what})")
-        X_val, context_val = with_context(
-            X_val, context_val, f"{name}_val", f"{cname}_val", context.shape[1], **spec
-        )
-        return X, X_val, context, context_val
-    if fraction == 0:
-        return X, None, context, None
-    options: dict[str, Any] = {"max_rows": max_rows, "advice": advice}
-    if context is None:
-        X, held = hold_out(X, name, fraction, generator, **options)
-        return X, held, None, None
-    return hold_out_with_context(X, context, name, fraction, generator, **options)
-
-
-def seed_of(random_state: Any) -> int | None:
-    r"""An integer seed from ``random_state``: ``None`` (then ``None``), an int, or one drawn
-    from a NumPy ``Generator`` or ``RandomState`` (scikit-learn's convention).
-
-    Example:
-        >>> seed_of(7), seed_of(None), seed_of(np.random.default_rng(0)) == seed_of(
-        ...     np.random.default_rng(0)
-        ... )
-        (7, None, True)
-    """
-    if random_state is None:
-        return None
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**62))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**62, dtype=np.int64))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    raise TypeError(
-        "random_state must be None, an int, a numpy.random.Generator or RandomState; got "
-        f"{type(random_state).__name__}"
-    )
-
-
-def deprecated_name(new: str, value: Any, old: str, old_value: Any) -> Any:
-    r"""The value of the argument ``new``, given under its old name ``old`` or its own (never
-    both): the old name works for one release, with a :class:`DeprecationWarning` naming the
-    new one. ``None`` is "not given" for either.
-
-    Example:
-        >>> import warnings
-        >>> with warnings.catch_warnings(record=True) as caught:
-        ...     warnings.simplefilter("always")
-        ...     deprecated_name("random_state", None, "seed", 3), str(caught[0].message)
-        (3, 'seed is renamed random_state; the old name will be removed in the next release')
-    """
-    if old_value is None:
-        return value
-    if value is not None:
-        raise TypeError(f"give {new} alone: {old} is its old name")
-    warnings.warn(
-        f"{old} is renamed {new}; the old name will be removed in the next release",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return old_value
