@@ -186,6 +186,25 @@ def test_validation_input_is_checked(pair, fit_args, params, error, match):
         BrenierMap(**(SMALL | {"max_iter": 1} | params)).fit(Xs=Xs, Xt=Xt, **fit_args)
 
 
+def test_checkpoints_every_checkpoint_every_steps_as_fit_flow(pair, tmp_path, monkeypatch):
+    """``checkpoint_every`` sets the steps between saves, as in ``fit_flow``; by default they
+    follow ``validation_interval``."""
+    _, Xs, Xt = pair
+    saved: list[int] = []
+    save = loop.atomic_save
+    monkeypatch.setattr(
+        loop,
+        "atomic_save",
+        lambda payload, path: saved.append(payload["step"]) or save(payload, path),
+    )
+    settings = SMALL | {"max_iter": 12, "init_iter": 6, "validation_interval": 4}
+    BrenierMap(**settings).fit(Xs=Xs, Xt=Xt, checkpoint=tmp_path / "a.pt")
+    assert saved == [4, 6, 4, 8, 12]  # the Bures start's 6 steps, then the fit's 12
+    saved.clear()
+    BrenierMap(**settings).fit(Xs=Xs, Xt=Xt, checkpoint=tmp_path / "b.pt", checkpoint_every=5)
+    assert saved == [5, 6, 5, 10, 12]
+
+
 def test_a_killed_fit_resumes_to_the_uninterrupted_result(pair, tmp_path, float64):
     """Killed in the objective's phase, then in a refinement round's regression, and resumed
     from the checkpoint each time by a fresh estimator: the same map to the last bit, and the

@@ -240,8 +240,8 @@ def test_callback_sees_the_flow_and_its_time_is_not_counted(monkeypatch):
     flow = BrenierFlow(2, hidden_features=4)
     seen = []
 
-    def callback(step, model):
-        assert model is flow
+    def callback(phase, step, model):
+        assert (phase, model) == ("fit", flow)
         seen.append(step)
         now[0] += 1000.0
 
@@ -314,7 +314,7 @@ def test_memmap_is_never_loaded_whole(tmp_path):
         batch_size=256,
         validation_interval=3,
         progress=False,
-        callback=lambda step, flow: during.append(_rss_anonymous_mb()),
+        callback=lambda *_: during.append(_rss_anonymous_mb()),
     )
     # the shuffling order is 12 MB; a whole copy would add 192 MB
     assert max(during) - before < 60
@@ -393,9 +393,7 @@ def test_fit_flow_learns_a_conditional_density():
     X_test, C_test, _ = _conditional_gaussian(4000, seed=1)
     torch.manual_seed(0)
     flow = BrenierFlow(2, "mmgn", context_features=1, hidden_features=8).double()
-    history = fit_flow(
-        flow, X, context=C, max_iter=1500, batch_size=256, random_state=0, progress=False
-    )
+    history = fit_flow(flow, X, c=C, max_iter=1500, batch_size=256, random_state=0, progress=False)
     assert history.best_metrics["nll"] < entropy + 0.05
     assert nll(flow, X_test, context=C_test) - entropy < 0.05
     marginal = 0.5 * np.log(np.linalg.det(2 * np.pi * np.e * np.cov(X.T)))
@@ -405,12 +403,12 @@ def test_fit_flow_learns_a_conditional_density():
 def test_fit_flow_context_errors():
     X, C, _ = _conditional_gaussian(100, seed=0)
     flow = BrenierFlow(2, "mmgn", context_features=1, hidden_features=4)
-    with pytest.raises(ValueError, match=r"context must have one row per row of X \(100\)"):
-        fit_flow(flow, X, context=C[:50], max_iter=1, progress=False)
-    with pytest.raises(ValueError, match="context_val needs context"):
-        fit_flow(flow, X, context_val=C, max_iter=1, progress=False)
-    with pytest.raises(ValueError, match="context_val must be given with X_val"):
-        fit_flow(flow, X, context=C, X_val=X, max_iter=1, progress=False)
+    with pytest.raises(ValueError, match=r"c must have one row per row of X \(100\)"):
+        fit_flow(flow, X, c=C[:50], max_iter=1, progress=False)
+    with pytest.raises(ValueError, match="c_val needs c"):
+        fit_flow(flow, X, c_val=C, max_iter=1, progress=False)
+    with pytest.raises(ValueError, match="c_val must be given with X_val"):
+        fit_flow(flow, X, c=C, X_val=X, max_iter=1, progress=False)
     with pytest.raises(ValueError, match="context must have shape"):
         fit_flow(flow, X, max_iter=1, validation_fraction=0, progress=False)
 
@@ -436,3 +434,28 @@ def test_the_old_names_work_for_a_release_with_a_warning():
     assert drawn.loss == fitted(random_state=np.random.default_rng(5)).loss
     with pytest.raises(TypeError, match="give random_state alone: seed is its old name"):
         fitted(seed=1, random_state=1)
+
+
+def test_old_context_names_and_callback_form_work_for_a_release_with_a_warning():
+    """``context``/``context_val`` are ``c``/``c_val``, as ``cs``/``ct`` in ``BrenierMap``,
+    and a two-argument callback ``(step, flow)`` is still called: the same fit, warned."""
+    X, C, _ = _conditional_gaussian(100, seed=0)
+
+    def fitted(**names):
+        torch.manual_seed(0)
+        flow = BrenierFlow(2, "mmgn", context_features=1, hidden_features=4)
+        history = fit_flow(flow, X[:80], X_val=X[80:], max_iter=4, progress=False, **names)
+        return history.loss, history.val_metrics["nll"]
+
+    with (
+        pytest.warns(DeprecationWarning, match="context is renamed c; the old name"),
+        pytest.warns(DeprecationWarning, match="context_val is renamed c_val"),
+    ):
+        old = fitted(context=C[:80], context_val=C[80:])
+    assert old == fitted(c=C[:80], c_val=C[80:])
+    steps = []
+    with pytest.warns(DeprecationWarning, match=r"now called callback\(phase, step, flow\)"):
+        fitted(
+            c=C[:80], c_val=C[80:], validation_interval=2, callback=lambda s, f: steps.append(s)
+        )
+    assert steps == [2, 4]

@@ -123,7 +123,7 @@ def timed_fit(
     """
     clock = Clock(math.inf, score, time.process_time if device == "cpu" else time.perf_counter)
 
-    def callback(step: int, flow: Any) -> None:
+    def callback(phase: str, step: int, flow: Any) -> None:
         if clock.due():
             clock.checkpoint(step, flow)
 

@@ -361,7 +361,7 @@ class Curve:
         """Sets the clock to zero."""
         self._start, self._paused = time.perf_counter(), 0.0
 
-    def __call__(self, step: int, model: torch.nn.Module) -> None:
+    def __call__(self, phase: str, step: int, model: torch.nn.Module) -> None:
         paused_at = time.perf_counter()
         seconds = paused_at - self._start - self._paused
         self.points.append((seconds, step, self.metric(model)))

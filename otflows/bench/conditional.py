@@ -100,7 +100,7 @@ def flow_run(
     history = fit_flow(
         flow,
         x.astype(np.float32),
-        context=c.astype(np.float32),
+        c=c.astype(np.float32),
         max_iter=steps,
         batch_size=256,
         random_state=0,

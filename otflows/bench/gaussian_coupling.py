@@ -128,7 +128,7 @@ def run(
     curve = Curve(lambda flow: kl_divergence(flow, X_test[:2000], task.log_prob))
     if method == "whitening":
         seconds = time.perf_counter() - start
-        curve(0, model)
+        curve("fit", 0, model)
     else:
         if method in ("iaf", "cpflow"):
             baseline = iaf_protocol(d) if method == "iaf" else CPFLOW_PROTOCOL

@@ -258,6 +258,7 @@ class BrenierMap(FittedMap, BaseTransport):
         cs_val: Tensor | np.ndarray | None = None,
         ct_val: Tensor | np.ndarray | None = None,
         checkpoint: str | Path | None = None,
+        checkpoint_every: int | None = None,
         resume: bool = False,
         callback: Callable[[str, int, BrenierMap], None] | None = None,
     ) -> BrenierMap:
@@ -282,8 +283,10 @@ class BrenierMap(FittedMap, BaseTransport):
             Xt_val: Held-out target samples ``[M', D]``.
             cs_val: The held-out source samples' conditions (with ``cs``).
             ct_val: The held-out target samples' conditions (with ``ct``).
-            checkpoint: A file where the whole state of the fit is saved atomically at every
-                validation and after each phase.
+            checkpoint: A file where the whole state of the fit is saved atomically every
+                ``checkpoint_every`` steps and after each phase.
+            checkpoint_every: Steps between checkpoints (default ``validation_interval``), as
+                in :func:`otflows.fit_flow`.
             resume: Continue from ``checkpoint`` when it exists: the fit then ends exactly as
                 an uninterrupted one with the same settings and data would.
             callback: Called as ``callback(phase, step, self)`` every ``validation_interval``
@@ -350,6 +353,7 @@ class BrenierMap(FittedMap, BaseTransport):
                 self._phase_options(),
                 bures=bures,
                 checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
                 signature=signature,
                 saved_phase=-1 if saved is None else saved["extra"]["phase"],
                 log=self.log_,

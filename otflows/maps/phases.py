@@ -74,6 +74,7 @@ class MapFit:
         bures: The Bures map ``(A [D, D], b [D])`` of the training rows
             (:func:`otflows.transforms.affine.bures_map`).
         checkpoint: The checkpoint file (``None``: none).
+        checkpoint_every: Steps between checkpoints (``None``: ``options.interval``).
         signature: What a resumed fit's checkpoint must share with this one.
         saved_phase: The phase a resumed fit continues (``-1``: a fresh fit).
         log: The fit's log, saved with each checkpoint (the caller fills it in).
@@ -95,6 +96,7 @@ class MapFit:
         *,
         bures: tuple[Tensor, Tensor],
         checkpoint: str | Path | None,
+        checkpoint_every: int | None = None,
         signature: dict[str, Any],
         saved_phase: int,
         log: dict[str, Any],
@@ -102,6 +104,7 @@ class MapFit:
     ):
         self.T, self.problem, self.objective, self.options = T, problem, objective, options
         self.checkpoint, self.signature, self.saved_phase = checkpoint, signature, saved_phase
+        self.checkpoint_every = checkpoint_every or options.interval
         self.log, self.callback = log, callback
         Xs, Xt = problem.Xs, problem.Xt
         T.train()
@@ -206,7 +209,7 @@ class MapFit:
         if self.checkpoint is not None:
             checkpoint = Checkpoint(
                 self.checkpoint,
-                o.interval,
+                self.checkpoint_every,
                 self.signature,
                 stateful or {},
                 lambda: {"phase": index, "log": json.dumps(self.log)} | extra(),

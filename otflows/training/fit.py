@@ -3,7 +3,9 @@ r"""Maximum-likelihood training of flows."""
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,17 +87,19 @@ def fit_flow(
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
-    callback: Callable[[int, Flow], None] | None = None,
-    context: Tensor | np.ndarray | None = None,
-    context_val: Tensor | np.ndarray | None = None,
+    callback: Callable[[str, int, Flow], None] | None = None,
+    c: Tensor | np.ndarray | None = None,
+    c_val: Tensor | np.ndarray | None = None,
     threads: int | None = None,
     seed: int | None = None,
     eval_every: int | None = None,
+    context: Tensor | np.ndarray | None = None,
+    context_val: Tensor | np.ndarray | None = None,
 ) -> FlowHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
     Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`-\frac1B\sum_b \log p(x_b \mid
-    c_b)` for a conditional flow given ``context``) over shuffled minibatches
+    c_b)` for a conditional flow given contexts ``c``) over shuffled minibatches
     (:func:`otflows.training.loop.train`). The exact NLL of held-out samples (``X_val``, or a
     random
     ``validation_fraction`` of ``X``) is measured before the first step, every
@@ -164,17 +168,22 @@ def fit_flow(
         checkpoint_every: Steps between checkpoints (default ``validation_interval``).
         resume: Continue from ``checkpoint`` when it exists; the run then ends exactly as an
             uninterrupted one with the same arguments would.
-        callback: Called as ``callback(step, flow)`` every ``validation_interval`` steps and at
-            the end
-            (e.g. to log a metric); its time is not counted in ``history.seconds``.
-        context: For a conditional flow (e.g. ``BrenierFlow(..., context_features=C)``), each
-            training sample's context ``[N, C]``; the held-out rows keep theirs. A conditional
+        callback: Called as ``callback("fit", step, flow)`` every ``validation_interval`` steps
+            and at the end (e.g. to log a metric), as :meth:`otflows.BrenierMap.fit` calls
+            ``callback(phase, step, estimator)``; its time is not counted in
+            ``history.seconds``. A callback of two arguments ``(step, flow)`` still works for
+            one release, with a :class:`DeprecationWarning`.
+        c: For a conditional flow (e.g. ``BrenierFlow(..., context_features=C)``), each
+            training sample's context ``[N, C]`` (as ``cs`` is ``Xs``'s in
+            :meth:`otflows.BrenierMap.fit`); the held-out rows keep theirs. A conditional
             flow trains from its own weights, with no Gaussian start or candidate.
-        context_val: The contexts ``[M, C]`` of ``X_val``.
+        c_val: The contexts ``[M, C]`` of ``X_val``.
         threads: CPU threads of the fit (``None``: one where a step's work is small, else
             torch's threads: :func:`otflows.training.threads.threads_for`).
         seed: The old name of ``random_state`` (deprecated).
         eval_every: The old name of ``validation_interval`` (deprecated).
+        context: The old name of ``c`` (deprecated).
+        context_val: The old name of ``c_val`` (deprecated).
 
     Returns:
         The :class:`FlowHistory`: the training history, and whether the Gaussian was kept.
@@ -196,18 +205,19 @@ def fit_flow(
     validation_interval = deprecated_name(
         "validation_interval", validation_interval, "eval_every", eval_every
     )
+    c = deprecated_name("c", c, "context", context)
+    c_val = deprecated_name("c_val", c_val, "context_val", context_val)
+    report = _report(callback, flow)
     seed = distributed.broadcast_seed(seed_of(random_state))
     given = X_val is not None
-    X, X_val, context, context_val = _rows(
-        X, X_val, context, context_val, validation_fraction, seed, spec
-    )
+    X, X_val, c, c_val = _rows(X, X_val, c, c_val, validation_fraction, seed, spec)
 
     def all_of_X() -> Tensor | MappedSamples:
         # the Gaussian of all of X, its held-out rows included, is the plain Gaussian a user
         # would compare with (a memmap: its first rows); copied only when it is fitted
         return X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
 
-    conditional = context is not None  # the Gaussian of X is not one of p(x | c)
+    conditional = c is not None  # the Gaussian of X is not one of p(x | c)
     gaussian_start = _start(flow, gaussian_start, conditional, X.shape, all_of_X)
     if lr is None:
         lr = LR
@@ -219,17 +229,17 @@ def fit_flow(
     every = validation_interval or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
     if not (resume and checkpoint is not None and Path(checkpoint).exists()):
-        _initialise(flow, X, context, sampler.order[:batch_size])
+        _initialise(flow, X, c, sampler.order[:batch_size])
 
     def metrics() -> dict[str, float]:
         assert X_val is not None  # validation runs only with held-out rows
-        return {"nll": nll(flow, X_val, context=context_val)}
+        return {"nll": nll(flow, X_val, context=c_val)}
 
     work = sum(p.numel() for p in flow.parameters()) * batch_size
     with fit_threads(work, threads, spec["device"]):
         history = train(
             flow,
-            _nll_loss(flow, X, context),
+            _nll_loss(flow, X, c),
             sampler,
             Schedule(total, lr, schedule, clip_grad, weight_decay, max_time),
             validation=None if X_val is None else Validation(metrics, "nll", every, patience),
@@ -242,12 +252,7 @@ def fit_flow(
                 stateful={} if initial is None else {"initial weights": initial},
                 resume=resume,
             ),
-            report=Report(
-                None if callback is None else lambda step: callback(step, flow),
-                every,
-                progress,
-                "fit_flow",
-            ),
+            report=Report(report, every, progress, "fit_flow"),
         )
         history = FlowHistory(**vars(history))
         if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
@@ -269,6 +274,30 @@ def _check_options(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}")
+
+
+def _report(callback: Callable[..., None] | None, flow: Flow) -> Callable[[int], None] | None:
+    r"""The trainer's report of a step: ``callback("fit", step, flow)``, or a two-argument
+    callback's ``callback(step, flow)`` with a :class:`DeprecationWarning`."""
+    if callback is None:
+        return None
+    try:
+        positional = [
+            p
+            for p in inspect.signature(callback).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):  # a builtin without a signature: the current form
+        positional = []
+    if len(positional) == 2 and all(p.kind != p.VAR_POSITIONAL for p in positional):
+        warnings.warn(
+            "callback(step, flow) is now called callback(phase, step, flow), as BrenierMap's; "
+            "the two-argument form will be removed in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return lambda step: callback(step, flow)
+    return lambda step: callback("fit", step, flow)
 
 
 def _initialise(
@@ -302,8 +331,8 @@ def _nll_loss(
 def _rows(
     X: Tensor | np.ndarray | MappedSamples,
     X_val: Tensor | np.ndarray | None,
-    context: Tensor | np.ndarray | None,
-    context_val: Tensor | np.ndarray | None,
+    c: Tensor | np.ndarray | None,
+    c_val: Tensor | np.ndarray | None,
     fraction: float,
     seed: int,
     spec: dict,
@@ -313,14 +342,14 @@ def _rows(
     contexts."""
     generator = torch.Generator().manual_seed(seed)
     options: dict[str, Any] = {"max_rows": HELD_OUT_ROWS, "advice": ", X_val,"} | spec
-    if context is not None:
+    if c is not None:
         if isinstance(X, np.memmap | MappedSamples):
-            raise ValueError("context: fit_flow takes contexts with X in memory, not a memmap")
-        X, context = with_context(X, context, "X", "context", **spec)
+            raise ValueError("c: fit_flow takes contexts with X in memory, not a memmap")
+        X, c = with_context(X, c, "X", "c", **spec)
         check_density_data(X, "X")
-        return split_held_out(X, context, X_val, context_val, fraction, generator, **options)
-    if context_val is not None:
-        raise ValueError("context_val needs context (the training rows' contexts)")
+        return split_held_out(X, c, X_val, c_val, fraction, generator, **options)
+    if c_val is not None:
+        raise ValueError("c_val needs c (the training rows' contexts)")
     if isinstance(X, np.memmap):
         X = MappedSamples(X, "X", **spec)  # checks the shape before any row is read
     if not isinstance(X, MappedSamples):

@@ -120,7 +120,7 @@ def split_held_out(
     fraction: float,
     generator: torch.Generator,
     *,
-    names: tuple[str, str] = ("X", "context"),
+    names: tuple[str, str] = ("X", "c"),
     what: str = "contexts",
     max_rows: int | None = None,
     advice: str = "",
