@@ -82,13 +82,14 @@ def test_inverse_round_trip(name, logdet, dtype):
     torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["lbfgs", "newton-cg"])
 @pytest.mark.parametrize("name", NETS)
-def test_lbfgs_solve_reaches_the_same_inverse(name, dtype):
+def test_other_solvers_reach_the_same_inverse(name, method, dtype):
     T = make_transform(name)
     x = 3 * torch.randn(32, 3)
     with torch.no_grad():
         y = T.transport(x)
-        result = T.solve(y, method="lbfgs")
+        result = T.solve(y, method=method)
     rtol = 1e-10 if dtype == torch.float64 else 1e-5
     assert result.converged.all()
     assert (result.residual <= rtol * (1 + y.norm(dim=-1))).all()
@@ -301,8 +302,10 @@ def test_conditional_logdet_inverse_and_batch_shape(name, logdet, tol, dtype):
     rtol = 1e-10 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(x_back, x, rtol=0, atol=100 * rtol / GAMMA)
     torch.testing.assert_close(inverse_logabsdet, -logabsdet, rtol=1e-6, atol=1e-6)
-    result = T.solve(y.flatten(0, 1), method="lbfgs", context=c.flatten(0, 1))
-    assert result.converged.all()
+    for method in ("lbfgs", "newton-cg"):
+        result = T.solve(y.flatten(0, 1), method=method, context=c.flatten(0, 1))
+        assert result.converged.all()
+        torch.testing.assert_close(result.x, x.flatten(0, 1), rtol=0, atol=100 * rtol / GAMMA)
 
 
 @pytest.mark.parametrize("name, logdet", CONDITIONAL_CASES, ids=CONDITIONAL_IDS)

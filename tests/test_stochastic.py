@@ -73,6 +73,32 @@ def test_conjugate_gradient_matches_dense_solve():
     assert (residual <= 1e-12).all()
 
 
+def test_preconditioned_conjugate_gradient_matches_dense_solve_in_fewer_products(float64):
+    """With M ≈ A⁻¹ (the inverse of A's shared part), CG reaches the dense solve in fewer
+    products with A; with M = A⁻¹ exactly, in one."""
+    torch.manual_seed(0)
+    Q = torch.randn(10, 10)
+    A0 = Q @ Q.T + 0.1 * torch.eye(10)  # shared and ill-conditioned
+    U = torch.randn(4, 10, 2)
+    A = A0 + U @ U.mT  # [4, 10, 10]: the shared part plus a small per-row term
+    b = torch.randn(4, 10)
+    expected = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
+    products = []
+
+    def matvec(v):
+        products.append(1)
+        return (A @ v.unsqueeze(-1)).squeeze(-1)
+
+    counts = []
+    for M in (None, lambda v: torch.linalg.solve(A0, v.T).T, lambda v: torch.linalg.solve(A, v)):
+        products.clear()
+        x, residual = conjugate_gradient(matvec, b, rtol=1e-10, max_iter=100, precondition=M)
+        torch.testing.assert_close(x, expected, rtol=1e-7, atol=1e-7)
+        assert (residual <= 1e-10).all()
+        counts.append(len(products))
+    assert counts[1] < counts[0] / 2 and counts[2] == 1
+
+
 def test_matrix_free_newton_inverse_round_trip():
     T = icnn_transform(20, cg_rtol=1e-8)
     x = 2 * torch.randn(16, 20)

@@ -1,7 +1,9 @@
-r"""Training steps per second of BrenierMap's semi-dual fit: the conjugates' first Newton steps
-masked (decided on the device, no host read: the GPU's default number of them, and twice that)
-or adaptive (the active rows chosen on the host), side by side in one run; and the host's reads
-of the device per step (over the first third of the steps, from step 10).
+r"""Training steps per second of BrenierMap's semi-dual fit, by how its conjugates are solved,
+side by side in one run: the first Newton steps masked (decided on the device, no host read:
+the GPU's default number of them, and twice that) or adaptive (the active rows chosen on the
+host), each Newton direction from the factorised Jacobian or matrix-free (preconditioned CG on
+Jacobian-vector products, ``SemiDual(solver="newton-cg")``); and the host's reads of the device
+per step (over the first third of the steps, from step 10).
 
 On the :math:`W_2` benchmark's pair of each dimension (``--w2bench``), else a random Gaussian
 pair. Each (d, batch size) fits the same map every way from the same seed, the order reversed
@@ -11,6 +13,8 @@ counted).
 
     otflows bench step-speed --w2bench PATH --dims 8 64 --threads 1 \
         --out benchmarks/results/step_speed_cpu.json
+    otflows bench step-speed --w2bench PATH --dims 8 32 64 128 --threads 1 \
+        --modes adaptive matrix-free --out benchmarks/results/conjugate_solves_cpu.json
     otflows bench step-speed --w2bench PATH --device cuda --dims 8 64 128 \
         --batch-sizes 256 1024 --out step_speed_cuda.json
 """
@@ -44,8 +48,14 @@ from otflows.validation import as_device
 
 __all__ = ["MODES", "main", "reads_per_step", "rendered"]
 
-# the conjugates' masked Newton steps: none, the GPU's default, and twice as many
-MODES = {"adaptive": 0, "masked": MASKED_ITER, "masked ×2": 2 * MASKED_ITER}
+# how the conjugates are solved: (masked Newton steps, SemiDual's solver); the masked steps
+# none, the GPU's default and twice as many, the directions factorised or matrix-free
+MODES = {
+    "adaptive": (0, "newton"),
+    "masked": (MASKED_ITER, "newton"),
+    "masked ×2": (2 * MASKED_ITER, "newton"),
+    "matrix-free": (0, "newton-cg"),
+}
 
 
 def _data(d: int, samples: int, w2bench: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -58,13 +68,14 @@ def _data(d: int, samples: int, w2bench: Path | None) -> tuple[np.ndarray, np.nd
     return gaussian.sample(samples, seed=1), gaussian.sample_target(samples, seed=2)
 
 
-def _estimator(masked_iter: int, steps: int, batch: int, device: str, **kwargs: Any) -> BrenierMap:
+def _estimator(mode: str, steps: int, batch: int, device: str, **kwargs: Any) -> BrenierMap:
+    masked_iter, solver = MODES[mode]
     return BrenierMap(
         max_iter=steps,
         batch_size=batch,
         init_iter=50,
         validation_fraction=0,
-        objective=SemiDual(masked_iter=masked_iter),
+        objective=SemiDual(masked_iter=masked_iter, solver=solver),
         device=device,
         random_state=0,
         progress=False,
@@ -106,11 +117,11 @@ def measure(d: int, batch: int, args: argparse.Namespace) -> list[dict]:
     r"""Every mode at one (d, batch size): steps per second of each repeat, the host reads
     per step, and the mean loss of the last tenth of the steps (the same map every way)."""
     Xs, Xt = _data(d, args.samples, args.w2bench)
-    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[dict]] = {mode: [] for mode in args.modes}
     for repeat in range(args.repeats):
-        order = list(MODES) if repeat % 2 == 0 else list(MODES)[::-1]
+        order = list(args.modes) if repeat % 2 == 0 else list(args.modes)[::-1]
         for mode in order:
-            otmap = _estimator(MODES[mode], args.steps, batch, args.device)
+            otmap = _estimator(mode, args.steps, batch, args.device)
             otmap.fit(Xs=Xs, Xt=Xt)
             fit = otmap.log_["fit"]
             tail = fit["loss"][-max(1, len(fit["loss"]) // 10) :]
@@ -118,8 +129,8 @@ def measure(d: int, batch: int, args: argparse.Namespace) -> list[dict]:
                 {"steps_per_s": len(fit["loss"]) / fit["seconds"], "loss": statistics.mean(tail)}
             )
     rows = []
-    for mode, masked_iter in MODES.items():
-        counted = _estimator(masked_iter, max(30, args.steps // 3), batch, args.device)
+    for mode in args.modes:
+        counted = _estimator(mode, max(30, args.steps // 3), batch, args.device)
         reads = reads_per_step(counted, Xs, Xt)
         rate = [r["steps_per_s"] for r in runs[mode]]
         rows.append(
@@ -127,28 +138,30 @@ def measure(d: int, batch: int, args: argparse.Namespace) -> list[dict]:
                 "d": d,
                 "batch": batch,
                 "mode": mode,
-                "masked_iter": masked_iter,
+                "masked_iter": MODES[mode][0],
+                "solver": MODES[mode][1],
                 "steps_per_s": statistics.median(rate),
                 "steps_per_s_runs": rate,
                 "final_loss": statistics.mean(r["loss"] for r in runs[mode]),
                 "host_reads_per_step": reads,
             }
         )
-    adaptive = rows[0]["steps_per_s"]
+    first = rows[0]["steps_per_s"]  # the first mode's: adaptive, where it runs
     for row in rows:
-        row["speed_vs_adaptive"] = row["steps_per_s"] / adaptive
+        row["speed_vs_adaptive"] = row["steps_per_s"] / first
     return rows
 
 
 def rendered(payload: dict) -> str:
-    r"""The table from the JSON: steps per second of each mode, its ratio to the adaptive
-    solve's at the same (d, batch size), the host reads per step and the final loss."""
+    r"""The table from the JSON: steps per second of each mode, its ratio to the first mode's
+    (the adaptive solve's) at the same (d, batch size), the host reads per step and the final
+    loss."""
     return markdown_table(
         payload["rows"],
         [
             ("d", "d"),
             ("batch", "batch"),
-            ("mode", "Newton's first steps"),
+            ("mode", "conjugates' solve"),
             ("steps_per_s", "steps/s"),
             ("speed_vs_adaptive", "÷ adaptive"),
             ("host_reads_per_step", "host reads/step"),
@@ -167,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256])
     parser.add_argument("--steps", type=int, default=300, help="training steps per fit")
     parser.add_argument("--repeats", type=int, default=2, help="fits per mode")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(MODES)[:3],
+        choices=list(MODES),
+        help="how the conjugates are solved (the first is the ratios' reference)",
+    )
     parser.add_argument("--samples", type=int, default=20000, help="samples per side")
     add_device_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: d = 2, 30 steps")
