@@ -204,7 +204,8 @@ def _kept(log: dict) -> str:
     Example:
         >>> floor = {"kept": "bures", "verdict": "bures", "baseline": "bures", "w2_network": 6.37,
         ...          "w2_baseline": 6.6, "difference_se": 0.1, "semidual_difference": -0.03,
-        ...          "semidual_se": 0.04, "extrapolation": 1.2, "cv_difference": None}
+        ...          "semidual_se": 0.04, "better": False, "extrapolation": 1.2,
+        ...          "cv_difference": None}
         >>> import textwrap
         >>> print(textwrap.fill(_kept({"floor": floor, "kept": "bures"}), 88))
         kept the Bures (linear) map: the network's held-out W2^2 6.37 is not significantly below
@@ -229,7 +230,7 @@ def _kept(log: dict) -> str:
     if floor["verdict"] == "network":
         tests = w2 if not semidual else f"{w2}; {semidual}"
         why = f"it maps the held-out rows significantly better than the {baseline}: {tests}"
-    elif floor["extrapolation"] > EXTRAPOLATION_LIMIT and _better(floor):
+    elif floor["better"]:  # better on the held-out rows, refused off them
         why = (
             f"the network maps rows a little outside the training rows "
             f"{floor['extrapolation']:.3g} times as far from the Bures map as their nearest "
@@ -256,17 +257,6 @@ def _kept(log: dict) -> str:
             f"{floor['cv_se']:.2g})"
         )
     return sentence
-
-
-def _better(floor: dict) -> bool:
-    r"""Whether either of the floor's paired tests put the network ahead of the simple map."""
-    margin = SELECTION_SIGNIFICANCE * floor["difference_se"]
-    if floor["w2_network"] - floor["w2_baseline"] + margin < 0:
-        return True
-    difference = floor["semidual_difference"]
-    return (
-        difference is not None and difference + SELECTION_SIGNIFICANCE * floor["semidual_se"] < 0
-    )
 
 
 def _conditions(

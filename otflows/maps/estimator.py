@@ -157,7 +157,7 @@ class BrenierMap(FittedMap, BaseTransport):
             "refine": [{"inner": the round's inner log_, "regression": history}, ...],
             "floor": {"kept", "verdict", "baseline", "cv_difference", "cv_se", "w2_network",
             "w2_baseline", "difference_se", "semidual_difference", "semidual_se",
-            "unconverged", "extrapolation"}, "kept": "network", "bures" or "entropic",
+            "unconverged", "better", "extrapolation"}, "kept": "network", "bures" or "entropic",
             "seconds": float}``, each history a
             :class:`otflows.training.loop.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``

@@ -107,7 +107,8 @@ def apply_floor(
     ``T``'s :math:`\gamma`). Both are gradients of convex functions, invertible, with exact
     log-determinants. Without ``apply``, ``T`` keeps its network whatever the verdict.
 
-    Returns the record (what was kept and the verdict; the baseline, and the cross-validated
+    Returns the record (what was kept and the verdict; whether either paired test put the
+    network ahead, ``better``; the baseline, and the cross-validated
     difference of the entropic and Bures maps' held-out discrepancies with its error
     (:func:`baseline_choice`), ``None`` above :data:`ENTROPIC_CANDIDATE_ROWS`; the network's and
     the baseline's held-out :math:`W_2^2` and the difference's bootstrap error; against the Bures
@@ -175,6 +176,7 @@ def apply_floor(
         "semidual_difference": semidual[0],
         "semidual_se": semidual[1],
         "unconverged": semidual[2],
+        "better": better,
         "extrapolation": extrapolation,
     }
     return record, bures, T
