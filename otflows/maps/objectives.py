@@ -31,6 +31,11 @@ __all__ = [
     "fenchel_young_gap",
 ]
 
+# From this many dimensions SemiDual(solver="auto") solves the conjugates' Newton directions
+# matrix-free where the Jacobian would be dense: faster there, slower below (measured on the
+# W2 benchmark's pairs; the docs' high-dimension page)
+MATRIX_FREE_FEATURES = 128
+
 
 class Density(Protocol):
     r"""Anything with a differentiable ``log_prob`` ``[B, D] -> [B]`` (e.g. a fitted
@@ -265,13 +270,15 @@ class SemiDual(Objective):
             by :math:`O(\epsilon)`, far below the minibatch noise: on the :math:`W_2`
             benchmark (d = 8) :math:`10^{-3}` needs a third fewer Newton steps than
             :math:`10^{-5}` and fits the same map.
-        solver: ``"newton"`` or ``"lbfgs"`` (:meth:`BrenierTransform.solve`). Newton on the
-            factored Jacobian wins once the map has left its linear start: on the
-            :math:`W_2` benchmark (1024 conjugates from their previous solutions, one thread)
-            it took 143 / 296 / 758 ms at d = 16 / 32 / 64 mid-training against L-BFGS's
-            491 / 512 / 795 ms, while after 100 steps at d = 64 L-BFGS took 156 ms against
-            474. L-BFGS needs no Jacobian: the choice for networks without a factored one
-            at large ``D``.
+        solver: ``"auto"``, ``"newton"``, ``"newton-cg"`` or ``"lbfgs"``
+            (:meth:`BrenierTransform.solve`). Newton on the factorised Jacobian converges in a
+            few steps once the map has left its linear start; matrix-free Newton
+            (``"newton-cg"``) assembles no Jacobian, the faster way where the Jacobian would be
+            dense and large; L-BFGS needs no Jacobian either and is cheapest while the map is
+            nearly affine. ``"auto"``: ``"newton-cg"`` from :data:`MATRIX_FREE_FEATURES`
+            dimensions for a transform without low-rank structure, else ``"newton"``, as
+            ``otflows bench step-speed --modes adaptive matrix-free`` measured (the docs'
+            high-dimension page).
         masked_iter: Newton's masked steps on every conjugate before its first host read
             (:func:`otflows.linalg.newton_solve`; ``None``: none on the CPU, four on a GPU).
 
@@ -294,12 +301,12 @@ class SemiDual(Objective):
     conditional = True
 
     def __init__(
-        self, rtol: float | None = 1e-3, solver: str = "newton", masked_iter: int | None = None
+        self, rtol: float | None = 1e-3, solver: str = "auto", masked_iter: int | None = None
     ):
         if rtol is not None and not rtol > 0:
             raise ValueError(f"rtol must be > 0; got {rtol}")
-        if solver not in SOLVE_METHODS:
-            raise ValueError(f"solver must be one of {SOLVE_METHODS}; got {solver!r}")
+        if solver not in ("auto", *SOLVE_METHODS):
+            raise ValueError(f"solver must be one of {('auto', *SOLVE_METHODS)}; got {solver!r}")
         if masked_iter is not None and (
             isinstance(masked_iter, bool) or not isinstance(masked_iter, int) or masked_iter < 0
         ):
@@ -345,12 +352,37 @@ class SemiDual(Objective):
     ) -> tuple[Tensor, ...]:
         r"""``(φ(x; c) [B], φ*(y; c) [B'])``."""
         result = T.solve(
-            xt, self.x_star[index_t], self.rtol, self.solver, ct, masked_iter=self.masked_iter
+            xt,
+            self.x_star[index_t],
+            self.rtol,
+            self.solver_for(T),
+            ct,
+            masked_iter=self.masked_iter,
         )
         self.x_star[index_t] = result.x
         self.unconverged = (~result.converged).sum()
         conjugate = (result.x * xt).sum(-1) - T.potential(result.x, ct)
         return T.potential(xs, cs), conjugate
+
+    def solver_for(self, T: BrenierTransform) -> str:
+        r"""The solver of ``T``'s conjugates: :attr:`solver`, or under ``"auto"`` Newton-CG
+        from :data:`MATRIX_FREE_FEATURES` dimensions where ``T``'s Jacobian would be factorised
+        densely (no structure, or a rank of at least ``D``).
+
+        Example:
+            >>> from otflows import QuadraticICNN
+            >>> T = BrenierTransform(QuadraticICNN(128, 64))
+            >>> SemiDual().solver_for(T), SemiDual(solver="newton").solver_for(T)
+            ('newton-cg', 'newton')
+            >>> SemiDual().solver_for(BrenierTransform(QuadraticICNN(64, 64)))
+            'newton'
+
+        """
+        if self.solver != "auto":
+            return self.solver
+        rank = T.net.ridge_rank  # the structured factorisation is dense from rank D on
+        dense = T.method != "structured" or rank is None or rank >= T.features
+        return "newton-cg" if dense and T.features >= MATRIX_FREE_FEATURES else "newton"
 
     @property
     def config(self) -> dict[str, Any]:
