@@ -49,7 +49,8 @@ from otflows.datasets import TOYS
 from otflows.datasets.w2bench import GaussianMixture
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob, nll
-from otflows.training.fit import HELD_OUT_ROWS, fit_flow, starts_at_gaussian
+from otflows.training.fit import HELD_OUT_ROWS, fit_flow
+from otflows.training.gaussian import starts_at_gaussian
 from otflows.validation import split_held_out
 
 __all__ = ["CANDIDATES", "DATA", "main", "split"]

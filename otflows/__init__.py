@@ -29,7 +29,7 @@ _HOMES = {
     "PICNN": "otflows.nets",
     "QuadraticICNN": "otflows.nets",
     "build_net": "otflows.nets",
-    "TrainingHistory": "otflows.training.loop",
+    "TrainingHistory": "otflows.training.parts",
     "fit_flow": "otflows.training.fit",
     "BrenierTransform": "otflows.transforms.brenier",
 }
@@ -81,5 +81,5 @@ if TYPE_CHECKING:
         build_net,
     )
     from otflows.training.fit import fit_flow
-    from otflows.training.loop import TrainingHistory
+    from otflows.training.parts import TrainingHistory
     from otflows.transforms.brenier import BrenierTransform

@@ -63,7 +63,8 @@ def test_best_validation_weights_are_restored():
 def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
     """With per-sample terms, validation keeps the latest weights whose score is not
     significantly worse than the best (paired over samples), else the best ones."""
-    from otflows.training.loop import Report, Schedule, Validation, train
+    from otflows.training.loop import train
+    from otflows.training.parts import Report, Schedule, Validation
     from otflows.training.samplers import WithReplacement
 
     w = torch.nn.Parameter(torch.zeros(1))

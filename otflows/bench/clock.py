@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from otflows.training.fit import FlowHistory, fit_flow
+from otflows.training.fit import fit_flow
+from otflows.training.gaussian import FlowHistory
 
 __all__ = ["Clock", "OutOfBudget", "at", "cpu_seconds_as_wall_clock", "timed_fit", "unit"]
 

@@ -76,7 +76,7 @@ ALPHA = 0.05  # the logit transform's margin (as MAF, Papamakarios et al. 2017)
 # they are validated this often (else 20 times over the budget, as fit_flow's max_time does).
 SMALL_DATA, SMALL_VALIDATION_INTERVAL = 10_000, 25
 # The Brenier flow's start (fit_flow's gaussian_start): "auto" is fit_flow's rule
-# (otflows.training.fit.starts_at_gaussian: the Gaussian of the training set where rows per
+# (otflows.training.gaussian.starts_at_gaussian: the Gaussian of the training set where rows per
 # dimension are few, else random weights)
 STARTS = {"auto": "auto", "gaussian": True, "random": False}
 REPORT_AT = (10, 30, 60, 300, 900)  # CPU seconds at which the table compares the methods

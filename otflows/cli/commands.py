@@ -24,8 +24,9 @@ from otflows.maps.floor import EXTRAPOLATION_LIMIT
 from otflows.maps.settings import dtype_of
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.training.distributed import init_from_environment, is_main
-from otflows.training.fit import FlowHistory, fit_flow
-from otflows.training.loop import SELECTION_SIGNIFICANCE
+from otflows.training.fit import fit_flow
+from otflows.training.gaussian import FlowHistory
+from otflows.training.parts import SELECTION_SIGNIFICANCE
 from otflows.training.threads import set_fit_threads
 from otflows.validation import MappedSamples, as_samples, with_context
 

@@ -121,7 +121,7 @@ class BrenierMap(FittedMap, BaseTransport):
             ``max_time``, also each time another twentieth of it has passed).
         validation_score: What selects the kept weights: ``"objective"``, the objective's
             value on the held-out samples (the latest weights within two paired standard
-            errors of the best, :func:`otflows.training.loop.not_worse`), or ``"w2"``, the exact
+            errors of the best, :func:`otflows.training.parts.not_worse`), or ``"w2"``, the exact
             :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
             best). Both are logged; ``benchmarks/defaults_study.md`` compares them. ``None``:
             by the held-out rows on the smaller side, ``"w2"`` with fewer than 500, else
@@ -159,7 +159,7 @@ class BrenierMap(FittedMap, BaseTransport):
             "w2_baseline", "difference_se", "semidual_difference", "semidual_se",
             "unconverged", "better", "extrapolation"}, "kept": "network", "bures" or "entropic",
             "seconds": float}``, each history a
-            :class:`otflows.training.loop.TrainingHistory` as a dict (``loss``, ``val_step``,
+            :class:`otflows.training.parts.TrainingHistory` as a dict (``loss``, ``val_step``,
             ``val_metrics`` with ``"w2"`` and ``"objective"``, ``best_step``…); ``"floor"``
             where the fit had held-out rows and no conditions.
 

@@ -20,7 +20,7 @@ from otflows.metrics import (
     w2_difference,
     wasserstein2_squared,
 )
-from otflows.training.loop import SELECTION_SIGNIFICANCE
+from otflows.training.parts import SELECTION_SIGNIFICANCE
 from otflows.transforms.affine import bures_map, start_affine
 from otflows.transforms.brenier import BrenierTransform
 
@@ -80,7 +80,7 @@ def apply_floor(
 
     - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
       ``bures``, ``A [D, D]``, ``b [D]``, or the entropic map) on the held-out rows ``Xs_val``,
-      ``Xt_val`` by more than :data:`otflows.training.loop.SELECTION_SIGNIFICANCE` standard errors
+      ``Xt_val`` by more than :data:`otflows.training.parts.SELECTION_SIGNIFICANCE` standard errors
       of a
       paired difference, in either of two scores: the exact :math:`W_2^2` between the mapped and
       the target held-out rows (:func:`otflows.metrics.w2_difference`, bootstrap resampled with

@@ -93,7 +93,7 @@ class Objective(ABC):
     ) -> tuple[Tensor, ...]:
         r"""The loss as per-sample terms whose means add up to it (e.g. ``[B]`` and ``[B']``),
         so that a fit's validation can tell two checkpoints apart from the noise of its
-        held-out samples (:func:`otflows.training.loop.not_worse`); by default the loss alone, a
+        held-out samples (:func:`otflows.training.parts.not_worse`); by default the loss alone, a
         single term ``[1]`` that carries no such noise."""
         return (self.loss(T, xs, xt, index_t, cs, ct).reshape(1),)
 

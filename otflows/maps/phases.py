@@ -21,7 +21,8 @@ from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
 from otflows.training import distributed
-from otflows.training.loop import Checkpoint, Report, Schedule, Validation, train
+from otflows.training.loop import train
+from otflows.training.parts import Checkpoint, Report, Schedule, Validation
 from otflows.training.samplers import WithReplacement
 from otflows.transforms.affine import set_affine
 from otflows.transforms.brenier import BrenierTransform
@@ -40,7 +41,7 @@ class PhaseOptions:
         interval: Steps between validations, callbacks and checkpoint saves.
         batch_sizes: Source and target rows per step.
         validation_score: What selects the kept weights
-        (:class:`otflows.training.loop.Validation`).
+        (:class:`otflows.training.parts.Validation`).
         patience: Validations without newly kept weights before a phase stops.
         progress: Whether to show progress bars.
     """

@@ -12,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "FlowHistory": "otflows.training.fit",
+    "FlowHistory": "otflows.training.gaussian",
     "fit_flow": "otflows.training.fit",
-    "TrainingHistory": "otflows.training.loop",
+    "TrainingHistory": "otflows.training.parts",
     "train": "otflows.training.loop",
 }
 
@@ -28,5 +28,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from otflows.training.fit import FlowHistory, fit_flow
-    from otflows.training.loop import TrainingHistory, train
+    from otflows.training.fit import fit_flow
+    from otflows.training.gaussian import FlowHistory
+    from otflows.training.loop import train
+    from otflows.training.parts import TrainingHistory
