@@ -1,8 +1,14 @@
-"""Doctest namespace shared by every module's examples."""
+"""Doctest namespace shared by every module's examples; the repository's ``benchmarks/``
+scripts (the studies and the report) importable by name, as each script imports the others."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 
 
 @pytest.fixture(autouse=True)

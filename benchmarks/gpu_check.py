@@ -5,7 +5,7 @@ on one H200-class GPU) and written to one JSON.
         --out benchmarks/results/gpu_check.json
 
 1. The CUDA tests (``pytest -m cuda``: the contract, maps, flows and checkpoints on the GPU).
-2. ``otflows bench step-speed --device cuda``: BrenierMap's training steps per second at
+2. ``python benchmarks/step_speed.py --device cuda``: BrenierMap's training steps per second at
    d = 8, 64 and 128, batch 256 and 1024, with the conjugates' first Newton steps masked
    (the GPU's default) and adaptive, and the host reads per step.
 3. ``otflows bench peers --device cuda`` at d = 64 and 128: L2-UVP against GPU wall-clock
@@ -29,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from otflows.bench import logdet, peers, step_speed
+import step_speed
+
+from otflows.bench import logdet, peers
 from otflows.bench.common import machine, write_json
 
 

@@ -181,7 +181,7 @@ class BrenierFlow(RecordsArguments, Flow):
         having to learn it. This matters when data are scarce: on scikit-learn's digits (1257
         images, 64-d) a Brenier flow from a random start stays worse than the Gaussian, and
         from this start beats it; on the 2-D toys' 20 000 samples a random start ends better
-        (``benchmarks/density.py``).
+        (``otflows bench density``).
 
         Example:
             >>> flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=8, num_modules=2)

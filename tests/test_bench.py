@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from report import STUDIES, study
 
 from otflows.bench import BENCHMARKS, run, summary
 from otflows.bench.baselines import CPFlow, Whitening, autoregressive_flow, spline_flow
@@ -19,7 +20,6 @@ from otflows.bench.density import digits
 from otflows.bench.density import run as density_run
 from otflows.bench.gradient_field import grad_f
 from otflows.bench.ot_maps import KnownMapRegression, semidual_uvp
-from otflows.bench.report import STUDIES, study
 from otflows.cli import main as cli
 from otflows.datasets import GaussianCoupling, checkerboard, eight_gaussians, load_tabular
 from otflows.maps import BrenierMap
@@ -282,7 +282,7 @@ def _check_smoke_run(out: Path, payload: dict, printed: str) -> dict:
 # README's own command runs `otflows bench gaussian --quick` (tests/test_readme.py), and the
 # quick runs of peers, logdet, small-data and the defaults study are the first steps of their
 # tests of a partial rerun
-RERUN = {"gaussian", "peers", "logdet", "small-data"}
+RERUN = {"gaussian", "peers", "logdet", "small-data"}  # small-data: a study
 
 
 @pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - RERUN))
@@ -292,7 +292,7 @@ def test_quick_benchmark_writes_its_json(name, tmp_path, capsys):
     _check_smoke_run(out, payload, capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("name", sorted(set(STUDIES) - {"defaults"}))
+@pytest.mark.parametrize("name", sorted(set(STUDIES) - {"defaults", "small-data"}))
 def test_quick_study_writes_its_json(name, tmp_path, capsys):
     """The studies that chose the defaults are scripts of the repository's benchmarks/."""
     out = tmp_path / f"{name}.json"
@@ -304,14 +304,16 @@ def test_a_small_data_update_reruns_the_matched_problems_only(tmp_path, capsys):
     """And of those, only the candidates it fits: another candidate's fit of a matched
     problem is kept, and its columns stay in the table."""
     out = tmp_path / "small.json"
-    first = run("small-data", ["--quick", "--out", str(out)])
+    first = study("small-data").main(["--quick", "--out", str(out)])
     for fit in first["fits"]:  # why it kept what it kept, and the step validation chose
         assert fit["floor"]["kept"] == fit["kept"] and 0 <= fit["best_step"] <= fit["steps"]
     written = json.loads(out.read_text())
     other = {"problem": "wine d=4", "split": 0, "candidate": "held-out 0.1", "w2": 1.25}
     written["fits"].append(other | {"kept": "bures", "seconds": 1.0})
     out.write_text(json.dumps(written))
-    again = run("small-data", ["--quick", "--update", "--match", "^wine", "--out", str(out)])
+    again = study("small-data").main(
+        ["--quick", "--update", "--match", "^wine", "--out", str(out)]
+    )
     assert next(f for f in again["fits"] if f["candidate"] == "held-out 0.1")["w2"] == 1.25
     assert again["rows"][0]["held-out 0.1"] == 1.25
     again["fits"] = [f for f in again["fits"] if f["candidate"] != "held-out 0.1"]
@@ -399,7 +401,7 @@ def test_bench_cli_rejects_an_unknown_benchmark(capsys):
 def test_every_published_table_is_what_its_json_renders():
     """Each page's tables are what their JSON renders (benchmarks/report.py), not typed by
     hand; the pages with tables include the studies'."""
-    from otflows.bench.report import pages, render
+    from report import pages, render
 
     root = Path(__file__).resolve().parents[1]
     found = pages(root)
@@ -411,7 +413,7 @@ def test_every_published_table_is_what_its_json_renders():
 def test_no_table_of_numbers_is_typed_by_hand():
     """Outside the rendered blocks, no table of README, the docs or the studies holds a cell
     that is a number: every published number comes from a JSON."""
-    from otflows.bench.report import BLOCK
+    from report import BLOCK
 
     root = Path(__file__).resolve().parents[1]
     number = re.compile(r"\|\s*\**[-+]?[\d.]+(?:e[-+]?\d+)?\s*%?\**\s*(?=\|)")

@@ -1,10 +1,10 @@
 """The host's reads of device values in a training step: what a GPU waits for."""
 
 import torch
+from host_reads import HostReads
+from step_speed import reads_per_step
 
 from otflows import BrenierMap
-from otflows.bench.host_reads import HostReads
-from otflows.bench.step_speed import reads_per_step
 from otflows.datasets import GaussianCoupling
 from otflows.linalg.newton import MASKED_ITER
 from otflows.maps.objectives import SemiDual

@@ -5,9 +5,9 @@ import numpy as np
 import ot
 import pytest
 import torch
+from small_data_study import rendered
 
 from otflows import MMGN, BrenierMap, BrenierTransform, EntropicMap
-from otflows.bench.small_data import rendered
 from otflows.datasets import GaussianCoupling, two_moons
 from otflows.maps import floor as floor_module
 from otflows.maps.entropic import sinkhorn_potentials

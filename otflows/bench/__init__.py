@@ -26,8 +26,6 @@ BENCHMARKS = {
     "logdet": "otflows.bench.logdet",
     "ot-maps": "otflows.bench.ot_maps",
     "peers": "otflows.bench.peers",
-    "small-data": "otflows.bench.small_data",
-    "step-speed": "otflows.bench.step_speed",
 }
 
 

@@ -138,8 +138,8 @@ def add_out_option(parser: argparse.ArgumentParser, filename: str, figure: bool 
 def save_figure(figure: Figure, out: Path, dpi: int = 100) -> Path:
     r"""Saves ``figure`` beside the JSON ``out`` (as ``out.png``) and closes it; returns the
     path. Every benchmark figure a page shows is written here, by the command that writes its
-    JSON (and redrawn from that JSON by ``benchmarks/report.py --figures`` where the figure is
-    drawn from the JSON alone)."""
+    JSON (and, in a checkout of the repository, redrawn from that JSON by its report script's
+    ``--figures`` where the figure is drawn from the JSON alone)."""
     import matplotlib.pyplot as plt
 
     path = out.with_suffix(".png")

@@ -15,7 +15,7 @@ __all__ = ["InverseError", "InverseResult", "masked_iterations", "newton_solve"]
 LADDER = 4
 # Damped Newton steps taken on every row, decided on the device, before the rows still active
 # are solved as a smaller batch (see `masked_iterations`). Early in a semi-dual fit on the W2
-# pair (`otflows bench step-speed`) four cut the host reads per step from 75 to 19 at d = 8 and
+# pair (the docs' GPU page) four cut the host reads per step from 75 to 19 at d = 8 and
 # from 140 to 69 at d = 64, eight to 3 and 13; which pays more on a GPU is its check's to say.
 MASKED_ITER = 4
 

@@ -123,7 +123,7 @@ class BrenierMap(FittedMap, BaseTransport):
             value on the held-out samples (the latest weights within two paired standard
             errors of the best, :func:`otflows.training.parts.not_worse`), or ``"w2"``, the exact
             :math:`W_2^2` between the held-out :math:`T_\#\mu` and :math:`\nu` samples (the
-            best). Both are logged; ``benchmarks/defaults_study.md`` compares them. ``None``:
+            best). Both are logged; the docs' defaults study compares them. ``None``:
             by the held-out rows on the smaller side, ``"w2"`` with fewer than 500, else
             ``"objective"``.
         patience: Validations that keep no new weights before training stops (``None``: it

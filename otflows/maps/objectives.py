@@ -277,8 +277,7 @@ class SemiDual(Objective):
             dense and large; L-BFGS needs no Jacobian either and is cheapest while the map is
             nearly affine. ``"auto"``: ``"newton-cg"`` from :data:`MATRIX_FREE_FEATURES`
             dimensions for a transform without low-rank structure, else ``"newton"``, as
-            ``otflows bench step-speed --modes adaptive matrix-free`` measured (the docs'
-            high-dimension page).
+            measured on the W2 benchmark's pairs (the docs' high-dimension page).
         masked_iter: Newton's masked steps on every conjugate before its first host read
             (:func:`otflows.linalg.newton_solve`; ``None``: none on the CPU, four on a GPU).
 

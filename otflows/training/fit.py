@@ -107,7 +107,7 @@ def fit_flow(
     differences), so the result is never worse there than that Gaussian, nor chosen over it by
     the held-out rows' noise.
     These defaults were chosen by a study on data sets they were not tuned for
-    (``benchmarks/fit_defaults_study.md``); more steps (``max_iter``) and more blocks trade time
+    (the docs' fit-defaults study); more steps (``max_iter``) and more blocks trade time
     for quality.
 
     Under ``torchrun`` (a ``torch.distributed`` process group; see

@@ -120,7 +120,7 @@ def starts_at_gaussian(rows: int, features: int) -> bool:
     dimension (:func:`otflows.sizes.few_rows`), where a flow from random weights overfits
     before it beats that Gaussian (scikit-learn's small tabular sets), rather than from
     random weights, which learn multimodal data far faster (the 2-D
-    toys; ``benchmarks/fit_defaults_study.md``).
+    toys; the docs' fit-defaults study).
 
     Example:
         >>> starts_at_gaussian(1294, 64), starts_at_gaussian(1440, 2)

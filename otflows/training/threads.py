@@ -3,7 +3,7 @@ r"""How many CPU threads a fit runs on: one where a step's work is too small to 
 torch splits an operation across its threads (by default one per core) whatever the
 operation's size. A fit's steps are many small operations, where the threads spend more time
 meeting than computing, and where other processes hold the cores, a thread that waits for a
-descheduled one stalls the rest. On a 2-core machine (``benchmarks/threads.py``) a second
+descheduled one stalls the rest. On a 2-core machine (the docs' scale-out page) a second
 thread gained at most 1.14× for the default flows and maps up to d = 128 when the machine was
 idle, and cost 2–3× when each core was busy with another process; only steps of about
 :data:`WORK_PER_THREAD` multiply-adds or more gained from it (1.3× and up). So a fit runs on

@@ -19,7 +19,8 @@ beside not moving the points, the Bures (linear) map, the entropic map
 (:class:`otflows.EntropicMap`, its ε rule) and POT's ``EMDTransport``; where the map is known,
 by L2-UVP too. Every BrenierMap fit runs in a fresh process with one thread.
 
-    otflows bench small-data --w2bench PATH --out benchmarks/results/small_data_study.json
+    python benchmarks/small_data_study.py --w2bench PATH \
+        --out benchmarks/results/small_data_study.json
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ def rendered(payload: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     r"""Runs the study; prints its table and writes its JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench small-data", description=description(__doc__)
+        prog="python benchmarks/small_data_study.py", description=description(__doc__)
     )
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument(
@@ -394,3 +395,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
     return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -11,11 +11,11 @@ at every other of the ``--repeats``; a step's time is the fit phase's wall-clock
 steps (on a GPU each step ends with the loss read by the progress bar, so queued work is
 counted).
 
-    otflows bench step-speed --w2bench PATH --dims 8 64 --threads 1 \
+    python benchmarks/step_speed.py --w2bench PATH --dims 8 64 --threads 1 \
         --out benchmarks/results/step_speed_cpu.json
-    otflows bench step-speed --w2bench PATH --dims 8 32 64 128 --threads 1 \
+    python benchmarks/step_speed.py --w2bench PATH --dims 8 32 64 128 --threads 1 \
         --modes adaptive matrix-free --out benchmarks/results/conjugate_solves_cpu.json
-    otflows bench step-speed --w2bench PATH --device cuda --dims 8 64 128 \
+    python benchmarks/step_speed.py --w2bench PATH --device cuda --dims 8 64 128 \
         --batch-sizes 256 1024 --out step_speed_cuda.json
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from host_reads import HostReads
 
 from otflows.bench.common import (
     add_device_option,
@@ -40,7 +41,6 @@ from otflows.bench.common import (
     set_threads,
     write_json,
 )
-from otflows.bench.host_reads import HostReads
 from otflows.linalg.newton import MASKED_ITER
 from otflows.maps import BrenierMap
 from otflows.maps.objectives import SemiDual
@@ -173,7 +173,7 @@ def rendered(payload: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     r"""Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     parser = argparse.ArgumentParser(
-        prog="otflows bench step-speed", description=description(__doc__)
+        prog="python benchmarks/step_speed.py", description=description(__doc__)
     )
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 64])
@@ -208,3 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(rendered(payload))
     write_json(args.out, payload, smoke=args.quick)
     return payload
+
+
+if __name__ == "__main__":
+    main()
