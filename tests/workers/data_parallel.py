@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from otflows import BrenierFlow, BrenierMap, distributed, fit_flow
+from otflows import BrenierFlow, BrenierMap, fit_flow
+from otflows.training import distributed
 
 
 def main(out: Path) -> None:
