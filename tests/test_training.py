@@ -460,3 +460,26 @@ def test_old_context_names_and_callback_form_work_for_a_release_with_a_warning()
             c=C[:80], c_val=C[80:], validation_interval=2, callback=lambda s, f: steps.append(s)
         )
     assert steps == [2, 4]
+
+
+@pytest.mark.parametrize(
+    ("gaussian_start", "expected"), [(True, (1e-2, "cosine")), (False, (3e-2, "warmup_cosine"))]
+)
+def test_the_default_learning_rate_and_schedule_follow_the_start(
+    gaussian_start, expected, monkeypatch
+):
+    """From the Gaussian of the data Adam 1e-2 annealed by a cosine, from random weights 3e-2
+    after a warm-up; given ones are kept."""
+    seen = []
+    adam = loop.adam
+
+    def recorded(parameters, lr, total, schedule="cosine", *args, **kwargs):
+        seen.append((lr, schedule))
+        return adam(parameters, lr, total, schedule, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "adam", recorded)
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    fit = dict(max_iter=2, gaussian_start=gaussian_start, progress=False)
+    fit_flow(BrenierFlow(2, hidden_features=4), X, **fit)
+    fit_flow(BrenierFlow(2, hidden_features=4), X, lr=0.2, schedule=None, **fit)
+    assert seen == [expected, (0.2, None)]

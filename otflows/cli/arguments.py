@@ -181,7 +181,8 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help=f"Adam's peak learning rate (default: {LR:g})",
+        help=f"Adam's peak learning rate (default: {LR['gaussian']:g} from the Gaussian of "
+        f"the data, {LR['random']:g} from random weights)",
     )
     p.add_argument(
         "--validation-fraction",

@@ -43,13 +43,18 @@ __all__ = [
     "HELD_OUT_ROWS",
     "LR",
     "MIN_STEPS",
+    "SCHEDULE",
     "fit_flow",
 ]
 
 
 # The defaults of a fit, chosen by the study in benchmarks/fit_defaults_study.md:
 MIN_STEPS = 4000  # the automatic budget: 10 epochs, and at least this many steps
-LR = 1e-2  # Adam's default learning rate, from either start
+# Adam's default peak learning rate and schedule by the start: from the Gaussian of the data
+# (few rows per dimension) 1e-2 annealed by a cosine; from random weights (many rows) 3e-2 after
+# a warm-up over the first tenth of the steps, which learned more on every such set of the study
+LR = {"gaussian": 1e-2, "random": 3e-2}
+SCHEDULE = {"gaussian": "cosine", "random": "warmup_cosine"}
 # the BrenierFlow that `otflows fit` builds (the study's architecture)
 FIT_FLOW: dict[str, Any] = {"net": "icgn", "num_blocks": 4, "hidden_features": 32}
 # at most this many rows held out by validation_fraction: the held-out NLL costs one pass per
@@ -72,7 +77,7 @@ def fit_flow(
     keep_gaussian: bool = True,
     random_state: int | np.random.Generator | np.random.RandomState | None = None,
     progress: bool = True,
-    schedule: str | None = "cosine",
+    schedule: str | None = "auto",
     clip_grad: float | None = None,
     weight_decay: float = 0.0,
     validation_interval: int | None = None,
@@ -125,7 +130,8 @@ def fit_flow(
         epochs: Passes over the training rows, instead of ``max_iter``.
         max_iter: The number of steps (default: 10 epochs, at least :data:`MIN_STEPS`).
         batch_size: Samples per step.
-        lr: Adam's learning rate (the peak of the cosine schedule; default :data:`LR`).
+        lr: Adam's peak learning rate (default :data:`LR` of the start: 1e-2 from the
+            Gaussian of ``X``, 3e-2 from the flow's weights).
         X_val: Validation samples ``[M, D]``; without them, ``validation_fraction`` of ``X``
             is held out.
         validation_fraction: The share of ``X`` held out when ``X_val`` is not given (at most
@@ -144,8 +150,10 @@ def fit_flow(
             NumPy ``Generator`` / ``RandomState`` (one seed is drawn from it per fit), as
             :class:`otflows.BrenierMap`'s.
         progress: Whether to show a tqdm progress bar.
-        schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` or ``None`` (constant);
-            see :func:`otflows.training.optim.adam`.
+        schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` (raised over the first
+            tenth of the steps, then annealed) or ``None`` (constant); see
+            :func:`otflows.training.optim.adam`. ``"auto"``: :data:`SCHEDULE` of the start,
+            ``"cosine"`` from the Gaussian of ``X``, ``"warmup_cosine"`` from the flow's weights.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         validation_interval: Steps between validations (default: once per epoch, at most 20
@@ -213,8 +221,9 @@ def fit_flow(
 
     conditional = c is not None  # the Gaussian of X is not one of p(x | c)
     gaussian_start = start(flow, gaussian_start, conditional, X.shape, all_of_X)
-    if lr is None:
-        lr = LR
+    begin = "gaussian" if gaussian_start else "random"
+    lr = LR[begin] if lr is None else lr
+    schedule = SCHEDULE[begin] if schedule == "auto" else schedule
     # the Gaussian of X is a candidate too: the start's weights, or set from the initial
     # weights after training
     candidate = keep_gaussian and X_val is not None and not conditional
