@@ -53,6 +53,7 @@ MIN_STEPS = 4000  # the automatic budget: 10 epochs, and at least this many step
 # Adam's default peak learning rate and schedule by the start: from the Gaussian of the data
 # (few rows per dimension) 1e-2 annealed by a cosine; from random weights (many rows) 3e-2 after
 # a warm-up over the first tenth of the steps, which learned more on every such set of the study
+# (a conditional flow, not studied so, as from the Gaussian)
 LR = {"gaussian": 1e-2, "random": 3e-2}
 SCHEDULE = {"gaussian": "cosine", "random": "warmup_cosine"}
 # the BrenierFlow that `otflows fit` builds (the study's architecture)
@@ -131,7 +132,7 @@ def fit_flow(
         max_iter: The number of steps (default: 10 epochs, at least :data:`MIN_STEPS`).
         batch_size: Samples per step.
         lr: Adam's peak learning rate (default :data:`LR` of the start: 1e-2 from the
-            Gaussian of ``X``, 3e-2 from the flow's weights).
+            Gaussian of ``X``, 3e-2 from the flow's weights; 1e-2 for a conditional flow).
         X_val: Validation samples ``[M, D]``; without them, ``validation_fraction`` of ``X``
             is held out.
         validation_fraction: The share of ``X`` held out when ``X_val`` is not given (at most
@@ -153,7 +154,8 @@ def fit_flow(
         schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` (raised over the first
             tenth of the steps, then annealed) or ``None`` (constant); see
             :func:`otflows.training.optim.adam`. ``"auto"``: :data:`SCHEDULE` of the start,
-            ``"cosine"`` from the Gaussian of ``X``, ``"warmup_cosine"`` from the flow's weights.
+            ``"cosine"`` from the Gaussian of ``X`` (and for a conditional flow),
+            ``"warmup_cosine"`` from the flow's weights.
         clip_grad: If given, the gradient norm is clipped to it.
         weight_decay: Adam's weight decay.
         validation_interval: Steps between validations (default: once per epoch, at most 20
@@ -221,7 +223,8 @@ def fit_flow(
 
     conditional = c is not None  # the Gaussian of X is not one of p(x | c)
     gaussian_start = start(flow, gaussian_start, conditional, X.shape, all_of_X)
-    begin = "gaussian" if gaussian_start else "random"
+    # a conditional flow (no Gaussian start; not studied at the larger step) as from the Gaussian
+    begin = "gaussian" if gaussian_start or conditional else "random"
     lr = LR[begin] if lr is None else lr
     schedule = SCHEDULE[begin] if schedule == "auto" else schedule
     # the Gaussian of X is a candidate too: the start's weights, or set from the initial
