@@ -65,7 +65,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "BrenierMap()": {},
     "width 64, lr 3e-2, by objective": MANY_ROWS | {"validation_score": "objective"},
     "held-out 0.1": {"validation_fraction": 0.1},
-    "no floor": {"floor": False},  # the validated network, whatever the floor's verdict
+    "no fallback": {"fallback": False},  # the validated network, whatever the fallback's verdict
     "by held-out W2": MANY_ROWS | {"validation_score": "w2"},
     "width 16, lr 1e-2, by W2": {"hidden_features": 16, "lr": 1e-2, "validation_score": "w2"},
 }
@@ -201,7 +201,7 @@ def baselines(problem: str, split: int, args: argparse.Namespace) -> dict[str, A
 
 def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) -> dict:
     r"""One BrenierMap fit of the study (a fresh process): its scores, what it kept and why
-    (the floor's record), and the step whose weights validation kept."""
+    (the fallback's record), and the step whose weights validation kept."""
     set_threads(args.threads)
     data = problem_data(problem, split, args.w2bench)
     settings = CANDIDATES[candidate] | {"random_state": split, "progress": False}
@@ -212,7 +212,7 @@ def fit_one(problem: str, split: int, candidate: str, args: argparse.Namespace) 
     otmap = BrenierMap(**settings).fit(Xs=data["Xs"], Xt=data["Xt"])
     row = {"problem": problem, "split": split, "candidate": candidate}
     row |= {"seconds": time.perf_counter() - start, "kept": otmap.log_["kept"]}
-    row["floor"] = otmap.log_.get("floor")  # both held-out tests, the growth off the rows
+    row["fallback"] = otmap.log_.get("fallback")  # both held-out tests, the growth off the rows
     history = otmap.log_["fit"]
     row |= {"best_step": history["best_step"], "steps": history["val_step"][-1]}
     row["settings"] = otmap.settings_

@@ -21,6 +21,7 @@ _HOMES = {
     "InverseResult": "otflows.linalg",
     "BrenierMap": "otflows.maps",
     "EntropicMap": "otflows.maps",
+    "fit_brenier_map": "otflows.maps",
     "CMGN": "otflows.nets",
     "ICGN": "otflows.nets",
     "ICNN": "otflows.nets",
@@ -50,6 +51,7 @@ __all__ = [
     "QuadraticICNN",
     "TrainingHistory",
     "build_net",
+    "fit_brenier_map",
     "fit_flow",
 ]
 
@@ -69,7 +71,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from otflows.flows import BrenierFlow
     from otflows.linalg import InverseError, InverseResult
-    from otflows.maps import BrenierMap, EntropicMap
+    from otflows.maps import BrenierMap, EntropicMap, fit_brenier_map
     from otflows.nets import (
         CMGN,
         ICGN,

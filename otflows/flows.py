@@ -18,6 +18,7 @@ from otflows.nets import CONDITIONAL_NETS, build_net
 from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.transforms.affine import start_affine, whitening_map
 from otflows.transforms.brenier import BrenierTransform
+from otflows.transforms.logit import BoxLogit
 from otflows.validation import MappedSamples, as_samples
 from otflows.validation.arguments import RecordsArguments
 
@@ -50,6 +51,10 @@ class BrenierFlow(RecordsArguments, Flow):
             :math:`p(x \mid c)`: every block's network is conditional
             (:math:`T(\cdot\,; c)` a Brenier map for each ``c``), and :meth:`log_prob` and
             :meth:`sample` take a ``context``, as nflows' conditional flows do.
+        bounds: ``(low, high)`` where the data lie in a known box (pixel levels, shares;
+            each a number or one per feature): the first step is then the box's logit
+            (:class:`otflows.transforms.logit.BoxLogit`), so the density is zero outside the box
+            instead of spilling over its faces; ``None``: unbounded data.
         transforms: Instead of the above, the transforms to chain (data → noise); they may
             mix conditional Brenier blocks with nflows' own conditional transforms.
         net_kwargs: Sizes and options of the network (e.g. ``hidden_features``).
@@ -78,6 +83,7 @@ class BrenierFlow(RecordsArguments, Flow):
         learn_gamma: bool = False,
         logdet: str = "auto",
         context_features: int | None = None,
+        bounds: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
         transforms: Sequence[Transform] | None = None,
         **net_kwargs: Any,
     ):
@@ -93,6 +99,10 @@ class BrenierFlow(RecordsArguments, Flow):
                 net_kwargs["context_features"] = context_features
             actnorm = num_blocks > 1 if actnorm is None else actnorm
             transforms = []
+            if bounds is not None:
+                if len(bounds) != 2:
+                    raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}")
+                transforms.append(BoxLogit(features, *bounds))
             for _ in range(num_blocks):
                 if actnorm:
                     transforms.append(ActNorm(features))
@@ -108,6 +118,8 @@ class BrenierFlow(RecordsArguments, Flow):
             transforms = list(transforms)
             if not transforms:
                 raise ValueError("transforms must not be empty")
+            if bounds is not None:
+                raise ValueError("give bounds or transforms: with transforms, chain a BoxLogit")
         transform = transforms[0] if len(transforms) == 1 else CompositeTransform(transforms)
         super().__init__(transform, StandardNormal([features]))
         self.features = features

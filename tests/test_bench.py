@@ -306,7 +306,7 @@ def test_a_small_data_update_reruns_the_matched_problems_only(tmp_path, capsys):
     out = tmp_path / "small.json"
     first = study("small-data").main(["--quick", "--out", str(out)])
     for fit in first["fits"]:  # why it kept what it kept, and the step validation chose
-        assert fit["floor"]["kept"] == fit["kept"] and 0 <= fit["best_step"] <= fit["steps"]
+        assert fit["fallback"]["kept"] == fit["kept"] and 0 <= fit["best_step"] <= fit["steps"]
     written = json.loads(out.read_text())
     other = {"problem": "wine d=4", "split": 0, "candidate": "held-out 0.1", "w2": 1.25}
     written["fits"].append(other | {"kept": "bures", "seconds": 1.0})

@@ -65,6 +65,26 @@ def test_fit_saves_a_loadable_flow(tmp_path, suffix, capsys):
     assert load_flow(model).config["net"] == "icgn"
 
 
+def test_fit_with_bounds_gives_a_density_in_the_box(tmp_path, capsys):
+    """--bounds puts the box's logit first: the saved flow keeps the bounds, and a value
+    beyond them is an error naming --data, its row and its column."""
+    X = np.random.default_rng(0).uniform(0, 17, size=(400, 3))
+    np.save(tmp_path / "x.npy", X)
+    argv = ["fit", "--data", str(tmp_path / "x.npy"), "--bounds", "0", "17", "--max-iter", "5"]
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    flow = load_flow(tmp_path / "m.pt")
+    assert flow.config["bounds"] == [0.0, 17.0]
+    assert bool(torch.isfinite(flow.log_prob(torch.as_tensor(X[:5], dtype=torch.float32))).all())
+    X[7, 2] = 20.0
+    np.save(tmp_path / "x.npy", X)
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
+    assert re.search(
+        r"--data .*x.npy has a value outside the flow's bounds: row 7, column 2 is 20, "
+        r"outside \[0, 17\]",
+        capsys.readouterr().err,
+    )
+
+
 def test_errors_are_one_line_with_nonzero_status(tmp_path):
     np.save(tmp_path / "nan.npy", np.array([[0.0, np.nan]]))
     completed = subprocess.run(
@@ -423,6 +443,7 @@ def test_fit_states_a_warning_on_one_line_naming_the_command(tmp_path, capsys):
     assert err == [
         "otflows fit: warning: every value of X is a whole number (counts or pixel levels?): a "
         "continuous density fitted to them grows without bound at the integers, held-out rows "
-        "included; dequantise them first (X + uniform noise in [0, 1)) and score the "
-        "dequantised values"
+        "included; dequantise them first (X + uniform noise in [0, 1)), score the "
+        "dequantised values, and give the flow their range (BrenierFlow(..., bounds=(low, "
+        "high + 1)))"
     ]

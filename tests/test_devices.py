@@ -78,7 +78,7 @@ def test_a_map_that_ends_at_the_entropic_map_lives_on_the_device(device, tmp_pat
 @pytest.mark.parametrize("masked_iter", [0, 4])
 @pytest.mark.parametrize("score", ["objective", "w2"])
 def test_a_map_fits_validates_and_maps_on_the_device(pair, device, score, masked_iter):
-    """With held-out rows, either validation score, the floor and both Newton modes: the map
+    """With held-out rows, either validation score, the fallback and both Newton modes: the map
     and its fitted attributes live on the device; NumPy in gives NumPy out, tensors on the
     device give tensors there, and the inverse returns the rows."""
     Xs, Xt = pair

@@ -1,5 +1,5 @@
 """The entropic map as a Brenier map: the gradient of a convex log-sum-exp potential, an
-invertible flow step once γx is added, and the floor's simple map where it cross-validates
+invertible flow step once γx is added, and the fallback's simple map where it cross-validates
 better than the Bures map."""
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 from otflows import BrenierMap, BrenierTransform, EntropicMap
 from otflows.cli.commands import _kept
 from otflows.datasets import GaussianCoupling, domain_adaptation
-from otflows.maps.floor import baseline_choice
+from otflows.maps.fallback import baseline_choice
 from otflows.maps.problem import build_problem
 from otflows.metrics import l2_uvp, maximum_mean_discrepancy, wasserstein2_squared
 from otflows.nets import EntropicPotential
@@ -149,8 +149,8 @@ def test_a_fit_of_clusters_ends_at_the_entropic_map_of_all_rows_and_saves_it(clu
     Xs, Xt, entropic = clusters
     settings = {"max_iter": 30, "progress": False, "random_state": 0, "dtype": "float64"}
     otmap = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt)
-    floor = otmap.log_["floor"]
-    assert otmap.log_["kept"] == floor["kept"] == floor["baseline"] == "entropic"
+    record = otmap.log_["fallback"]
+    assert otmap.log_["kept"] == record["kept"] == record["baseline"] == "entropic"
     assert isinstance(otmap.transform_.net, EntropicPotential)
     assert "kept the entropic map" in _kept(otmap.log_)
     fresh_s, fresh_t = domain_adaptation("3gauss", 2000, 3), domain_adaptation("3gauss2", 2000, 4)

@@ -93,7 +93,7 @@ def test_validation_scores_held_out_samples_and_keeps_the_best(pair, score, floa
     """Every validation is logged: the exact W2² between the held-out T#μ and ν samples and the
     objective's held-out value (each recomputed here for the kept weights); the weights kept
     are those of the best score, the Bures start (step 0) among the candidates; the fit ends
-    at them or at the Bures map, whichever the floor kept."""
+    at them or at the Bures map, whichever the fallback kept."""
     problem, Xs, Xt = pair
     Xs_val, Xt_val = problem.sample(300, seed=4), problem.sample_target(300, seed=5)
     settings = SMALL | {"max_iter": 40, "validation_interval": 10, "dtype": "float64"}
@@ -105,11 +105,11 @@ def test_validation_scores_held_out_samples_and_keeps_the_best(pair, score, floa
     assert history["val_loss"] == metrics[score] and len(metrics["w2"]) == 5
     best = int(np.argmin(metrics[score]))
     assert history["best_step"] == history["val_step"][best]
-    floor = otmap.log_["floor"]  # the kept weights, then the Bures map beside them
-    assert floor["w2_network"] == pytest.approx(metrics["w2"][best])
+    record = otmap.log_["fallback"]  # the kept weights, then the Bures map beside them
+    assert record["w2_network"] == pytest.approx(metrics["w2"][best])
     if otmap.log_["kept"] == "network":
         assert wasserstein2_squared(otmap.transform(Xs_val), Xt_val) == pytest.approx(
-            floor["w2_network"]
+            record["w2_network"]
         )
     else:  # the Bures map of all the rows given, held-out ones too
         rows = np.concatenate([Xs, Xs_val]), np.concatenate([Xt, Xt_val])
@@ -177,7 +177,7 @@ def test_a_time_budget_stops_the_fit_annealed(pair, monkeypatch):
         ({}, {"validation_interval": 0}, ValueError, "validation_interval must be a positive"),
         ({}, {"max_time": 0}, ValueError, "max_time must be a positive number of seconds"),
         ({}, {"max_time": float("nan")}, ValueError, "max_time must be a positive number"),
-        ({}, {"floor": "yes"}, ValueError, "floor must be True or False; got 'yes'"),
+        ({}, {"fallback": "yes"}, ValueError, "fallback must be True or False; got 'yes'"),
     ],
 )
 def test_validation_input_is_checked(pair, fit_args, params, error, match):

@@ -9,7 +9,7 @@ from small_data_study import rendered
 
 from otflows import MMGN, BrenierMap, BrenierTransform, EntropicMap
 from otflows.datasets import GaussianCoupling, two_moons
-from otflows.maps import floor as floor_module
+from otflows.maps import fallback
 from otflows.maps.entropic import sinkhorn_potentials
 from otflows.maps.settings import settings_for
 from otflows.metrics import extrapolation_ratio, l2_uvp, w2_difference, wasserstein2_squared
@@ -41,9 +41,9 @@ def test_a_small_sample_fit_ends_within_noise_of_the_bures_map_or_better():
     assert l2_uvp(otmap.transform(Xs_test), pair.brenier_map(Xs_test)) <= 1.05 * l2_uvp(
         bures(Xs_test), pair.brenier_map(Xs_test)
     )
-    floor = otmap.log_["floor"]
-    assert otmap.log_["kept"] == floor["kept"] in ("network", "bures")
-    assert floor["difference_se"] > 0 and floor["w2_baseline"] > 0
+    record = otmap.log_["fallback"]
+    assert otmap.log_["kept"] == record["kept"] in ("network", "bures")
+    assert record["difference_se"] > 0 and record["w2_baseline"] > 0
 
 
 def test_the_settings_follow_the_training_rows_per_dimension():
@@ -124,15 +124,19 @@ def test_a_wrecked_network_ends_at_the_bures_map_of_all_rows_everywhere():
     Xs, Xt = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) @ np.diag([2.0, 1.0, 0.5]) + 1
     settings = FAST | {"max_iter": 30, "lr": 50.0, "clip_grad": None, "objective": "likelihood"}
     otmap = BrenierMap(**settings).fit(Xs=Xs, Xt=Xt)
-    assert otmap.log_["kept"] == otmap.log_["floor"]["verdict"] == "bures"
+    assert otmap.log_["kept"] == otmap.log_["fallback"]["verdict"] == "bures"
     far = 20 * rng.normal(size=(50, 3))  # ~20 standard deviations out
     np.testing.assert_allclose(otmap.transform(far), _bures(Xs, Xt)(far), rtol=1e-6, atol=1e-6)
-    # without the floor the fit ends at the wrecked network, and the log keeps the verdict
-    wrecked = BrenierMap(**settings, floor=False).fit(Xs=Xs, Xt=Xt)
-    assert wrecked.log_["kept"] == "network" and wrecked.log_["floor"]["verdict"] == "bures"
-    assert wrecked.log_["floor"]["w2_network"] == otmap.log_["floor"]["w2_network"]
+    # without the fallback the fit ends at the wrecked network, and the log keeps the verdict
+    wrecked = BrenierMap(**settings, fallback=False).fit(Xs=Xs, Xt=Xt)
+    assert wrecked.log_["kept"] == "network" and wrecked.log_["fallback"]["verdict"] == "bures"
+    assert wrecked.log_["fallback"]["w2_network"] == otmap.log_["fallback"]["w2_network"]
     mapped = wrecked.transform(Xs)
     assert wasserstein2_squared(mapped, Xt) > 1.5 * wasserstein2_squared(otmap.transform(Xs), Xt)
+    # the old name of the argument still works, with a warning naming the new one
+    with pytest.warns(DeprecationWarning, match="floor is renamed fallback; the old name"):
+        old = BrenierMap(**settings, floor=False).fit(Xs=Xs, Xt=Xt)
+    np.testing.assert_array_equal(old.transform(Xs), mapped)
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +149,10 @@ def test_a_network_clearly_better_than_the_bures_map_is_kept(moons_fit):
     """N(0, I) → two moons, 2000 rows per side: the network maps the held-out rows
     significantly nearer the moons than the Bures map does, and is kept."""
     _, _, otmap = moons_fit
-    floor = otmap.log_["floor"]
+    record = otmap.log_["fallback"]
     assert otmap.log_["kept"] == "network"
-    assert floor["w2_network"] + 2 * floor["difference_se"] < floor["w2_baseline"]
-    assert 0 < floor["extrapolation"] <= floor_module.EXTRAPOLATION_LIMIT
+    assert record["w2_network"] + 2 * record["difference_se"] < record["w2_baseline"]
+    assert 0 < record["extrapolation"] <= record["extrapolation_limit"]
 
 
 def test_a_kept_network_maps_rows_outside_the_training_rows_as_it_maps_rows_near_them(moons_fit):
@@ -171,11 +175,11 @@ def test_a_network_that_grows_off_the_rows_ends_at_the_bures_map(moons_fit, monk
     """The same fit, held to a limit on growth off the rows that its network exceeds, ends at
     the Bures map however much better it maps the held-out rows."""
     Xs, Xt, _ = moons_fit
-    monkeypatch.setattr(floor_module, "EXTRAPOLATION_LIMIT", 0.5)
+    monkeypatch.setattr(fallback, "_EXTRAPOLATION_LIMIT", 0.5)
     otmap = BrenierMap(max_iter=300, **FAST).fit(Xs=Xs, Xt=Xt)
-    floor = otmap.log_["floor"]
-    assert otmap.log_["kept"] == "bures" and floor["extrapolation"] > 0.5
-    assert floor["w2_network"] + 3 * floor["difference_se"] < floor["w2_baseline"]
+    record = otmap.log_["fallback"]
+    assert otmap.log_["kept"] == "bures" and record["extrapolation"] > 0.5
+    assert record["w2_network"] + 3 * record["difference_se"] < record["w2_baseline"]
     far = 20 * np.random.default_rng(1).normal(size=(50, 2))
     A, b = otmap.bures_matrix_.numpy(), otmap.bures_offset_.numpy()
     np.testing.assert_allclose(otmap.transform(far), far @ A + b, rtol=1e-6, atol=1e-6)
@@ -289,8 +293,8 @@ def test_the_study_table_reports_ratios_split_by_split():
     assert "| p | 50 | 10 | 9 | 2.5 | 1 | 1.5 | 0.5 | 2 | 1 | 2 | 1/0/1 | 3 |" in table
 
 
-def test_the_floor_scores_the_semidual_difference_in_closed_form():
-    """A "network" set exactly to another affine map x ↦ A₂x + b₂: the floor's semi-dual
+def test_the_fallback_scores_the_semidual_difference_in_closed_form():
+    """A "network" set exactly to another affine map x ↦ A₂x + b₂: the fallback's semi-dual
     difference against the Bures map is, on the held-out rows, the closed form of the two
     quadratic potentials ½xᵀAx + bᵀx and their conjugates ½(y − b)ᵀA⁻¹(y − b), term by term
     (float64), with the standard error of the paired terms; the worse map is not kept."""
@@ -304,7 +308,7 @@ def test_the_floor_scores_the_semidual_difference_in_closed_form():
     b2 = torch.tensor([0.5, -0.3], dtype=torch.float64)
     start_affine(T, A2, b2, Xs, shrink=0.0)
     A, b = bures_map(Xs, Xt)
-    record, _, _ = floor_module.apply_floor(T, (A, b), Xs, Xt, Xs_val, Xt_val, seed=0)
+    record, _, _ = fallback.fall_back(T, (A, b), Xs, Xt, Xs_val, Xt_val, seed=0)
 
     def terms(A, b):
         phi = 0.5 * torch.einsum("ni,ij,nj->n", Xs_val, A, Xs_val) + Xs_val @ b

@@ -214,6 +214,15 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         "way the flow ends at that Gaussian when it scores better on the held-out rows",
     )
     p.add_argument(
+        "--bounds",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="the box the data lie in (e.g. 0 256 for dequantised 8-bit pixels): the flow's "
+        "first step is then its logit, and the density lives in the box",
+    )
+    p.add_argument(
         "--mmap",
         action="store_true",
         help="memory-map the .npy file and read a minibatch at a time (data larger than "

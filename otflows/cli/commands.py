@@ -20,7 +20,6 @@ from otflows.flows import BrenierFlow, save_flow
 from otflows.linalg import InverseError
 from otflows.maps import BrenierMap
 from otflows.maps.color import color_transfer, read_image, write_image
-from otflows.maps.floor import EXTRAPOLATION_LIMIT
 from otflows.maps.settings import dtype_of
 from otflows.plotting import plot_color_transfer, plot_coupling
 from otflows.training.distributed import init_from_environment, is_main
@@ -28,6 +27,7 @@ from otflows.training.fit import fit_flow
 from otflows.training.gaussian import FlowHistory
 from otflows.training.parts import SELECTION_SIGNIFICANCE
 from otflows.training.threads import set_fit_threads
+from otflows.transforms.logit import check_bounds
 from otflows.validation import MappedSamples, as_samples, with_context
 
 __all__ = ["main"]
@@ -72,8 +72,13 @@ def fit(args: argparse.Namespace) -> None:
     )
     torch.manual_seed(args.seed)
     flow = BrenierFlow(
-        X.shape[1], args.net, num_blocks=args.num_blocks, hidden_features=args.hidden_features
+        X.shape[1],
+        args.net,
+        num_blocks=args.num_blocks,
+        hidden_features=args.hidden_features,
+        bounds=None if args.bounds is None else tuple(args.bounds),
     ).to(dtype=dtype, device=device)
+    check_bounds(flow, **{name: X})
     history = fit_flow(
         flow,
         X,
@@ -198,64 +203,66 @@ MAP_NAMES = {"network": "network", "bures": "Bures (linear) map", "entropic": "e
 
 
 def _kept(log: dict) -> str:
-    r"""Which map the fit ended at, and why, in words: the floor's tests
-    (:func:`otflows.maps.floor.apply_floor`) and the choice of the simple map, one sentence
+    r"""Which map the fit ended at, and why, in words: the fallback's tests
+    (:func:`otflows.maps.fallback.fall_back`) and the choice of the simple map, one sentence
     each.
 
     Example:
-        >>> floor = {"kept": "bures", "verdict": "bures", "baseline": "bures", "w2_network": 6.37,
+        >>> record = {"kept": "bures", "verdict": "bures", "baseline": "bures", "w2_network": 6.37,
         ...          "w2_baseline": 6.6, "difference_se": 0.1, "semidual_difference": -0.03,
         ...          "semidual_se": 0.04, "better": False, "extrapolation": 1.2,
+        ...          "extrapolation_limit": 2.0,
         ...          "cv_difference": None}
         >>> import textwrap
-        >>> print(textwrap.fill(_kept({"floor": floor, "kept": "bures"}), 88))
+        >>> print(textwrap.fill(_kept({"fallback": record, "kept": "bures"}), 88))
         kept the Bures (linear) map: the network's held-out W2^2 6.37 is not significantly below
         the Bures (linear) map's 6.6 (difference -0.23 ± 0.1), nor its held-out semi-dual
         objective (difference -0.03 ± 0.04); 3 standard errors needed
     """
-    if "floor" not in log:
+    if "fallback" not in log:
         return "kept the network (no held-out rows to compare it with the Bures map)"
-    floor = log["floor"]
-    baseline = MAP_NAMES[floor["baseline"]]
+    record = log["fallback"]
+    baseline = MAP_NAMES[record["baseline"]]
     w2 = (
-        f"held-out W2^2 {floor['w2_network']:.4g} against the {baseline}'s "
-        f"{floor['w2_baseline']:.4g} (difference "
-        f"{floor['w2_network'] - floor['w2_baseline']:.3g} ± {floor['difference_se']:.2g})"
+        f"held-out W2^2 {record['w2_network']:.4g} against the {baseline}'s "
+        f"{record['w2_baseline']:.4g} (difference "
+        f"{record['w2_network'] - record['w2_baseline']:.3g} ± {record['difference_se']:.2g})"
     )
     semidual = ""
-    if floor["semidual_difference"] is not None:
+    if record["semidual_difference"] is not None:
         semidual = (
-            f"held-out semi-dual objective (difference {floor['semidual_difference']:.3g} ± "
-            f"{floor['semidual_se']:.2g})"
+            f"held-out semi-dual objective (difference {record['semidual_difference']:.3g} ± "
+            f"{record['semidual_se']:.2g})"
         )
-    if floor["verdict"] == "network":
+    if record["verdict"] == "network":
         tests = w2 if not semidual else f"{w2}; {semidual}"
         why = f"it maps the held-out rows significantly better than the {baseline}: {tests}"
-    elif floor["better"]:  # better on the held-out rows, refused off them
+    elif record["better"]:  # better on the held-out rows, refused off them
         why = (
             f"the network maps rows a little outside the training rows "
-            f"{floor['extrapolation']:.3g} times as far from the Bures map as their nearest "
-            f"training rows (at most {EXTRAPOLATION_LIMIT:g} allowed)"
+            f"{record['extrapolation']:.3g} times as far from the Bures map as their nearest "
+            f"training rows (at most {record['extrapolation_limit']:g} allowed)"
         )
     else:
         why = (
-            f"the network's held-out W2^2 {floor['w2_network']:.4g} is not significantly "
-            f"below the {baseline}'s {floor['w2_baseline']:.4g} (difference "
-            f"{floor['w2_network'] - floor['w2_baseline']:.3g} ± {floor['difference_se']:.2g})"
+            f"the network's held-out W2^2 {record['w2_network']:.4g} is not significantly "
+            f"below the {baseline}'s {record['w2_baseline']:.4g} (difference "
+            f"{record['w2_network'] - record['w2_baseline']:.3g} ± {record['difference_se']:.2g})"
             + (f", nor its {semidual}" if semidual else "")
             + f"; {SELECTION_SIGNIFICANCE:g} standard errors needed"
         )
     sentence = f"kept the {MAP_NAMES[log['kept']]}: {why}"
-    if log["kept"] != floor["verdict"]:
+    if log["kept"] != record["verdict"]:
         sentence = (
-            f"kept the network (floor=False; the floor would have kept the {baseline}: {why})"
+            f"kept the network (fallback=False; the fallback would have kept the {baseline}: "
+            f"{why})"
         )
-    if floor["cv_difference"] is not None:
-        choice = "better" if floor["baseline"] == "entropic" else "no better"
+    if record["cv_difference"] is not None:
+        choice = "better" if record["baseline"] == "entropic" else "no better"
         sentence += (
             f"\nthe simple map was the {baseline}: the entropic map cross-validated {choice} "
-            f"than the Bures map (discrepancy difference {floor['cv_difference']:.3g} ± "
-            f"{floor['cv_se']:.2g})"
+            f"than the Bures map (discrepancy difference {record['cv_difference']:.3g} ± "
+            f"{record['cv_se']:.2g})"
         )
     return sentence
 

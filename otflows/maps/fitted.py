@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otflows.maps.fit import map_transform
 from otflows.maps.problem import CHUNK, chunked
 from otflows.maps.settings import CHOSEN
-from otflows.nets import EntropicPotential, MonotoneGradientNet
 from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.transforms.brenier import BrenierTransform
 from otflows.validation import as_samples, with_context
@@ -43,23 +43,13 @@ class FittedMap:
         r"""The estimator's settings as JSON-serialisable values (the estimator's to give)."""
         raise NotImplementedError
 
-    def _build_net(
-        self, features: int, context_features: int | None = None
-    ) -> MonotoneGradientNet:
-        r"""A fresh network of the estimator's settings (the estimator's to give)."""
-        raise NotImplementedError
-
     def _transform_for(
         self, state: dict[str, Tensor], features: int, context_features: int | None
     ) -> BrenierTransform:
-        r"""A :class:`BrenierTransform` to load ``state`` into: of the estimator's network, or
-        of an :class:`otflows.nets.EntropicPotential` where ``state`` holds its atoms (a map
-        that ended at the entropic map)."""
-        if "net.Y" in state:
-            net: MonotoneGradientNet = EntropicPotential(features, len(state["net.Y"]))
-        else:
-            net = self._build_net(features, context_features)
-        return BrenierTransform(net, gamma=self.settings_["gamma"])
+        r"""A :class:`BrenierTransform` of the estimator's settings to load ``state`` into
+        (:func:`otflows.maps.fit.map_transform`)."""
+        params = cast(Any, self).get_params(deep=False)
+        return map_transform(state, params, self.settings_, features, context_features)
 
     # -- using the fitted map ----------------------------------------------------------------
     @overload

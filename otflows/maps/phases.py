@@ -1,6 +1,6 @@
 r"""The phases of a map fit, each a run of the one trainer (:func:`otflows.training.loop.train`):
 the
-Bures start, the objective's training, each refinement round's regression, and the floor that
+Bures start, the objective's training, each refinement round's regression, and the fallback that
 ends it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from otflows.maps.conditions import ByCondition, Conditions
-from otflows.maps.floor import apply_floor
+from otflows.maps.fallback import fall_back
 from otflows.maps.objectives import Objective
 from otflows.maps.problem import MapProblem, chunked
 from otflows.metrics import wasserstein2_squared
@@ -62,7 +62,7 @@ class MapFit:
     Built, it has set ``T``'s normalisation and quadratic term to the Bures map of the training
     rows (:attr:`bures`) and drawn nothing yet; then each phase is a method, run in order by
     :meth:`otflows.BrenierMap.fit`: :meth:`bures_start`, :meth:`setup_objective` and
-    :meth:`train_objective`, :meth:`refine` for each round, :meth:`floor`. Every phase trains
+    :meth:`train_objective`, :meth:`refine` for each round, :meth:`fall_back`. Every phase trains
     the whole of ``T`` with the same sampler, options, validation and checkpoint file; a
     checkpoint saves the phase's index and the shared ``log`` with the trainer's state, so a
     resumed fit skips the phases before it.
@@ -82,8 +82,8 @@ class MapFit:
         callback: Called as ``callback(phase_name, step)`` every ``options.interval`` steps.
 
     Attributes:
-        T: The transform fitted (after :meth:`floor`, the one the fit ended at).
-        bures: The Bures map ``(A [D, D], b [D])`` of the training rows (after :meth:`floor`,
+        T: The transform fitted (after :meth:`fall_back`, the one the fit ended at).
+        bures: The Bures map ``(A [D, D], b [D])`` of the training rows (after :meth:`fall_back`,
             the one the fit ended at, or held).
         validation: How held-out rows are scored (``None``: none held out).
     """
@@ -179,14 +179,14 @@ class MapFit:
             extra=lambda: {"before": before.state_dict(), "S": S.state_dict()},
         )
 
-    def floor(self, apply: bool = True) -> dict[str, Any]:
-        r"""The floor (:func:`otflows.maps.floor.apply_floor`) on the held-out rows: what was
+    def fall_back(self, apply: bool = True) -> dict[str, Any]:
+        r"""The fallback (:func:`otflows.maps.fallback.fall_back`) on the held-out rows: what was
         kept (the network, without ``apply``), its verdict and the scores that decided.
         :attr:`T` is then the map the fit ends at: the network, the Bures map (``T`` itself)
         or the entropic map (a new transform)."""
         p = self.problem
         assert p.Xs_val is not None and p.Xt_val is not None
-        record, self.bures, self.T = apply_floor(
+        record, self.bures, self.T = fall_back(
             self.T, self.bures, p.Xs, p.Xt, p.Xs_val, p.Xt_val, p.seed, apply
         )
         return record

@@ -26,6 +26,7 @@ __all__ = [
     "changed_params",
     "check_params",
     "dtype_of",
+    "options_of",
     "settings_for",
 ]
 
@@ -140,8 +141,8 @@ def check_params(params: dict[str, Any], conditional: bool = False) -> None:
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-    for name in ("floor", "progress"):
-        if not isinstance(params[name], bool):
+    for name in ("fallback", "progress", "floor"):  # floor: fallback's old name, or None
+        if not isinstance(params[name], bool) and (name, params[name]) != ("floor", None):
             raise ValueError(f"{name} must be True or False; got {params[name]!r}")
     if p.max_time is not None and not _positive(p.max_time):
         raise ValueError(f"max_time must be a positive number of seconds; got {p.max_time!r}")
@@ -199,6 +200,23 @@ def dtype_of(dtype: torch.dtype | str) -> torch.dtype:
     if not isinstance(resolved, torch.dtype) or resolved not in DTYPES.values():
         raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}")
     return resolved
+
+
+def options_of(options: dict[str, Any]) -> dict[str, Any]:
+    r"""``BrenierMap``'s arguments: ``options`` over its defaults (its signature holds the one
+    definition of each); a :class:`TypeError` names an option it does not take.
+
+    Example:
+        >>> options_of({"max_iter": 10})["max_iter"], options_of({})["net"]
+        (10, 'qicnn')
+    """
+    from otflows.maps.estimator import BrenierMap
+
+    defaults = {name: p.default for name, p in inspect.signature(BrenierMap).parameters.items()}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown options {unknown}: the options are BrenierMap's arguments")
+    return defaults | options
 
 
 def changed_params(cls: type, params: dict[str, Any]) -> list[str]:

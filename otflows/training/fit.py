@@ -27,6 +27,7 @@ from otflows.training.loop import train
 from otflows.training.parts import Checkpoint, Report, Schedule, Validation
 from otflows.training.samplers import Shuffled
 from otflows.training.threads import fit_threads
+from otflows.transforms.logit import check_bounds
 from otflows.validation import (
     MappedSamples,
     as_samples,
@@ -214,6 +215,7 @@ def fit_flow(
     report = _report(callback, flow)
     seed = distributed.broadcast_seed(seed_of(random_state))
     given = X_val is not None
+    check_bounds(flow, X=X, X_val=X_val)
     X, X_val, c, c_val = _rows(X, X_val, c, c_val, validation_fraction, seed, spec)
 
     def all_of_X() -> Tensor | MappedSamples:

@@ -107,8 +107,9 @@ def check_density_data(X: Tensor, name: str = "X") -> Tensor:
         warnings.warn(
             f"every value of {name} is a whole number (counts or pixel levels?): a continuous "
             "density fitted to them grows without bound at the integers, held-out rows "
-            f"included; dequantise them first ({name} + uniform noise in [0, 1)) and score "
-            "the dequantised values",
+            f"included; dequantise them first ({name} + uniform noise in [0, 1)), score "
+            "the dequantised values, and give the flow their range "
+            "(BrenierFlow(..., bounds=(low, high + 1)))",
             UserWarning,
             stacklevel=4,  # fit_flow's caller
         )

@@ -1,6 +1,6 @@
-r"""The floor: a fitted map ends at its network only where that is clearly better than the
-simple map of the same data (the Bures map, or the entropic map where it cross-validates
-better), on held-out rows and a little off them."""
+r"""The fallback to the simple map: a fitted map ends at its network only where that is
+clearly better than the simple map of the same data (the Bures map, or the entropic map where
+it cross-validates better), on held-out rows and a little off them."""
 
 from __future__ import annotations
 
@@ -24,45 +24,33 @@ from otflows.training.parts import SELECTION_SIGNIFICANCE
 from otflows.transforms.affine import bures_map, start_affine
 from otflows.transforms.brenier import BrenierTransform
 
-__all__ = [
-    "BANDWIDTHS",
-    "CV_TOLERANCE",
-    "ENTROPIC_CANDIDATE_ROWS",
-    "EXTRAPOLATION_LIMIT",
-    "FOLDS",
-    "NEIGHBOUR_ROWS",
-    "PROBE_STRETCH",
-    "REPEATS",
-    "apply_floor",
-    "baseline_choice",
-    "semidual_difference",
-]
+__all__ = ["baseline_choice", "fall_back", "semidual_difference"]
 
 # Off the rows: probes are the held-out source rows moved this much further from the training
 # rows' mean (a little outside them); the network is kept only if, at the 90th percentile of
-# the probes, it maps them at most EXTRAPOLATION_LIMIT times as far from the Bures map as it
+# the probes, it maps them at most _EXTRAPOLATION_LIMIT times as far from the Bures map as it
 # maps their ten nearest training rows (`otflows.metrics.extrapolation_ratio`). The networks
 # kept on the W2 pair at d = 8 and on N(0, I) → two moons (2000 rows per side) score 1.16, 0.97.
-PROBE_STRETCH = 1.25
-EXTRAPOLATION_LIMIT = 2.0
-NEIGHBOUR_ROWS = 8192  # training rows among which the probes' neighbours are sought
+_PROBE_STRETCH = 1.25
+_EXTRAPOLATION_LIMIT = 2.0
+_NEIGHBOUR_ROWS = 8192  # training rows among which the probes' neighbours are sought
 # The entropic map is a candidate up to this many rows per side (training and held-out): its
 # Sinkhorn solves cost O(NM) memory and time, and with more rows the network is the better
 # map (benchmarks/small_data_study.md).
-ENTROPIC_CANDIDATE_ROWS = 1000
-FOLDS = 4  # the entropic and Bures maps' cross-validation: every row held out once a repeat
-REPEATS = 5  # partitions of the rows into folds, averaged: one partition's estimate is noisy
+_ENTROPIC_CANDIDATE_ROWS = 1000
+_FOLDS = 4  # the entropic and Bures maps' cross-validation: every row held out once a repeat
+_REPEATS = 5  # partitions of the rows into folds, averaged: one partition's estimate is noisy
 # the discrepancy's Gaussian kernels, as shares of the median distance between target rows:
 # the clusters' shapes, where the entropic map gains, weigh as much as their places
-BANDWIDTHS = (0.125, 0.25, 0.5, 1.0)
+_BANDWIDTHS = (0.125, 0.25, 0.5, 1.0)
 # Sinkhorn's tolerance in the folds (the plan's L1 marginal error): the folds rank two maps and
 # need not pin a few rows' last 0.1 % of mass, which can take Sinkhorn thousands of iterations
 # more where some rows lie far from the others
-CV_TOLERANCE = 1e-3
+_CV_TOLERANCE = 1e-3
 
 
 @torch.no_grad()
-def apply_floor(
+def fall_back(
     T: BrenierTransform,
     bures: tuple[Tensor, Tensor],
     Xs: Tensor,
@@ -75,7 +63,7 @@ def apply_floor(
     r"""The simple map of the data as the last candidate beside the fitted network ``T``.
 
     The simple map (the *baseline*) is the Bures map, or the entropic map where the data have
-    at most :data:`ENTROPIC_CANDIDATE_ROWS` rows per side and it cross-validates better
+    at most 1000 rows per side and it cross-validates better
     (:func:`baseline_choice`). The network is kept only where it is both
 
     - better: it beats the baseline fitted to the training rows ``Xs``, ``Xt`` (the Bures map
@@ -95,9 +83,9 @@ def apply_floor(
       alone decides, which on a few dozen rows leans towards the entropic map's shrunken images: a
       network is kept only where it is clearly better;
     - sane off the rows: probes a little outside them (the held-out source rows moved
-      :data:`PROBE_STRETCH` times as far from the training rows' mean) are mapped about as far
+      1.25 times as far from the training rows' mean) are mapped about as far
       from the Bures map as their nearest training rows are (the 90th percentile of
-      :func:`otflows.metrics.extrapolation_ratio` at most :data:`EXTRAPOLATION_LIMIT`).
+      :func:`otflows.metrics.extrapolation_ratio` at most 2; the record keeps the limit).
 
     Otherwise (the verdict: the baseline's name) the fit ends at the baseline fitted to all the
     rows, training and held-out: the Bures map as ``T`` itself (its network's other terms zeroed
@@ -110,7 +98,7 @@ def apply_floor(
     Returns the record (what was kept and the verdict; whether either paired test put the
     network ahead, ``better``; the baseline, and the cross-validated
     difference of the entropic and Bures maps' held-out discrepancies with its error
-    (:func:`baseline_choice`), ``None`` above :data:`ENTROPIC_CANDIDATE_ROWS`; the network's and
+    (:func:`baseline_choice`), ``None`` above 1000 rows per side; the network's and
     the baseline's held-out :math:`W_2^2` and the difference's bootstrap error; against the Bures
     map, the semi-dual difference, its error and the conjugates left unconverged, else ``None``;
     the probes' growth ratio), the Bures map the fit ends at or holds, and the transform it ends
@@ -121,16 +109,16 @@ def apply_floor(
         >>> X = torch.randn(400, 2)
         >>> T = BrenierTransform(MMGN(2, 4), gamma=0.1)
         >>> A, b = torch.eye(2), torch.ones(2)
-        >>> record, _, _ = apply_floor(T, (A, b), X[:300], X[:300] + 1, X[300:], X[300:] + 1, 0)
+        >>> record, _, _ = fall_back(T, (A, b), X[:300], X[:300] + 1, X[300:], X[300:] + 1, 0)
         >>> record["kept"], record["baseline"]  # an untrained network maps no nearer
         ('bures', 'bures')
     """
     A, b = bures
     network = chunked(T.transport, Xs_val)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    rows = Xs[torch.randperm(len(Xs), generator=generator)[:NEIGHBOUR_ROWS].to(Xs.device)]
+    rows = Xs[torch.randperm(len(Xs), generator=generator)[:_NEIGHBOUR_ROWS].to(Xs.device)]
     mean = Xs.mean(0)
-    probes = mean + PROBE_STRETCH * (Xs_val - mean)
+    probes = mean + _PROBE_STRETCH * (Xs_val - mean)
     ratio = extrapolation_ratio(
         rows,
         chunked(T.transport, rows) - (rows @ A + b),
@@ -155,7 +143,7 @@ def apply_floor(
         )
         sd_delta, sd_se, unconverged = semidual
         better = better or (sd_delta + SELECTION_SIGNIFICANCE * sd_se < 0 and unconverged == 0)
-    verdict = "network" if better and extrapolation <= EXTRAPOLATION_LIMIT else name
+    verdict = "network" if better and extrapolation <= _EXTRAPOLATION_LIMIT else name
     kept = verdict if apply else "network"
     Xs_all, Xt_all = torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
     if kept != "network":
@@ -178,6 +166,7 @@ def apply_floor(
         "unconverged": semidual[2],
         "better": better,
         "extrapolation": extrapolation,
+        "extrapolation_limit": _EXTRAPOLATION_LIMIT,
     }
     return record, bures, T
 
@@ -186,17 +175,17 @@ def baseline_choice(
     Xs: Tensor, Xt: Tensor, Xs_val: Tensor, Xt_val: Tensor, seed: int
 ) -> tuple[str, dict[str, float | None], EntropicMap | None]:
     r"""The simple map to hold a network to: ``"entropic"`` where the data have at most
-    :data:`ENTROPIC_CANDIDATE_ROWS` rows per side and the entropic map
+    1000 rows per side and the entropic map
     (:class:`otflows.EntropicMap`) maps held-out rows nearer their targets than the Bures map does,
-    by more than a standard error, in :data:`FOLDS`-fold cross-validation over all the rows,
-    repeated :data:`REPEATS` times; else ``"bures"``.
+    by more than a standard error, in 4-fold cross-validation over all the rows,
+    repeated 5 times; else ``"bures"``.
 
     The first repeat's folds are the held-out rows ``Xs_val [N', D]``, ``Xt_val [M', D]`` and
-    :data:`FOLDS` − 1 random parts (by ``seed``) of the training rows ``Xs [N, D]``,
+    3 random parts (by ``seed``) of the training rows ``Xs [N, D]``,
     ``Xt [M, D]``; the others' are random parts of all the rows. On each fold both maps are
     fitted to the other rows and scored by the maximum mean discrepancy between the fold's
     mapped source rows and its target rows (:func:`otflows.metrics.maximum_mean_discrepancy`,
-    Gaussian kernels of :data:`BANDWIDTHS` times the median distance between target rows).
+    Gaussian kernels of 1/8, 1/4, 1/2 and 1 times the median distance between target rows).
     Not by their :math:`W_2^2`: between a few dozen rows it rewards a map that shrinks its image
     towards the target's mean, as the entropic map's does with :math:`\varepsilon`, and it is
     mostly the rows' sampling noise (on Gaussian pairs, whose true map is the Bures map, it
@@ -221,23 +210,23 @@ def baseline_choice(
     """
     none: dict[str, float | None] = {"cv_difference": None, "cv_se": None}
     Xs_all, Xt_all = torch.cat([Xs, Xs_val]), torch.cat([Xt, Xt_val])
-    if max(len(Xs_all), len(Xt_all)) > ENTROPIC_CANDIDATE_ROWS:
+    if max(len(Xs_all), len(Xt_all)) > _ENTROPIC_CANDIDATE_ROWS:
         return "bures", none, None
     scale = float(torch.pdist(Xt_all).median())
-    bandwidths = [share * scale for share in BANDWIDTHS]
+    bandwidths = [share * scale for share in _BANDWIDTHS]
     generator = torch.Generator(device="cpu").manual_seed(seed)
     differences, ses, first = [], [], None
-    for repeat in range(REPEATS):
+    for repeat in range(_REPEATS):
         source = _parts(len(Xs), len(Xs_val), repeat, generator).to(Xs.device)
         target = _parts(len(Xt), len(Xt_val), repeat, generator).to(Xt.device)
         folds = [
             (Xs_all[source != k], Xt_all[target != k], Xs_all[source == k], Xt_all[target == k])
-            for k in range(FOLDS)
+            for k in range(_FOLDS)
         ]
         repeat_differences = []
         for train_s, train_t, test_s, test_t in folds:
             try:
-                entropic = EntropicMap(tol=CV_TOLERANCE).fit(Xs=train_s, Xt=train_t)
+                entropic = EntropicMap(tol=_CV_TOLERANCE).fit(Xs=train_s, Xt=train_t)
             except SinkhornError:
                 return "bures", none, None
             first = entropic if first is None else first
@@ -247,7 +236,7 @@ def baseline_choice(
                 - maximum_mean_discrepancy(test_s @ A + b, test_t, bandwidths)
             )
         differences += repeat_differences
-        ses.append(np.std(repeat_differences, ddof=1) / np.sqrt(FOLDS))
+        ses.append(np.std(repeat_differences, ddof=1) / np.sqrt(_FOLDS))
     difference, se = float(np.mean(differences)), float(np.mean(ses))
     cv: dict[str, float | None] = {"cv_difference": difference, "cv_se": se}
     # the first fold's entropic map is the one fitted to the training rows
@@ -257,12 +246,12 @@ def baseline_choice(
 def _parts(training: int, held_out: int, repeat: int, generator: torch.Generator) -> Tensor:
     r"""The fold of each of ``training`` rows followed by ``held_out`` rows ``[training +
     held_out]``, on the CPU: in the first ``repeat`` (0) the held-out rows are fold 0 and the
-    training rows fall at random in the other :data:`FOLDS` − 1; in the others all rows fall at
-    random in :data:`FOLDS` folds of sizes within one."""
+    training rows fall at random in the other folds; in the others all rows fall at
+    random in the folds of sizes within one."""
     if repeat == 0:
-        parts = 1 + torch.randperm(training, generator=generator) % (FOLDS - 1)
+        parts = 1 + torch.randperm(training, generator=generator) % (_FOLDS - 1)
         return torch.cat([parts, torch.zeros(held_out, dtype=parts.dtype)])
-    return torch.randperm(training + held_out, generator=generator) % FOLDS
+    return torch.randperm(training + held_out, generator=generator) % _FOLDS
 
 
 def _entropic_transform(entropic: EntropicMap, T: BrenierTransform) -> BrenierTransform:
