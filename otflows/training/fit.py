@@ -15,7 +15,8 @@ from nflows.flows import Flow
 from torch import Tensor, cat
 
 from otflows.flows import BrenierFlow
-from otflows.metrics import _log_prob, nll
+from otflows.metrics import nll
+from otflows.metrics.likelihood import _log_prob
 from otflows.training import distributed
 from otflows.training.gaussian import (
     FlowHistory,
