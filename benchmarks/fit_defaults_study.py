@@ -42,6 +42,7 @@ from otflows.bench.common import (
     description,
     in_parallel,
     markdown_table,
+    previous_fits,
     set_threads,
     write_json,
 )
@@ -438,6 +439,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="a smoke run (2 data sets, 2 candidates, 1 split, 20 steps): its numbers mean "
         "nothing",
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the fits of --out's JSON (each with the command, commit and date it came "
+        "from) and run only the data sets, candidates and splits it lacks",
+    )
     add_study_options(parser, "fit_defaults_study.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -459,20 +466,29 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for candidate in ["gaussian", *first]
     ]
     args.nsf_budgets = {}
+    kept = previous_fits(args.out) if args.update else []
+    done = {(f["data"], f["candidate"], f["seed"]) for f in kept}
 
     def described(f: dict) -> str:
         return f"{f['data']} {f['candidate']} seed {f['seed']}: {f.get('nll', f.get('error'))}"
 
-    fits = in_parallel(_task, tasks, args, args.jobs, described)
+    fits = kept + in_parallel(
+        _task, [t for t in tasks if t not in done], args, args.jobs, described
+    )
     if args.nsf_after and nsf:
         for f in fits:
             key = f"{f['data']} {f['seed']}"
             budget = max(args.nsf_budget, 1.1 * f.get("seconds", 0.0))
             args.nsf_budgets[key] = max(args.nsf_budgets.get(key, 0.0), budget)
         later = [(data, "nsf", seed) for data in args.data for seed in range(args.seeds)]
-        fits += in_parallel(_task, later, args, args.jobs, described)
+        fits += in_parallel(_task, [t for t in later if t not in done], args, args.jobs, described)
         tasks += later
-    order = {task: i for i, task in enumerate(tasks)}
+    if kept:  # the kept fits' data sets and candidates stay in the tables
+        tasks += [(f["data"], f["candidate"], f["seed"]) for f in kept]
+        args.data = list(dict.fromkeys([*(f["data"] for f in kept), *args.data]))
+        old = [f["candidate"] for f in kept if f["candidate"] in CANDIDATES]
+        args.candidates = list(dict.fromkeys([*old, *args.candidates]))
+    order = {task: i for i, task in enumerate(dict.fromkeys(tasks))}
     fits.sort(key=lambda f: order[(f["data"], f["candidate"], f["seed"])])
     payload = {
         "args": vars(args) | {"out": str(args.out)},

@@ -100,96 +100,47 @@ def fit_flow(
 ) -> FlowHistory:
     r"""Fits a flow by maximum likelihood with Adam.
 
-    Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`-\frac1B\sum_b \log p(x_b \mid
-    c_b)` for a conditional flow given contexts ``c``) over shuffled minibatches
-    (:func:`otflows.training.loop.train`). The exact NLL of held-out samples (``X_val``, or a
-    random
-    ``validation_fraction`` of ``X``) is measured before the first step, every
-    ``validation_interval``
-    steps and at the end; training stops after ``patience`` validations without a better one,
-    and the best weights (the starting ones among them) are restored when it ends. For a
-    :class:`otflows.BrenierFlow`, the Gaussian fitted to ``X`` is one more candidate
-    (``keep_gaussian``): the flow is set to it exactly
-    (:meth:`~otflows.BrenierFlow.start_from_gaussian`) unless the best trained checkpoint scores
-    significantly better on the validation rows (by three standard errors of the rows'
-    differences), so the result is never worse there than that Gaussian, nor chosen over it by
-    the held-out rows' noise.
-    These defaults were chosen by a study on data sets they were not tuned for
-    (the docs' fit-defaults study); more steps (``max_iter``) and more blocks trade time
-    for quality.
-
-    Under ``torchrun`` (a ``torch.distributed`` process group; see
-    :mod:`otflows.training.distributed`)
-    every process draws the same minibatches, computes the loss of its shard of each, and
-    ``DistributedDataParallel`` averages the gradients: the run equals the single-process one
-    up to summation order. Only rank 0 shows progress and writes the checkpoint.
+    Minimises :math:`-\frac1B\sum_b \log p(x_b)` (:math:`\log p(x_b \mid c_b)` given contexts
+    ``c``) over shuffled minibatches (:func:`otflows.training.loop.train`), validating the exact
+    NLL of held-out rows and keeping the best weights. A :class:`otflows.BrenierFlow` starts at
+    the Gaussian of ``X`` where rows per dimension are few, and ends at that Gaussian unless its
+    best weights beat it on the held-out rows by three standard errors. Under ``torchrun``
+    (:mod:`otflows.training.distributed`) the run equals the single-process one up to summation
+    order. The docs' flows guide and fit-defaults study give the reasons for each default.
 
     Arguments:
-        flow: The flow (e.g. :class:`otflows.BrenierFlow`); trained in place.
-        X: Training samples ``[N, D]``; arrays are cast to the flow's dtype. A NumPy memmap
-            (``np.load(path, mmap_mode="r")``) is read one minibatch at a time, never whole
-            (:class:`otflows.validation.MappedSamples`, which may also be given, named); its
-            validation rows are its last ones.
+        flow: The flow; trained in place.
+        X: Training samples ``[N, D]`` (arrays cast to the flow's dtype; a NumPy memmap or
+            :class:`otflows.validation.MappedSamples` is read a minibatch at a time).
         epochs: Passes over the training rows, instead of ``max_iter``.
-        max_iter: The number of steps (default: 10 epochs, at least :data:`MIN_STEPS`).
-        batch_size: Samples per step.
-        lr: Adam's peak learning rate (default :data:`LR` of the start: 1e-2 from the
-            Gaussian of ``X``, 3e-2 from the flow's weights; 1e-2 for a conditional flow).
-        X_val: Validation samples ``[M, D]``; without them, ``validation_fraction`` of ``X``
-            is held out.
-        validation_fraction: The share of ``X`` held out when ``X_val`` is not given (at most
-            :data:`HELD_OUT_ROWS` rows; 0: no validation, the last weights are kept). A tenth,
-            where ``BrenierMap`` holds out a quarter: the held-out NLL scores each row on its
-            own, so a tenth of a few hundred rows tells checkpoints apart, while a map's
-            held-out :math:`W_2^2` compares two clouds and needs more rows.
-        gaussian_start: Train from the Gaussian of ``X`` (all its rows, the held-out ones
-            included; a memmap's first rows) instead of the flow's own initialisation;
-            ``"auto"``: for a :class:`otflows.BrenierFlow`, when :func:`starts_at_gaussian`
-            says so (few rows per dimension).
-        keep_gaussian: Whether the Gaussian of ``X`` is a candidate beside the trained
-            checkpoints (a :class:`otflows.BrenierFlow` with validation rows).
-        random_state: Seeds the validation split and the shuffling (the flow's initialisation
-            is the caller's): ``None`` (a random seed, shared by all processes), an int, or a
-            NumPy ``Generator`` / ``RandomState`` (one seed is drawn from it per fit), as
-            :class:`otflows.BrenierMap`'s.
-        progress: Whether to show a tqdm progress bar.
-        schedule: ``"cosine"`` (annealed to 0), ``"warmup_cosine"`` (raised over the first
-            tenth of the steps, then annealed) or ``None`` (constant); see
-            :func:`otflows.training.optim.adam`. ``"auto"``: :data:`SCHEDULE` of the start,
-            ``"cosine"`` from the Gaussian of ``X`` (and for a conditional flow),
-            ``"warmup_cosine"`` from the flow's weights.
-        clip_grad: If given, the gradient norm is clipped to it.
-        weight_decay: Adam's weight decay.
-        validation_interval: Steps between validations (default: once per epoch, at most 20
-            times).
-        patience: Validations without a better NLL before training stops (``None``: never):
-            5 here, none in ``BrenierMap``, whose default validation score keeps the latest
-            weights within two standard errors of the best and so rarely stalls.
-        max_time: A budget of wall-clock seconds (``None``: none): training stops when it is
-            spent, with the learning-rate schedule annealed over whichever is further along,
-            the steps or the time (:func:`otflows.training.loop.train`).
-        checkpoint: A path where the whole training state (weights, optimizer, schedule,
-            shuffling, history, best weights) is saved atomically every ``checkpoint_every``
-            steps and at the end.
+        max_iter: Steps (default: 10 epochs, at least :data:`MIN_STEPS`).
+        batch_size: Rows per step.
+        lr: Adam's peak rate (default :data:`LR` of the start: 1e-2 from the Gaussian, 3e-2 from
+            random weights; 1e-2 for a conditional flow).
+        X_val: Validation samples ``[M, D]`` (else ``validation_fraction`` of ``X``).
+        validation_fraction: The share of ``X`` held out (at most :data:`HELD_OUT_ROWS`; 0:
+            none). A tenth: the NLL scores each row alone, where ``BrenierMap``'s held-out
+            :math:`W_2^2` compares two clouds and holds out a quarter.
+        gaussian_start: Train from the Gaussian of ``X``; ``"auto"``: :func:`starts_at_gaussian`.
+        keep_gaussian: Whether the Gaussian of ``X`` is a last candidate.
+        random_state: Seeds the split and the shuffling (int, NumPy generator or ``None``).
+        progress: Whether to show a progress bar.
+        schedule: ``"cosine"``, ``"warmup_cosine"`` or ``None`` (constant); ``"auto"``:
+            :data:`SCHEDULE` of the start.
+        clip_grad: The gradient-norm clip. weight_decay: Adam's weight decay.
+        validation_interval: Steps between validations (default: an epoch, at most 20 times).
+        patience: Validations without a better NLL before stopping (``None``: never);
+            ``BrenierMap`` has none, as its score keeps the latest weights within two standard
+            errors of the best and so rarely stalls.
+        max_time: Wall-clock seconds; the schedule anneals over steps or time.
+        checkpoint: A file for the whole training state, saved atomically.
         checkpoint_every: Steps between checkpoints (default ``validation_interval``).
-        resume: Continue from ``checkpoint`` when it exists; the run then ends exactly as an
-            uninterrupted one with the same arguments would.
-        callback: Called as ``callback("fit", step, flow)`` every ``validation_interval`` steps
-            and at the end (e.g. to log a metric), as :meth:`otflows.BrenierMap.fit` calls
-            ``callback(phase, step, estimator)``; its time is not counted in
-            ``history.seconds``. A callback of two arguments ``(step, flow)`` still works for
-            one release, with a :class:`DeprecationWarning`.
-        c: For a conditional flow (e.g. ``BrenierFlow(..., context_features=C)``), each
-            training sample's context ``[N, C]`` (as ``cs`` is ``Xs``'s in
-            :meth:`otflows.BrenierMap.fit`); the held-out rows keep theirs. A conditional
-            flow trains from its own weights, with no Gaussian start or candidate.
-        c_val: The contexts ``[M, C]`` of ``X_val``.
-        threads: CPU threads of the fit (``None``: one where a step's work is small, else
-            torch's threads: :func:`otflows.training.threads.threads_for`).
-        seed: The old name of ``random_state`` (deprecated).
-        eval_every: The old name of ``validation_interval`` (deprecated).
-        context: The old name of ``c`` (deprecated).
-        context_val: The old name of ``c_val`` (deprecated).
+        resume: Continue from ``checkpoint``, ending as an uninterrupted run would.
+        callback: Called as ``callback("fit", step, flow)`` at each validation and the end.
+        c: The training rows' contexts ``[N, C]`` of a conditional flow. c_val: ``X_val``'s.
+        threads: CPU threads (``None``: :func:`otflows.training.threads.threads_for`).
+        seed, eval_every, context, context_val: The old names of ``random_state``,
+            ``validation_interval``, ``c`` and ``c_val`` (deprecated).
 
     Returns:
         The :class:`FlowHistory`: the training history, and whether the Gaussian was kept.
@@ -208,34 +159,20 @@ def fit_flow(
     )
     _check_options(epochs, max_iter, batch_size, validation_fraction)
     random_state = deprecated_name("random_state", random_state, "seed", seed)
-    validation_interval = deprecated_name(
-        "validation_interval", validation_interval, "eval_every", eval_every
-    )
+    every = deprecated_name("validation_interval", validation_interval, "eval_every", eval_every)
     c = deprecated_name("c", c, "context", context)
     c_val = deprecated_name("c_val", c_val, "context_val", context_val)
     report = _report(callback, flow)
     seed = distributed.broadcast_seed(seed_of(random_state))
-    given = X_val is not None
     check_bounds(flow, X=X, X_val=X_val)
-    X, X_val, c, c_val = _rows(X, X_val, c, c_val, validation_fraction, seed, spec)
-
-    def all_of_X() -> Tensor | MappedSamples:
-        # the Gaussian of all of X, its held-out rows included, is the plain Gaussian a user
-        # would compare with (a memmap: its first rows); copied only when it is fitted
-        return X if given or X_val is None or isinstance(X, MappedSamples) else cat([X, X_val])
-
-    conditional = c is not None  # the Gaussian of X is not one of p(x | c)
-    gaussian_start = start(flow, gaussian_start, conditional, X.shape, all_of_X)
-    # a conditional flow (no Gaussian start; not studied at the larger step) as from the Gaussian
-    begin = "gaussian" if gaussian_start or conditional else "random"
-    lr = LR[begin] if lr is None else lr
-    schedule = SCHEDULE[begin] if schedule == "auto" else schedule
-    # the Gaussian of X is a candidate too: the start's weights, or set from the initial
-    # weights after training
-    candidate = keep_gaussian and X_val is not None and not conditional
-    initial = InitialWeights.of(flow) if candidate and isinstance(flow, BrenierFlow) else None
+    start = _Start(flow, *_rows(X, X_val, c, c_val, validation_fraction, seed, spec), X_val)
+    X, X_val, c, c_val = start.X, start.X_val, start.c, start.c_val
+    at_gaussian = start.begin(gaussian_start)
+    lr = LR[start.kind] if lr is None else lr
+    schedule = SCHEDULE[start.kind] if schedule == "auto" else schedule
+    initial = start.candidate(keep_gaussian)
     total, steps_per_epoch = _steps(X.shape[0], batch_size, epochs, max_iter)
-    every = validation_interval or max(steps_per_epoch, math.ceil(total / 20))
+    every = every or max(steps_per_epoch, math.ceil(total / 20))
     sampler = Shuffled(X.shape[0], batch_size, seed)
     if not (resume and checkpoint is not None and Path(checkpoint).exists()):
         _initialise(flow, X, c, sampler.order[:batch_size])
@@ -244,6 +181,8 @@ def fit_flow(
         assert X_val is not None  # validation runs only with held-out rows
         return {"nll": nll(flow, X_val, context=c_val)}
 
+    signature = {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]}
+    saves = {} if initial is None else {"initial weights": initial}
     work = sum(p.numel() for p in flow.parameters()) * batch_size
     with fit_threads(work, threads, spec["device"]):
         history = train(
@@ -255,22 +194,69 @@ def fit_flow(
             checkpoint=None
             if checkpoint is None
             else Checkpoint(
-                checkpoint,
-                checkpoint_every or every,
-                {"kind": "fit_flow", "steps": total, "batch_size": batch_size, "rows": X.shape[0]},
-                stateful={} if initial is None else {"initial weights": initial},
-                resume=resume,
+                checkpoint, checkpoint_every or every, signature, saves, resume=resume
             ),
             report=Report(report, every, progress, "fit_flow"),
         )
-        history = FlowHistory(**vars(history))
-        if initial is not None and X_val is not None:  # a Gaussian candidate needs held-out rows
-            X_all = None if gaussian_start else all_of_X()  # the start is that Gaussian
-            gaussian_candidate(flow, history, initial, X_all, X_val)
-        elif gaussian_start and history.val_step[:1] == [0]:  # the start is that Gaussian
+        return start.finish(FlowHistory(**vars(history)), initial, at_gaussian)
+
+
+class _Start:
+    r"""Where :func:`fit_flow` starts and what it may end at: the Gaussian of the data or the
+    flow's own weights, and the Gaussian as the last candidate."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        X: Tensor | MappedSamples,
+        X_val: Tensor | None,
+        c: Tensor | None,
+        c_val: Tensor | None,
+        given: Any,
+    ) -> None:
+        self.flow, self.X, self.X_val, self.c, self.c_val = flow, X, X_val, c, c_val
+        self.given = given is not None
+        self.conditional = c is not None  # the Gaussian of X is not one of p(x | c)
+        self.kind = "random"
+
+    def all_of_X(self) -> Tensor | MappedSamples:
+        r"""The rows whose Gaussian is the start and candidate: all of ``X``, its held-out
+        rows included (the plain Gaussian a user would compare with; a memmap's first rows),
+        copied only when it is fitted."""
+        X, X_val = self.X, self.X_val
+        if self.given or X_val is None or isinstance(X, MappedSamples):
+            return X
+        return cat([X, X_val])
+
+    def begin(self, gaussian_start: bool | str) -> bool:
+        r"""Whether the flow trains from the Gaussian of the data, set there if so;
+        :attr:`kind` names the start whose learning rate and schedule apply (a conditional
+        flow, not studied at the larger step, as from the Gaussian)."""
+        at_gaussian = start(
+            self.flow, gaussian_start, self.conditional, self.X.shape, self.all_of_X
+        )
+        self.kind = "gaussian" if at_gaussian or self.conditional else "random"
+        return at_gaussian
+
+    def candidate(self, keep_gaussian: bool) -> InitialWeights | None:
+        r"""The initial weights from which the Gaussian candidate is set after training
+        (the start's weights, or set from them), where there is one."""
+        wanted = keep_gaussian and self.X_val is not None and not self.conditional
+        return (
+            InitialWeights.of(self.flow) if wanted and isinstance(self.flow, BrenierFlow) else None
+        )
+
+    def finish(
+        self, history: FlowHistory, initial: InitialWeights | None, at_gaussian: bool
+    ) -> FlowHistory:
+        r"""The history, with the flow at the Gaussian where that is kept."""
+        if initial is not None and self.X_val is not None:
+            X_all = None if at_gaussian else self.all_of_X()  # the start is that Gaussian
+            gaussian_candidate(self.flow, history, initial, X_all, self.X_val)
+        elif at_gaussian and history.val_step[:1] == [0]:  # the start is that Gaussian
             history.gaussian_nll = history.val_metrics["nll"][0]
             history.kept_gaussian = history.best_step == 0
-    return history
+        return history
 
 
 def _check_options(

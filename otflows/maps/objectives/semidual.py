@@ -10,7 +10,8 @@ from torch import Tensor
 
 from otflows.linalg import InverseError
 from otflows.maps.objectives.base import Objective
-from otflows.transforms.brenier import SOLVE_METHODS, BrenierTransform
+from otflows.transforms.brenier import BrenierTransform
+from otflows.transforms.inverse import SOLVE_METHODS
 
 __all__ = ["MATRIX_FREE_FEATURES", "SemiDual", "fenchel_young_gap"]
 
