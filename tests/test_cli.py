@@ -72,6 +72,7 @@ def test_fit_with_bounds_gives_a_density_in_the_box(tmp_path, capsys):
     np.save(tmp_path / "x.npy", X)
     argv = ["fit", "--data", str(tmp_path / "x.npy"), "--bounds", "0", "17", "--max-iter", "5"]
     assert main([*argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert "the Gaussian of the data's logits" in capsys.readouterr().out
     flow = load_flow(tmp_path / "m.pt")
     assert flow.config["bounds"] == [0.0, 17.0]
     assert bool(torch.isfinite(flow.log_prob(torch.as_tensor(X[:5], dtype=torch.float32))).all())

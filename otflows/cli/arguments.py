@@ -166,6 +166,29 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         default=FIT_FLOW["hidden_features"],
         help="the networks' width",
     )
+    _fit_training_options(p)
+    p.add_argument(
+        "--bounds",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="the box the data lie in (e.g. 0 256 for dequantised 8-bit pixels): the flow's "
+        "first step is then its logit, and the density lives in the box",
+    )
+    p.add_argument(
+        "--mmap",
+        action="store_true",
+        help="memory-map the .npy file and read a minibatch at a time (data larger than "
+        "memory); the file's last --validation-fraction rows validate",
+    )
+    _common_options(p, out=None, out_help="checkpoint path (.pt)", device=True)
+    return p
+
+
+def _fit_training_options(p: argparse.ArgumentParser) -> None:
+    r"""``otflows fit``'s training options: ``fit_flow``'s steps, batch, learning rate,
+    validation, time and start."""
     p.add_argument(
         "--max-iter",
         type=int,
@@ -213,23 +236,6 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         "training rows per dimension. Either "
         "way the flow ends at that Gaussian when it scores better on the held-out rows",
     )
-    p.add_argument(
-        "--bounds",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=None,
-        help="the box the data lie in (e.g. 0 256 for dequantised 8-bit pixels): the flow's "
-        "first step is then its logit, and the density lives in the box",
-    )
-    p.add_argument(
-        "--mmap",
-        action="store_true",
-        help="memory-map the .npy file and read a minibatch at a time (data larger than "
-        "memory); the file's last --validation-fraction rows validate",
-    )
-    _common_options(p, out=None, out_help="checkpoint path (.pt)", device=True)
-    return p
 
 
 def _map_parser(commands: Any) -> argparse.ArgumentParser:

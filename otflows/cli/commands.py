@@ -97,12 +97,13 @@ def fit(args: argparse.Namespace) -> None:
         return
     save_flow(flow, args.out)
     print(f"trained {len(history.loss)} steps in {history.seconds:.1f} s; saved {args.out}")
-    print(_kept_flow(history))
+    print(_kept_flow(history, bounded=args.bounds is not None))
 
 
-def _kept_flow(history: FlowHistory) -> str:
+def _kept_flow(history: FlowHistory, bounded: bool = False) -> str:
     r"""Which weights ``fit_flow`` ended at, and why, in words: the Gaussian of the data, or a
-    step's weights, with the held-out NLL of each.
+    step's weights, with the held-out NLL of each (a ``bounded`` flow's Gaussian is that of
+    the data's logits in their box).
 
     Example:
         >>> history = FlowHistory(best_step=900, val_step=[0, 900], val_metrics={"nll": [2, 1]})
@@ -115,22 +116,23 @@ def _kept_flow(history: FlowHistory) -> str:
         900) are not significantly better (difference -0.05 ± 0.1 nats)'
     """
     nll = history.best_metrics.get("nll")
+    of = "the Gaussian of the data" + ("'s logits" if bounded else "")
     if nll is None:
         return "kept the last weights (no held-out rows to validate them)"
     gaussian = history.gaussian_nll
     if history.kept_gaussian:
         if history.best_step == 0 or history.gaussian_difference is None:
             return (
-                f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; no trained "
+                f"kept {of}: held-out NLL {gaussian:.5g} nats; no trained "
                 "weights scored lower"
             )
         mean, error = history.gaussian_difference
         return (
-            f"kept the Gaussian of the data: held-out NLL {gaussian:.5g} nats; the best trained "
+            f"kept {of}: held-out NLL {gaussian:.5g} nats; the best trained "
             f"weights (step {history.best_step}) are not significantly better (difference "
             f"{mean:+.2g} ± {error:.2g} nats)"
         )
-    against = "" if gaussian is None else f", the Gaussian of the data {gaussian:.5g}"
+    against = "" if gaussian is None else f", {of} {gaussian:.5g}"
     return f"kept the weights of step {history.best_step}: held-out NLL {nll:.5g} nats{against}"
 
 

@@ -35,11 +35,9 @@ class QuadraticICNN(ConvexPotentialNet):
     convex quadratics, :func:`otflows.nets.functional.convex_quadratic`),
     :math:`C_j = \operatorname{softplus}(\cdot) \ge 0` and
     :math:`w = \operatorname{softplus}(\cdot) \ge 0`; CELU is convex and non-decreasing, so
-    :math:`\varphi` is convex. This is the DenseICNN of the W2GN solvers and of the
-    continuous :math:`W_2` benchmark's own potentials: a layer's units are pieces of quadratics
-    rather than of hyperplanes, so a few of them fit the curvature of a map between
-    mixtures. :math:`G = \nabla\varphi` comes from a hand-written backward pass
-    (:math:`\delta_j` below), which autograd differentiates in the parameters.
+    :math:`\varphi` is convex: the DenseICNN of the W2GN solvers and of the :math:`W_2`
+    benchmark's potentials, whose units are pieces of quadratics. :math:`G = \nabla\varphi`
+    comes from a hand-written backward pass, which autograd differentiates.
 
     Its Hessian comes in closed form from one forward and one backward pass
     (:meth:`gradient_and_factors`): with :math:`u_j` the pre-activations,
@@ -50,20 +48,16 @@ class QuadraticICNN(ConvexPotentialNet):
         + \sum_{j \ge 1, h} c_{j,h}\, \nabla u_{j,h} \nabla u_{j,h}^\top
         = V^\top V + U^\top \operatorname{diag}(d)\, U + E E^\top,
 
-    so the transform's structured path (:mod:`otflows.linalg.structured`) gives exact
-    log-determinants and Newton steps for :math:`O(D^2 K)` per sample,
-    :math:`K = (LR + L - 1) H` — far cheaper than the forward-over-reverse Hessian.
+    so the structured path (:mod:`otflows.linalg.structured`) gives exact log-determinants
+    and Newton steps for :math:`O(D^2 K)` per sample, :math:`K = (LR + L - 1) H`.
 
     **Conditional** (``context_features=C``): a small network of the context ``c`` ``[..., C]``
     (one tanh layer of ``context_hidden`` units) shifts each layer's bias,
     :math:`b_i + \beta_i(c)`, scales the output weights, :math:`w \odot \alpha(c)` with
     :math:`\alpha(c) = \operatorname{softplus}(\cdot) > 0`, and adds :math:`a(c)^\top x +
     \tfrac12\|L(c)^\top x\|^2` (:class:`otflows.nets.ContextQuadratic`) to the potential.
-    For every ``c`` the potential is the same kind of network with other biases and
-    non-negative output weights plus a convex quadratic, so it is convex in ``x``, and its
-    Hessian has the same factors (shared ridges :math:`A_{i,:,r,h}`; curvatures and columns per
-    sample and context, the columns of :math:`L(c)` among them). The context networks' last
-    layers start at zero, so every context starts at the same map.
+    For every ``c`` it is convex in ``x`` with Hessian factors of the same form, and every
+    context starts at the same map (the context networks' last layers start at zero).
 
     References:
         | Wasserstein-2 Generative Networks

@@ -45,28 +45,17 @@ class BrenierTransform(Transform):
     (:meth:`initialize`), which keeps all of this true: :math:`T(x) = G((x - \mu)/s) +
     \gamma x` is the gradient of :math:`s\,\varphi((x - \mu)/s) + \frac\gamma2\|x\|^2`.
 
-    ``forward`` returns :math:`(T(x), \log\det J_T(x))` with an exact log-determinant:
-    ``logdet="exact"`` forms the batched Jacobian (:func:`torch.func.jacfwd`) and its Cholesky
-    factor, :math:`O(D^3)` per sample; ``logdet="structured"`` uses the factored Jacobian
-    :math:`\gamma I + V^\top V + U^\top \operatorname{diag}(d) U + E E^\top` of the ridge
-    networks (C-MGN, M-MGN, ICGN) through :func:`otflows.linalg.factorize`,
-    :math:`O(D^2 K + m^3)` per sample for rank :math:`m < D` (Sylvester and Woodbury), else
-    by assembling :math:`J_T` in :math:`O(D^2 m)` without autodiff; ``"auto"`` (the default)
-    takes the structured path whenever the network has one, else the dense one up to
-    ``D = 128`` and ``"stochastic"`` above: the SLQ estimate (Hutchinson probes, Lanczos
-    quadrature) carrying the gradient of CP-Flow's conjugate-gradient surrogate, an unbiased
-    estimate of :math:`\nabla\log\det J_T`, from Jacobian-vector products only
-    (:class:`otflows.linalg.JacobianOperator`). The Newton steps of the inverse solve with the
-    same factorisation, or with conjugate gradients. ``inverse`` solves
-    :math:`T(x) = y` by damped Newton (:func:`otflows.linalg.newton_solve`) from the
-    linearisation :math:`x_0 = J_T(0)^{-1}(y - T(0))` to
-    :math:`\|T(x) - y\| \le \text{rtol}\,(1 + \|y\|)` (rtol :math:`10^{-10}` in float64,
-    :math:`10^{-5}` in float32) and raises :class:`otflows.linalg.InverseError` (or warns)
-    when a row does not get there. When gradients are recorded, the solution carries the
-    implicit-function gradient :math:`\partial x/\partial(\theta, y) = J_T^{-1}(I,
-    -\partial T/\partial\theta)` (:func:`otflows.linalg.implicit_solution`), so samples can
-    be differentiated; one factorisation of :math:`J_T` at the solution serves its log-det and
-    that gradient.
+    ``forward`` returns :math:`(T(x), \log\det J_T(x))`. ``logdet="exact"`` factors the
+    batched Jacobian, :math:`O(D^3)`; ``"structured"`` uses the ridge networks' factored
+    Jacobian :math:`\gamma I + V^\top V + U^\top \operatorname{diag}(d) U + E E^\top`
+    (:func:`otflows.linalg.factorize`: Sylvester and Woodbury for rank :math:`m < D`);
+    ``"stochastic"`` estimates it by SLQ with CP-Flow's unbiased surrogate gradient, from
+    Jacobian-vector products only; ``"auto"`` takes the structured path where the network has
+    one, else the dense one up to ``D = 128``. ``inverse`` solves :math:`T(x) = y` by damped
+    Newton (:mod:`otflows.transforms.inverse`) to :math:`\|T(x) - y\| \le \text{rtol}\,(1 +
+    \|y\|)` (:math:`10^{-10}` in float64, :math:`10^{-5}` in float32), raising
+    :class:`otflows.linalg.InverseError` (or warning) where a row misses it; the solution
+    carries the implicit-function gradient (:func:`otflows.linalg.implicit_solution`).
 
     With a conditional network (``net.context_features = C``: ``MMGN(...,
     context_features=C)``, :class:`otflows.nets.PICNN`), :math:`T(x; c) = G(x; c) + \gamma x`
