@@ -314,6 +314,8 @@ def analyse(payload: dict) -> dict:
         }
         for candidate in candidates:
             mine = [f for f in runs if f["candidate"] == candidate]
+            if not mine:  # not run on this set (e.g. a candidate for bounded data)
+                continue
             failed = [f for f in mine if "error" in f or not np.isfinite(f.get("nll", np.nan))]
             if failed:
                 row[candidate] = (failed[0].get("error") or "not finite")[:48]
