@@ -47,7 +47,7 @@ def race(
     torch.manual_seed(0)
     flow: torch.nn.Module
     if method == "mmgn":
-        flow = BrenierFlow(d, "mmgn", hidden_features=16, num_modules=4)
+        flow = BrenierFlow(d, "mmgn", num_blocks=1, hidden_features=16, num_modules=4)
         protocol: dict[str, Any] = dict(batch_size=512, lr=0.01)
     else:  # CP-Flow's train_ot protocol, with its CG surrogate
         cpflow = CPFlow(d, bruteforce=False)

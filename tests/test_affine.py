@@ -104,7 +104,7 @@ def test_a_single_block_starts_at_the_gaussian_of_features_of_very_different_sca
     scales = np.array([0.01, 0.05, 1.0, 50.0])
     X = torch.as_tensor((rng.normal(size=(1000, 4)) @ rng.normal(size=(4, 4))) * scales)
     torch.manual_seed(0)
-    flow = BrenierFlow(4, "mmgn", hidden_features=8, num_modules=2)
+    flow = BrenierFlow(4, "mmgn", num_blocks=1, hidden_features=8, num_modules=2)
     flow.start_from_gaussian(X[:800])
     gaussian = MultivariateNormal(X[:800].mean(0), X[:800].T.cov())
     with torch.no_grad():
@@ -114,7 +114,7 @@ def test_a_single_block_starts_at_the_gaussian_of_features_of_very_different_sca
 
 def test_start_from_gaussian_refuses_a_scale_one_block_cannot_contract():
     X = torch.as_tensor(np.random.default_rng(0).normal(size=(500, 2)) * [1.0, 300.0])
-    flow = BrenierFlow(2, "mmgn", hidden_features=4).double()  # gamma = 0.01
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4).double()  # gamma = 0.01
     with pytest.raises(
         ValueError, match=r"standard deviation \d+(\.\d+)?, more than 1/gamma = 100: "
     ):
@@ -127,7 +127,7 @@ def test_start_from_gaussian_refuses_a_scale_one_block_cannot_contract():
 
 
 def test_start_from_gaussian_validates_its_data():
-    flow = BrenierFlow(3, "mmgn", hidden_features=4)
+    flow = BrenierFlow(3, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(ValueError, match="X"):
         flow.start_from_gaussian(torch.randn(10, 2))
     with pytest.raises(ValueError, match="X"):

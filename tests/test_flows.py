@@ -17,7 +17,7 @@ def test_stacked_flow_has_actnorm_and_refuses_transport():
 
 
 def test_single_block_transport_is_the_block():
-    flow = BrenierFlow(2, "mmgn", hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     x = torch.randn(5, 2)
     torch.testing.assert_close(flow.transport(x), flow.blocks[0].transport(x))
 
@@ -44,7 +44,7 @@ def test_sample_has_the_flows_dtype_and_inverts():
 
 
 def test_sample_is_differentiable():
-    flow = BrenierFlow(2, "mmgn", hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     flow.sample(8).square().sum().backward()
     assert all(p.grad is not None for p in flow.parameters())
 
@@ -65,7 +65,7 @@ LOADERS = {
     "load_flow": load_flow,
     "BrenierMap.load": BrenierMap.load,
     "fit_flow(resume=True)": lambda path: fit_flow(
-        BrenierFlow(2, hidden_features=4),
+        BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4),
         torch.randn(8, 2),
         max_iter=1,
         checkpoint=path,
@@ -93,7 +93,7 @@ def test_checkpoint_rejects_pickled_objects_and_other_versions(tmp_path, load, c
 
 
 def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     path = tmp_path / "flow.pt"
     save_flow(flow, path)
     before = path.read_bytes()
@@ -103,7 +103,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", fail)
     with pytest.raises(KeyboardInterrupt):
-        save_flow(BrenierFlow(2, hidden_features=8), path)
+        save_flow(BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=8), path)
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
 
@@ -121,7 +121,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     ],
 )
 def test_bad_input_at_the_flow_edge(call, error, message):
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(error, match=message):
         call(flow)
 
@@ -129,7 +129,7 @@ def test_bad_input_at_the_flow_edge(call, error, message):
 def test_numpy_input_is_cast_to_the_flows_dtype():
     import numpy as np
 
-    flow = BrenierFlow(2, hidden_features=4).to(torch.float32)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4).to(torch.float32)
     assert flow.log_prob(np.zeros((3, 2))).dtype == torch.float32
 
 
@@ -198,4 +198,26 @@ def test_conditional_flow_bad_arguments():
     with pytest.raises(ValueError, match=r"context must have shape \(5, 1\)"):
         flow.log_prob(torch.randn(5, 2))
     with pytest.raises(ValueError, match="context must be None"):
-        BrenierFlow(2, "mmgn", hidden_features=4).log_prob(torch.randn(5, 2), torch.randn(5, 1))
+        BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4).log_prob(
+            torch.randn(5, 2), torch.randn(5, 1)
+        )
+
+
+def test_the_default_flow_is_the_studied_density_flow():
+    """BrenierFlow(d): 4 ICGN blocks of width 32 after ActNorms (DENSITY_FLOW); a conditional
+    flow one M-MGN block; a given net keeps its own width."""
+    from nflows.transforms import ActNorm
+
+    from otflows.flows import CONDITIONAL_FLOW, DENSITY_FLOW
+    from otflows.nets import ICGN, MMGN
+
+    flow = BrenierFlow(3)
+    assert len(flow.blocks) == DENSITY_FLOW["num_blocks"] == 4
+    assert all(isinstance(b.net, ICGN) and b.net.W.shape[0] == 32 for b in flow.blocks)
+    assert sum(isinstance(t, ActNorm) for t in flow._transform._transforms) == 4
+    conditional = BrenierFlow(3, context_features=2)
+    assert len(conditional.blocks) == CONDITIONAL_FLOW["num_blocks"] == 1
+    assert isinstance(conditional.blocks[0].net, MMGN)
+    assert BrenierFlow(3, "icgn", num_blocks=1).blocks[0].net.W.shape[0] == 64
+    # a saved flow's config names its architecture, not the defaults of its day
+    assert {k: flow.config[k] for k in DENSITY_FLOW} == DENSITY_FLOW

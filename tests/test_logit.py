@@ -34,8 +34,10 @@ def test_a_bounded_flow_has_the_density_of_its_steps_and_samples_inside_the_box(
     """log p(x) of a flow with bounds is the step's log-determinant plus the rest's log p,
     samples lie in the box, and the bounds survive a save and load."""
     torch.manual_seed(0)
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, bounds=(0.0, [1.0, 10.0])).double()
-    rest = BrenierFlow(2, "mmgn", hidden_features=4).double()
+    flow = BrenierFlow(
+        2, "mmgn", num_blocks=1, hidden_features=4, bounds=(0.0, [1.0, 10.0])
+    ).double()
+    rest = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4).double()
     rest._transform.load_state_dict(flow._transform._transforms[1].state_dict())
     x = torch.rand(6, 2, dtype=torch.float64) * torch.tensor([1.0, 10.0], dtype=torch.float64)
     y, logabsdet = flow._transform._transforms[0](x)
@@ -47,7 +49,7 @@ def test_a_bounded_flow_has_the_density_of_its_steps_and_samples_inside_the_box(
 
 
 def test_bounded_flow_round_trips_through_a_checkpoint(tmp_path):
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, bounds=(0.0, 17.0))
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, bounds=(0.0, 17.0))
     save_flow(flow, tmp_path / "flow.pt")
     loaded = load_flow(tmp_path / "flow.pt")
     x = torch.rand(4, 2) * 17
@@ -65,11 +67,11 @@ def test_bounded_flow_round_trips_through_a_checkpoint(tmp_path):
 )
 def test_bad_bounds_name_what_was_expected(bounds, message):
     with pytest.raises(ValueError, match=message):
-        BrenierFlow(2, "mmgn", hidden_features=4, bounds=bounds)
+        BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, bounds=bounds)
 
 
 def test_values_outside_the_box_are_errors_naming_the_argument_and_row():
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, bounds=(0.0, 1.0))
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, bounds=(0.0, 1.0))
     X = np.random.default_rng(0).uniform(size=(100, 2))
     X_val = X[:10].copy()
     X_val[3, 1] = 1.1

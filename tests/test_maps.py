@@ -306,7 +306,7 @@ def test_save_and_load(fitted, tmp_path):
     assert loaded.log_["fit"]["loss"] == otmap.log_["fit"]["loss"]
     expected = {"name": "semidual", "rtol": 1e-3, "solver": "auto"}
     assert loaded.get_params()["objective"] == expected
-    save_flow(BrenierFlow(2, hidden_features=4), tmp_path / "flow.pt")
+    save_flow(BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4), tmp_path / "flow.pt")
     with pytest.raises(ValueError, match="not a BrenierMap checkpoint"):
         BrenierMap.load(tmp_path / "flow.pt")
 
@@ -320,7 +320,7 @@ def test_likelihood_onto_a_fitted_flow(float64):
     """A density with log_prob (here a BrenierFlow) serves as the likelihood's target."""
     problem = GaussianCoupling.random_pair(2, seed=0)
     Xs, Xt = problem.sample(1000, seed=1), problem.sample_target(1000, seed=2)
-    target = BrenierFlow(2, hidden_features=4)
+    target = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     objective = TargetLikelihood(target)
     otmap = BrenierMap(objective=objective, max_iter=3, init_iter=3, dtype="float64", **SMALL)
     otmap.fit(Xs=Xs, Xt=Xt)

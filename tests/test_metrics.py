@@ -76,7 +76,7 @@ def test_l2_uvp_and_transport_cost():
 
 def test_nll_is_the_change_of_variables_formula(tol):
     torch.manual_seed(0)
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, num_modules=2)
     X = torch.randn(20, 2)
     T = flow._transform
     J = torch.stack([torch.autograd.functional.jacobian(T.transport, x) for x in X])
@@ -92,7 +92,7 @@ def test_nll_is_the_change_of_variables_formula(tol):
 def test_kl_divergence_is_zero_for_the_exact_model():
     """A flow whose single block is the exact Brenier map has KL = 0 to float precision."""
     problem = GaussianCoupling.mgn_2d()
-    flow = BrenierFlow(2, "mmgn", hidden_features=2, num_modules=1, gamma=1e-3)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=2, num_modules=1, gamma=1e-3)
     q = flow._transform.net
     with torch.no_grad():
         q.W.zero_()  # no nonlinear part: T(x) = (VᵀV + γI) x + a
@@ -172,6 +172,6 @@ def test_metrics_reject_bad_input(metric, arguments, error, message):
 
 
 def test_kl_divergence_rejects_the_wrong_dimension():
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(ValueError, match="X must have 2 features"):
         kl_divergence(flow, np.zeros((4, 3)), lambda x: np.zeros(len(x)))

@@ -126,10 +126,10 @@ def test_auto_falls_back_to_stochastic_only_without_an_affordable_exact_method()
 
 
 def test_nll_says_when_it_is_an_estimate():
-    flow = BrenierFlow(4, "icnn", hidden_features=8, logdet="stochastic")
+    flow = BrenierFlow(4, "icnn", num_blocks=1, hidden_features=8, logdet="stochastic")
     with pytest.warns(UserWarning, match="stochastic estimates"):
         nll(flow, torch.randn(5, 4))
-    exact = BrenierFlow(4, "icnn", hidden_features=8)
+    exact = BrenierFlow(4, "icnn", num_blocks=1, hidden_features=8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nll(exact, torch.randn(5, 4))

@@ -62,7 +62,7 @@ def test_a_small_map_fits_on_one_thread_unless_told(two_threads, threads, during
 def test_a_small_flow_fits_on_one_thread_unless_told(two_threads, threads, during):
     seen = set()
     fit_flow(
-        BrenierFlow(2, hidden_features=4),
+        BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4),
         np.random.default_rng(0).normal(size=(64, 2)),
         max_iter=3,
         threads=threads,

@@ -23,7 +23,7 @@ def test_small_gaussian_fit_reaches_kl_and_cost():
     X, X_val, X_test = (
         problem.sample(n, seed=s) for n, s in ((20_000, 1), (2_000, 2), (5_000, 3))
     )
-    flow = BrenierFlow(2, "mmgn", hidden_features=16, num_modules=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=16, num_modules=4)
     fit_flow(
         flow, X, max_iter=700, batch_size=128, lr=0.05, X_val=X_val, random_state=0, progress=False
     )
@@ -35,7 +35,7 @@ def test_small_gaussian_fit_reaches_kl_and_cost():
 def test_best_validation_weights_are_restored():
     torch.manual_seed(0)
     X = np.random.default_rng(0).normal(size=(512, 2))
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, num_modules=2)
     # a learning rate high enough that later steps are worse than the best one
     history = fit_flow(
         flow,
@@ -96,7 +96,7 @@ def test_the_latest_weights_within_the_validation_noise_are_kept(shift, kept):
 
 def test_cosine_schedule_and_clipping():
     X = np.random.default_rng(0).normal(size=(256, 2))
-    flow = BrenierFlow(2, "cmgn", hidden_features=4)
+    flow = BrenierFlow(2, "cmgn", num_blocks=1, hidden_features=4)
     history = fit_flow(
         flow,
         X,
@@ -118,7 +118,7 @@ def test_seeded_runs_are_identical():
     losses = []
     for _ in range(2):
         torch.manual_seed(1)
-        flow = BrenierFlow(2, "icgn", hidden_features=4)
+        flow = BrenierFlow(2, "icgn", num_blocks=1, hidden_features=4)
         losses.append(fit_flow(flow, X, max_iter=10, random_state=5, progress=False).loss)
     assert losses[0] == losses[1]
 
@@ -140,7 +140,7 @@ _NORMAL = np.random.default_rng(0).normal(size=(300, 3))
     ],
 )
 def test_bad_input_is_named(kwargs, error, message):
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(error, match=message):
         fit_flow(flow, progress=False, **kwargs)
 
@@ -157,7 +157,7 @@ def test_bad_input_is_named(kwargs, error, message):
 def test_degenerate_data_are_fitted_with_a_stated_warning_and_a_finite_density(X, warning):
     """Collinear columns, fewer rows than columns, counts: a warning says what the fit does,
     and the density it ends with is finite (the Gaussian with a ridge at worst)."""
-    flow = BrenierFlow(X.shape[1], num_blocks=2, hidden_features=4, num_modules=2)
+    flow = BrenierFlow(X.shape[1], "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit_flow(flow, X, max_iter=3, random_state=0, progress=False)
@@ -171,7 +171,7 @@ def test_degenerate_data_are_fitted_with_a_stated_warning_and_a_finite_density(X
 
 
 def test_data_on_another_device_is_refused(dtype):
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(ValueError, match="X is on meta; the model is on "):
         fit_flow(flow, torch.zeros(5, 2, dtype=dtype, device="meta"), max_iter=1)
 
@@ -189,11 +189,11 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     )
 
     torch.manual_seed(0)
-    reference = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    reference = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, num_modules=2)
     expected = fit_flow(reference, X, **kwargs)
 
     torch.manual_seed(0)
-    flow = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, num_modules=2)
     calls = {"n": 0}
     original = BrenierFlow.log_prob
 
@@ -211,7 +211,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(BrenierFlow, "log_prob", original)
 
     torch.manual_seed(123)  # a fresh process: nothing but the checkpoint carries the state
-    resumed = BrenierFlow(2, "mmgn", hidden_features=4, num_modules=2)
+    resumed = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4, num_modules=2)
     history = fit_flow(resumed, X, checkpoint=path, resume=True, **kwargs)
     assert history.loss == expected.loss
     assert history.val_loss == expected.val_loss and history.best_step == expected.best_step
@@ -221,7 +221,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
 
 def test_resume_rejects_another_runs_checkpoint(tmp_path):
     X = np.random.default_rng(0).normal(size=(64, 2))
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     fit_flow(flow, X, max_iter=3, checkpoint=tmp_path / "run.pt", progress=False)
     with pytest.raises(ValueError, match="its steps is 3, this run's is 5"):
         fit_flow(flow, X, max_iter=5, checkpoint=tmp_path / "run.pt", resume=True, progress=False)
@@ -238,7 +238,7 @@ def test_callback_sees_the_flow_and_its_time_is_not_counted(monkeypatch):
 
     monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=perf_counter))
     X = np.random.default_rng(0).normal(size=(128, 2))
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     seen = []
 
     def callback(phase, step, model):
@@ -281,7 +281,7 @@ def test_memmap_names_the_rows_holding_nan(tmp_path):
     X = np.random.default_rng(0).normal(size=(40, 2))
     X[7, 1] = np.nan
     np.save(tmp_path / "x.npy", X)
-    flow = BrenierFlow(2, hidden_features=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
     with pytest.raises(ValueError, match=r"X holds NaN or Inf in rows \[7\]"):
         fit_flow(flow, np.load(tmp_path / "x.npy", mmap_mode="r"), max_iter=2, batch_size=40)
     with pytest.raises(ValueError, match="X must have 2 features"):
@@ -296,7 +296,7 @@ def test_memmap_is_never_loaded_whole(tmp_path):
         X[start : start + 250_000] = np.random.default_rng(start).normal(size=(250_000, features))
     X.flush()
     del X
-    flow = BrenierFlow(features, hidden_features=8, num_modules=2).double()
+    flow = BrenierFlow(features, "mmgn", num_blocks=1, hidden_features=8, num_modules=2).double()
     warm_up = np.random.default_rng(0).normal(size=(256, features))  # one-off allocations
     fit_flow(
         copy.deepcopy(flow),
@@ -421,7 +421,7 @@ def test_the_old_names_work_for_a_release_with_a_warning():
 
     def fitted(**names):
         torch.manual_seed(0)
-        flow = BrenierFlow(2, hidden_features=4)
+        flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
         return fit_flow(flow, X, max_iter=6, batch_size=32, progress=False, **names)
 
     with (
@@ -480,6 +480,8 @@ def test_the_default_learning_rate_and_schedule_follow_the_start(
     monkeypatch.setattr(loop, "adam", recorded)
     X = np.random.default_rng(0).normal(size=(200, 2))
     fit = dict(max_iter=2, gaussian_start=gaussian_start, progress=False)
-    fit_flow(BrenierFlow(2, hidden_features=4), X, **fit)
-    fit_flow(BrenierFlow(2, hidden_features=4), X, lr=0.2, schedule=None, **fit)
+    fit_flow(BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4), X, **fit)
+    fit_flow(
+        BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4), X, lr=0.2, schedule=None, **fit
+    )
     assert seen == [expected, (0.2, None)]

@@ -116,7 +116,7 @@ def timed_fit(
 
     Example:
         >>> from otflows import BrenierFlow
-        >>> flow = BrenierFlow(2, hidden_features=4)
+        >>> flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=4)
         >>> X = torch.randn(200, 2)
         >>> clock, history = timed_fit(flow, X, 0.5, lambda flow: (0.0,))
         >>> clock.points[-1][1] == len(history.loss)

@@ -20,7 +20,7 @@ rows) and keeping its best validated weights. The models are as their authors' e
 up: zuko's ``NSF`` (3 transforms, MADE 2 × 64; 2 × 256 beyond 2-D) and nflows' rational-quadratic
 autoregressive flow (5 layers) at Adam's 1e-3, MAF and IAF (nflows) at 1e-3, CP-Flow (``cpflows``)
 at 1e-2; the Brenier flow is the one ``otflows fit`` builds
-(:data:`otflows.training.fit.FIT_FLOW`), at
+(``BrenierFlow(d)``: :data:`otflows.flows.DENSITY_FLOW`), at
 :func:`otflows.fit_flow`'s learning rate, start and Gaussian fallback. The Gaussian of the training
 set (full covariance, closed form) is the reference row "gaussian".
 
@@ -67,7 +67,6 @@ from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
-from otflows.training.fit import FIT_FLOW
 from otflows.validation import as_device
 
 METHODS = ("gaussian", "brenier", "nsf", "rqnsf", "cpflow", "maf", "iaf")
@@ -131,7 +130,7 @@ def build(method: str, d: int, X: torch.Tensor) -> Any:
     on ``X`` where it needs to be."""
     toy = d <= 2
     if method == "brenier":
-        return BrenierFlow(d, **FIT_FLOW)
+        return BrenierFlow(d)
     if method in ("nsf", "rqnsf"):
         package, layers = ("zuko", 3) if method == "nsf" else ("nflows", 5)
         return spline_flow(d, package, num_layers=layers, hidden_features=64 if toy else 256)

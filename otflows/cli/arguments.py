@@ -11,11 +11,12 @@ from typing import Any
 from otflows import __version__
 from otflows.bench import BENCHMARKS, summary
 from otflows.bench import run as run_benchmark
+from otflows.flows import DENSITY_FLOW
 from otflows.maps import OBJECTIVES, BrenierMap
 from otflows.maps.settings import DTYPES
 from otflows.nets import UNCONDITIONAL_NETS
 from otflows.sizes import ROWS_PER_DIMENSION
-from otflows.training.fit import FIT_FLOW, HELD_OUT_ROWS, LR, MIN_STEPS, fit_flow
+from otflows.training.fit import HELD_OUT_ROWS, LR, MIN_STEPS, fit_flow
 
 __all__ = ["BUILDERS", "STARTS", "build_parser"]
 
@@ -150,20 +151,20 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--net",
         choices=sorted(UNCONDITIONAL_NETS),
-        default=FIT_FLOW["net"],
+        default=DENSITY_FLOW["net"],
         help="the network of a block",
     )
     p.add_argument(
         "--num-blocks",
         type=int,
-        default=FIT_FLOW["num_blocks"],
+        default=DENSITY_FLOW["num_blocks"],
         help="Brenier blocks, each after an ActNorm; more blocks (and --max-iter) trade time "
         "for quality",
     )
     p.add_argument(
         "--hidden-features",
         type=int,
-        default=FIT_FLOW["hidden_features"],
+        default=DENSITY_FLOW["hidden_features"],
         help="the networks' width",
     )
     _fit_training_options(p)

@@ -122,10 +122,7 @@ def _kept_flow(history: FlowHistory, bounded: bool = False) -> str:
     gaussian = history.gaussian_nll
     if history.kept_gaussian:
         if history.best_step == 0 or history.gaussian_difference is None:
-            return (
-                f"kept {of}: held-out NLL {gaussian:.5g} nats; no trained "
-                "weights scored lower"
-            )
+            return f"kept {of}: held-out NLL {gaussian:.5g} nats; no trained weights scored lower"
         mean, error = history.gaussian_difference
         return (
             f"kept {of}: held-out NLL {gaussian:.5g} nats; the best trained "

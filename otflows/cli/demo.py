@@ -54,7 +54,7 @@ def run(
     X = problem.sample(samples, seed=seed)
     X_val = problem.sample(5_000, seed=seed + 1)
     X_test = problem.sample(10_000, seed=seed + 2)
-    flow = BrenierFlow(2, "mmgn", hidden_features=16, num_modules=4).to(dtype)
+    flow = BrenierFlow(2, "mmgn", num_blocks=1, hidden_features=16, num_modules=4).to(dtype)
     start = time.perf_counter()
     fit_flow(
         flow,

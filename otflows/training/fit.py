@@ -41,7 +41,6 @@ from otflows.validation import (
 )
 
 __all__ = [
-    "FIT_FLOW",
     "HELD_OUT_ROWS",
     "LR",
     "MIN_STEPS",
@@ -58,8 +57,6 @@ MIN_STEPS = 4000  # the automatic budget: 10 epochs, and at least this many step
 # (a conditional flow, not studied so, as from the Gaussian)
 LR = {"gaussian": 1e-2, "random": 3e-2}
 SCHEDULE = {"gaussian": "cosine", "random": "warmup_cosine"}
-# the BrenierFlow that `otflows fit` builds (the study's architecture)
-FIT_FLOW: dict[str, Any] = {"net": "icgn", "num_blocks": 4, "hidden_features": 32}
 # at most this many rows held out by validation_fraction: the held-out NLL costs one pass per
 # row, and 10 000 rows measure it to about 0.01 nats; a map's held-out rows are fewer
 # (otflows.maps.problem.HELD_OUT_ROWS), as its W2² validation is an exact EMD

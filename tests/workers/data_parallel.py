@@ -27,7 +27,7 @@ def main(out: Path) -> None:
     result = {"flow": flow.state_dict(), "flow_loss": torch.tensor(history.loss)}
     # on a time budget every process stops at the same step, with the same learning rates
     torch.manual_seed(0)
-    timed = BrenierFlow(3, "mmgn", hidden_features=8, num_modules=2)
+    timed = BrenierFlow(3, "mmgn", num_blocks=1, hidden_features=8, num_modules=2)
     fit_flow(timed, X, max_iter=10**6, max_time=1.0, batch_size=64, random_state=1, progress=False)
     result["timed"] = timed.state_dict()
     Xt = 2.0 * rng.normal(size=(300, 3)) + 1.0
