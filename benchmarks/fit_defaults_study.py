@@ -147,6 +147,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # same flow told the box its data lie in where a user knows one (BOUNDS)
     "fit_flow's defaults": ({}, {}),
     "fit_flow's defaults, the data's bounds": ({"bounds": "known"}, {}),
+    # the same given five times its steps (max_iter; about five times its CPU time)
+    "fit_flow's defaults, 5 x its steps": ({}, {"min_steps": 4000, "times": 5}),
 }
 # the box a user knows the data lie in: digits' grey levels 0…16, dequantised by U[0, 1)
 BOUNDS = {"digits": (0.0, 17.0)}
