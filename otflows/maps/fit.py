@@ -107,7 +107,7 @@ def fit_brenier_map(
     T = _new_transform(params, settings, problem, seed).to(dtype=dtype, device=device)
     signature = {"kind": "BrenierMap.fit", **_checkpoint_config(params), **problem.shapes()}
     saved = load_checkpoint(checkpoint, signature, device) if checkpoint and resume else None
-    log = {"objective": objective.config, "settings": settings, "refine": []}
+    log: dict[str, Any] = {"objective": objective.config, "settings": settings, "refine": []}
     if saved is not None:  # the phases before the checkpoint's are not run again
         log = json.loads(saved["extra"]["log"])
     conditions = None if problem.conditions is None else problem.conditions.table
@@ -227,15 +227,16 @@ def _residual_map(
     problem = run.problem
 
     @torch.no_grad()
-    def push(X: Tensor | None) -> Tensor | None:
-        return None if X is None else chunked(before.transport, X)
+    def push(X: Tensor) -> Tensor:
+        return chunked(before.transport, X)
 
     inner = params | {name: settings[name] for name in CHOSEN}
     inner |= {"max_iter": params["refine_iter"], "max_time": None, "refine_rounds": 0}
     inner["random_state"] = int(torch.randint(2**62, (), generator=problem.generator))
     inner["objective"] = copy.deepcopy(params["objective"])  # an instance keeps its state
+    Xs_val = None if problem.Xs_val is None else push(problem.Xs_val)
     result = fit_brenier_map(
-        push(problem.Xs), problem.Xt, Xs_val=push(problem.Xs_val), Xt_val=problem.Xt_val, **inner
+        push(problem.Xs), problem.Xt, Xs_val=Xs_val, Xt_val=problem.Xt_val, **inner
     )
     return before, result.transform.requires_grad_(False), result.log
 
