@@ -40,12 +40,12 @@ from scipy.stats import spearmanr
 from otflows.bench.common import (
     add_study_options,
     description,
-    in_parallel,
     markdown_table,
     previous_fits,
     set_threads,
     write_json,
 )
+from otflows.bench.processes import in_parallel
 from otflows.datasets import (
     GaussianCoupling,
     W2BenchmarkPair,

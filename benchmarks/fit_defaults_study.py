@@ -40,12 +40,12 @@ from otflows.bench.common import (
     add_study_options,
     aggregate,
     description,
-    in_parallel,
     markdown_table,
     previous_fits,
     set_threads,
     write_json,
 )
+from otflows.bench.processes import in_parallel
 from otflows.datasets import TOYS
 from otflows.datasets.w2bench import GaussianMixture
 from otflows.flows import BrenierFlow

@@ -24,12 +24,12 @@ from otflows.bench.common import (
     add_out_option,
     add_threads_option,
     description,
-    isolated,
     markdown_table,
     seconds_to,
     set_threads,
     write_json,
 )
+from otflows.bench.processes import isolated
 
 
 def race(

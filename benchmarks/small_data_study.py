@@ -42,13 +42,13 @@ from otflows.bench.common import (
     add_device_option,
     add_study_options,
     description,
-    in_parallel,
     markdown_table,
     previous_fits,
     provenance,
     set_threads,
     write_json,
 )
+from otflows.bench.processes import in_parallel
 from otflows.datasets import GaussianCoupling, W2BenchmarkPair, domain_adaptation
 from otflows.maps import BrenierMap, EntropicMap
 from otflows.maps.settings import BY_SIZE

@@ -26,10 +26,10 @@ from otflows.bench.common import (
     add_out_option,
     busy_cores,
     description,
-    isolated,
     markdown_table,
     write_json,
 )
+from otflows.bench.processes import isolated
 
 # name → (source, target) sampler of n rows with a seed: a Gaussian pair in d = 5 and POT's
 # domain-adaptation clusters in d = 2

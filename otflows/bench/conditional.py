@@ -54,11 +54,11 @@ from otflows.bench.common import (
     add_threads_option,
     description,
     markdown_table,
-    run_isolated,
     save_figure,
     set_threads,
     write_json,
 )
+from otflows.bench.processes import run_isolated
 from otflows.datasets import ConditionalGaussian, W2BenchmarkPair
 from otflows.flows import BrenierFlow
 from otflows.maps import BrenierMap

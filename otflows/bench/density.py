@@ -56,13 +56,11 @@ from otflows.bench.common import (
     add_threads_option,
     aggregate,
     description,
-    in_parallel,
-    isolated,
     markdown_table,
     report,
-    run_isolated,
     set_threads,
 )
+from otflows.bench.processes import in_parallel, isolated, run_isolated
 from otflows.datasets import TOYS
 from otflows.datasets.tabular import TABULAR, load_tabular
 from otflows.flows import BrenierFlow

@@ -49,10 +49,10 @@ from otflows.bench.common import (
     aggregate,
     description,
     report,
-    run_isolated,
     seconds_to,
     set_threads,
 )
+from otflows.bench.processes import run_isolated
 from otflows.datasets import GaussianCoupling
 from otflows.flows import BrenierFlow
 from otflows.metrics import kl_divergence, l2_uvp, log_prob

@@ -27,7 +27,6 @@ from otflows.bench.common import (
     add_out_option,
     add_threads_option,
     description,
-    isolated,
     machine,
     markdown_table,
     peak_memory_mb,
@@ -35,6 +34,7 @@ from otflows.bench.common import (
     timed,
     write_json,
 )
+from otflows.bench.processes import isolated
 from otflows.validation import as_device
 
 # V of rank 64 keeps the M-MGN near the size of CP-Flow's ICNN3 at d = 256 and 1024

@@ -68,7 +68,6 @@ from otflows.bench.common import (
     add_device_option,
     add_out_option,
     description,
-    in_parallel,
     machine,
     markdown_table,
     provenance,
@@ -76,6 +75,7 @@ from otflows.bench.common import (
     set_threads,
     write_json,
 )
+from otflows.bench.processes import in_parallel
 from otflows.validation import as_device
 
 __all__ = ["METHODS", "PUBLISHED_BEST", "main"]
