@@ -2,9 +2,9 @@ r"""The interface every objective of a map fit implements."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from otflows.transforms.brenier import BrenierTransform
@@ -19,7 +19,7 @@ class Density(Protocol):
     def log_prob(self, inputs: Tensor) -> Tensor: ...
 
 
-class Objective(ABC):
+class Objective:
     r"""A loss :math:`L(T; x_s, y_t)` on minibatches ``[B, D]`` of source and target samples.
 
     Attributes:
@@ -38,13 +38,10 @@ class Objective(ABC):
     separable: bool = True
     conditional: bool = False
 
-    def setup(  # noqa: B027
-        self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None
-    ) -> None:
+    def setup(self, T: BrenierTransform, Xs: Tensor, Xt: Tensor, ct: Tensor | None = None) -> None:
         r"""Called once with the whole data ``Xs [N, D]``, ``Xt [M, D]`` (and the target rows'
         conditions ``ct [M, C]``) before training."""
 
-    @abstractmethod
     def loss(
         self,
         T: BrenierTransform,
@@ -55,7 +52,11 @@ class Objective(ABC):
         ct: Tensor | None = None,
     ) -> Tensor:
         r"""The loss (a 0-dim tensor) on ``xs [B, D]`` and ``xt = Xt[index_t] [B', D]`` (with
-        their conditions ``cs [B, C]`` and ``ct [B', C]`` for a conditional map)."""
+        their conditions ``cs [B, C]`` and ``ct [B', C]`` for a conditional map): by default
+        the sum of the means of :meth:`terms`. An objective defines this or :meth:`terms`."""
+        if type(self).terms is Objective.terms:
+            raise NotImplementedError(f"{type(self).__name__} defines neither loss nor terms")
+        return torch.stack([term.mean() for term in self.terms(T, xs, xt, index_t, cs, ct)]).sum()
 
     def terms(
         self,
@@ -82,5 +83,5 @@ class Objective(ABC):
         r"""What a resumed fit must restore beyond :meth:`setup` (none by default)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:  # noqa: B027
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
         r"""Restores :meth:`state_dict`."""

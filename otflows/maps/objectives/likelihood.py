@@ -53,17 +53,6 @@ class TargetLikelihood(Objective):
         else:
             self.density = self.target
 
-    def loss(
-        self,
-        T: BrenierTransform,
-        xs: Tensor,
-        xt: Tensor,
-        index_t: Tensor,
-        cs: Tensor | None = None,
-        ct: Tensor | None = None,
-    ) -> Tensor:
-        return self.terms(T, xs, xt, index_t)[0].mean()
-
     def terms(
         self,
         T: BrenierTransform,

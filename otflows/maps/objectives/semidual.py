@@ -109,18 +109,6 @@ class SemiDual(Objective):
             self.x_star = torch.cat(starts)
         self.unconverged = torch.zeros((), dtype=torch.long, device=Xt.device)
 
-    def loss(
-        self,
-        T: BrenierTransform,
-        xs: Tensor,
-        xt: Tensor,
-        index_t: Tensor,
-        cs: Tensor | None = None,
-        ct: Tensor | None = None,
-    ) -> Tensor:
-        phi, conjugate = self.terms(T, xs, xt, index_t, cs, ct)
-        return phi.mean() + conjugate.mean()
-
     def terms(
         self,
         T: BrenierTransform,
