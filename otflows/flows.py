@@ -98,24 +98,7 @@ class BrenierFlow(RecordsArguments, Flow):
         **net_kwargs: Any,
     ):
         if transforms is None:
-            default = DENSITY_FLOW if context_features is None else CONDITIONAL_FLOW
-            if net is None:
-                net = default["net"]
-                if "hidden_features" in default:
-                    net_kwargs.setdefault("hidden_features", default["hidden_features"])
-            num_blocks = default["num_blocks"] if num_blocks is None else num_blocks
-            # a checkpoint's config names the architecture, whatever later defaults are
-            width = {k: v for k, v in net_kwargs.items() if k == "hidden_features"}
-            self.arguments.update(net=net, num_blocks=num_blocks, **width)
-            if num_blocks < 1:
-                raise ValueError(f"num_blocks must be >= 1; got {num_blocks}")
-            if context_features is not None:
-                if net not in CONDITIONAL_NETS:
-                    raise ValueError(
-                        f"net must be one of {CONDITIONAL_NETS} for a conditional flow "
-                        f"(context_features={context_features}); got {net!r}"
-                    )
-                net_kwargs["context_features"] = context_features
+            net, num_blocks = self._architecture(net, num_blocks, context_features, net_kwargs)
             actnorm = num_blocks > 1 if actnorm is None else actnorm
             transforms = []
             if bounds is not None:
@@ -143,6 +126,36 @@ class BrenierFlow(RecordsArguments, Flow):
         super().__init__(transform, StandardNormal([features]))
         self.features = features
         self.context_features = context_features
+
+    def _architecture(
+        self,
+        net: str | None,
+        num_blocks: int | None,
+        context_features: int | None,
+        net_kwargs: dict[str, Any],
+    ) -> tuple[str, int]:
+        r"""The network and number of blocks, the defaults filled in (:data:`DENSITY_FLOW`,
+        :data:`CONDITIONAL_FLOW`; the default width into ``net_kwargs``) and recorded in
+        :attr:`arguments`, so that a checkpoint's config names the architecture whatever later
+        defaults are; a clear error for a count or network the flow cannot take."""
+        default = DENSITY_FLOW if context_features is None else CONDITIONAL_FLOW
+        if net is None:
+            net = default["net"]
+            if "hidden_features" in default:
+                net_kwargs.setdefault("hidden_features", default["hidden_features"])
+        num_blocks = default["num_blocks"] if num_blocks is None else num_blocks
+        width = {k: v for k, v in net_kwargs.items() if k == "hidden_features"}
+        self.arguments.update(net=net, num_blocks=num_blocks, **width)
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1; got {num_blocks}")
+        if context_features is not None:
+            if net not in CONDITIONAL_NETS:
+                raise ValueError(
+                    f"net must be one of {CONDITIONAL_NETS} for a conditional flow "
+                    f"(context_features={context_features}); got {net!r}"
+                )
+            net_kwargs["context_features"] = context_features
+        return net, num_blocks
 
     @property
     def config(self) -> dict[str, Any] | None:
