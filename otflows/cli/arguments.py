@@ -29,6 +29,7 @@ def _default(name: str, of: Callable = BrenierMap) -> Any:
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
+    r"""``otflows map``'s network, objective and optimiser options (``BrenierMap``'s)."""
     p.add_argument(
         "--net",
         choices=sorted(UNCONDITIONAL_NETS),
@@ -64,6 +65,11 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         default=_default("lr"),
         help="Adam's peak learning rate (default: by the training rows per dimension)",
     )
+    _map_validation_options(p)
+
+
+def _map_validation_options(p: argparse.ArgumentParser) -> None:
+    r"""``otflows map``'s refinement, validation and time options (``BrenierMap``'s)."""
     p.add_argument(
         "--refine-rounds",
         type=int,
