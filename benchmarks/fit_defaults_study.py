@@ -149,6 +149,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "fit_flow's defaults, the data's bounds": ({"bounds": "known"}, {}),
     # the same given five times its steps (max_iter; about five times its CPU time)
     "fit_flow's defaults, 5 x its steps": ({}, {"min_steps": 4000, "times": 5}),
+    # the former defaults: the same without the spline on each feature
+    "fit_flow's defaults, no marginal splines": ({"marginals": False}, {}),
 }
 # the box a user knows the data lie in: digits' grey levels 0…16, dequantised by U[0, 1)
 BOUNDS = {"digits": (0.0, 17.0)}

@@ -19,17 +19,23 @@ from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
 from otflows.transforms.affine import start_affine, whitening_map
 from otflows.transforms.brenier import BrenierTransform
 from otflows.transforms.logit import BoxLogit
+from otflows.transforms.marginal import MarginalSpline
 from otflows.validation import MappedSamples, as_samples
 from otflows.validation.arguments import RecordsArguments
 
 __all__ = ["CONDITIONAL_FLOW", "DENSITY_FLOW", "BrenierFlow", "load_flow", "save_flow"]
 
-# BrenierFlow's architecture where net and num_blocks are not given: for a density, 4 ICGN
-# blocks of width 32 after ActNorms, the choice of the fit defaults study (the docs'
-# fit-defaults page: the ICGN learned more per CPU second than the M-MGN on every set, and
-# wider or deeper stacks no more); a conditional flow, not studied so (the ICGN has no
-# conditional form), one M-MGN block
-DENSITY_FLOW: dict[str, Any] = {"net": "icgn", "num_blocks": 4, "hidden_features": 32}
+# BrenierFlow's architecture where net and num_blocks are not given: for a density, a spline
+# on each feature, then 4 ICGN blocks of width 32 after ActNorms, the choice of the fit defaults
+# study (the docs' fit-defaults page: the ICGN learned more per CPU second than the M-MGN on
+# every set, wider or deeper stacks no more, and the marginal splines more on every set); a
+# conditional flow, not studied so (the ICGN has no conditional form), one M-MGN block
+DENSITY_FLOW: dict[str, Any] = {
+    "net": "icgn",
+    "num_blocks": 4,
+    "hidden_features": 32,
+    "marginals": True,
+}
 CONDITIONAL_FLOW: dict[str, Any] = {"net": "mmgn", "num_blocks": 1}
 
 
@@ -65,6 +71,13 @@ class BrenierFlow(RecordsArguments, Flow):
             each a number or one per feature): the first step is then the box's logit
             (:class:`otflows.transforms.logit.BoxLogit`), so the density is zero outside the box
             instead of spilling over its faces; ``None``: unbounded data.
+        marginals: Whether a spline on each feature
+            (:class:`otflows.transforms.marginal.MarginalSpline`, a separable Brenier map) comes
+            before the blocks; the starts set it to send each of the data's marginals to
+            :math:`\mathcal N(0, 1)` (:meth:`fit_marginals`), so the flow starts at the
+            Gaussian copula of the data. ``None``: :data:`DENSITY_FLOW`'s choice where there
+            are several blocks (one block is the OT map to the base, :meth:`transport`), none
+            for a conditional flow.
         transforms: Instead of the above, the transforms to chain (data → noise); they may
             mix conditional Brenier blocks with nflows' own conditional transforms.
         net_kwargs: Sizes and options of the network (e.g. ``hidden_features``).
@@ -94,17 +107,22 @@ class BrenierFlow(RecordsArguments, Flow):
         logdet: str = "auto",
         context_features: int | None = None,
         bounds: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
+        marginals: bool | None = None,
         transforms: Sequence[Transform] | None = None,
         **net_kwargs: Any,
     ):
         if transforms is None:
-            net, num_blocks = self._architecture(net, num_blocks, context_features, net_kwargs)
+            net, num_blocks, marginals = self._architecture(
+                net, num_blocks, marginals, context_features, net_kwargs
+            )
             actnorm = num_blocks > 1 if actnorm is None else actnorm
             transforms = []
             if bounds is not None:
                 if len(bounds) != 2:
                     raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}")
                 transforms.append(BoxLogit(features, *bounds))
+            if marginals:
+                transforms.append(MarginalSpline(features))
             for _ in range(num_blocks):
                 if actnorm:
                     transforms.append(ActNorm(features))
@@ -120,8 +138,11 @@ class BrenierFlow(RecordsArguments, Flow):
             transforms = list(transforms)
             if not transforms:
                 raise ValueError("transforms must not be empty")
-            if bounds is not None:
-                raise ValueError("give bounds or transforms: with transforms, chain a BoxLogit")
+            if bounds is not None or marginals:
+                raise ValueError(
+                    "give bounds and marginals or transforms: with transforms, chain a BoxLogit "
+                    "or a MarginalSpline"
+                )
         transform = transforms[0] if len(transforms) == 1 else CompositeTransform(transforms)
         super().__init__(transform, StandardNormal([features]))
         self.features = features
@@ -131,31 +152,36 @@ class BrenierFlow(RecordsArguments, Flow):
         self,
         net: str | None,
         num_blocks: int | None,
+        marginals: bool | None,
         context_features: int | None,
         net_kwargs: dict[str, Any],
-    ) -> tuple[str, int]:
-        r"""The network and number of blocks, the defaults filled in (:data:`DENSITY_FLOW`,
-        :data:`CONDITIONAL_FLOW`; the default width into ``net_kwargs``) and recorded in
-        :attr:`arguments`, so that a checkpoint's config names the architecture whatever later
-        defaults are; a clear error for a count or network the flow cannot take."""
+    ) -> tuple[str, int, bool]:
+        r"""The network, number of blocks and marginal splines, the defaults filled in
+        (:data:`DENSITY_FLOW`, :data:`CONDITIONAL_FLOW`; the default width into ``net_kwargs``)
+        and recorded in :attr:`arguments`, so that a checkpoint's config names the architecture
+        whatever later defaults are; a clear error for a count or network the flow cannot take."""
         default = DENSITY_FLOW if context_features is None else CONDITIONAL_FLOW
         if net is None:
             net = default["net"]
             if "hidden_features" in default:
                 net_kwargs.setdefault("hidden_features", default["hidden_features"])
         num_blocks = default["num_blocks"] if num_blocks is None else num_blocks
+        if marginals is None:
+            marginals = default.get("marginals", False) and num_blocks > 1
         width = {k: v for k, v in net_kwargs.items() if k == "hidden_features"}
-        self.arguments.update(net=net, num_blocks=num_blocks, **width)
+        self.arguments.update(net=net, num_blocks=num_blocks, marginals=marginals, **width)
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1; got {num_blocks}")
         if context_features is not None:
+            if marginals:
+                raise ValueError("marginals: a conditional flow has no marginal splines")
             if net not in CONDITIONAL_NETS:
                 raise ValueError(
                     f"net must be one of {CONDITIONAL_NETS} for a conditional flow "
                     f"(context_features={context_features}); got {net!r}"
                 )
             net_kwargs["context_features"] = context_features
-        return net, num_blocks
+        return net, num_blocks, marginals
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -203,10 +229,17 @@ class BrenierFlow(RecordsArguments, Flow):
         return super().sample(num_samples, context)
 
     def start_from_gaussian(
-        self, X: Tensor | np.ndarray | MappedSamples, rows: int = 5000, shrink: float = 1e-3
+        self,
+        X: Tensor | np.ndarray | MappedSamples,
+        rows: int = 5000,
+        shrink: float = 1e-3,
+        marginals: bool = True,
     ) -> None:
         r"""Starts the flow at the Gaussian fitted to ``X [N, D]`` (its first ``rows`` rows, so
-        a memory-mapped array is read no further): the first Brenier block at
+        a memory-mapped array is read no further; a flow with marginal splines at the Gaussian
+        copula: each feature's spline first sends its marginal to :math:`\mathcal N(0, 1)`,
+        :meth:`fit_marginals`, and the Gaussian is fitted to the result, or with
+        ``marginals=False`` the splines are the identity): the first Brenier block at
         the whitening map :math:`\Sigma^{-1/2}(x - m)`
         (:func:`otflows.transforms.affine.whitening_map`),
         every later one at the identity (:func:`otflows.transforms.affine.start_affine`: on every
@@ -235,15 +268,13 @@ class BrenierFlow(RecordsArguments, Flow):
             >>> bool(torch.allclose(Z.T.cov(), torch.eye(2), atol=1e-3))
             True
         """
-        if isinstance(X, MappedSamples):  # read as minibatches are (non-finite rows named)
-            X = X[torch.arange(min(rows, X.shape[0]))]
-        x = self._samples(X[:rows] if getattr(X, "ndim", 0) else X, "X")
-        chain = self._transform
-        chain = list(chain._transforms) if isinstance(chain, CompositeTransform) else [chain]
+        x = self._first_rows(X, rows)
         was_training = self.training
         self.train()
         first = True
-        for transform in chain:
+        for transform in self._chain():
+            if isinstance(transform, MarginalSpline):
+                transform.fit_marginals(x) if marginals else transform.to_identity()
             if isinstance(transform, BrenierTransform):
                 transform.initialize(x)
                 if first:
@@ -256,6 +287,42 @@ class BrenierFlow(RecordsArguments, Flow):
             with torch.no_grad():
                 x = transform(x)[0]
         self.train(was_training)
+
+    def fit_marginals(self, X: Tensor | np.ndarray | MappedSamples, rows: int = 5000) -> None:
+        r"""Sets each :class:`otflows.transforms.marginal.MarginalSpline` step (``marginals=True``)
+        to send the marginals of ``X [N, D]`` (its first ``rows`` rows, as they reach the step)
+        to :math:`\mathcal N(0, 1)`, the start of a flow trained from random weights;
+        :meth:`start_from_gaussian` sets them too. Nothing else changes.
+
+        Example:
+            >>> _ = torch.manual_seed(0)
+            >>> flow = BrenierFlow(2, hidden_features=4, marginals=True)
+            >>> flow.fit_marginals(10 * torch.rand(5000, 2))  # uniform marginals
+            >>> spline = next(m for m in flow.modules() if isinstance(m, MarginalSpline))
+            >>> z = spline(10 * torch.rand(2000, 2))[0].detach()  # new rows
+            >>> bool((z.quantile(0.9, dim=0) - 1.28).abs().max() < 0.1)
+            True
+        """
+        chain = self._chain()
+        last = max((i for i, t in enumerate(chain) if isinstance(t, MarginalSpline)), default=-1)
+        x = self._first_rows(X, rows)
+        for transform in chain[: last + 1]:
+            if isinstance(transform, MarginalSpline):
+                transform.fit_marginals(x)
+            with torch.no_grad():
+                x = transform(x)[0]
+
+    def _first_rows(self, X: Tensor | np.ndarray | MappedSamples, rows: int) -> Tensor:
+        r"""The first ``rows`` rows of ``X``, validated (a memory-mapped array is read no
+        further; its non-finite rows named)."""
+        if isinstance(X, MappedSamples):
+            X = X[torch.arange(min(rows, X.shape[0]))]
+        return self._samples(X[:rows] if getattr(X, "ndim", 0) else X, "X")
+
+    def _chain(self) -> list[Transform]:
+        r"""The flow's transforms in data → noise order."""
+        chain = self._transform
+        return list(chain._transforms) if isinstance(chain, CompositeTransform) else [chain]
 
     @property
     def blocks(self) -> list[BrenierTransform]:
@@ -345,7 +412,8 @@ def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> Bre
     """
     payload = safe_load(path, map_location)
     state = payload["state_dict"]
-    flow = BrenierFlow(**json.loads(payload["config"])).to(next(iter(state.values())).dtype)
+    config = {"marginals": False} | json.loads(payload["config"])  # files saved without it
+    flow = BrenierFlow(**config).to(next(iter(state.values())).dtype)
     flow.load_state_dict(state)
     return flow
 

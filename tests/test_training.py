@@ -15,6 +15,8 @@ from otflows import BrenierFlow, fit_flow
 from otflows.datasets import GaussianCoupling
 from otflows.metrics import kl_divergence, nll, transport_cost
 from otflows.training import loop
+from otflows.training.gaussian import COPULA
+from otflows.transforms.marginal import MarginalSpline
 
 
 def test_small_gaussian_fit_reaches_kl_and_cost():
@@ -341,12 +343,37 @@ def test_the_gaussian_is_kept_when_no_trained_checkpoint_beats_it(float64):
     assert gap.abs().max().item() < 5e-3
 
 
+def test_the_gaussian_copula_is_kept_where_it_beats_the_gaussian(float64):
+    """Exponential marginals and a learning rate that wrecks the flow: a flow with marginal
+    splines ends at its start, the Gaussian copula of X (on held-out points the spline's
+    log-slopes plus the Gaussian of its outputs, computed here from the spline alone), which
+    beat the plain Gaussian; the history names it."""
+    rng = np.random.default_rng(4)
+    X = torch.as_tensor(rng.exponential(size=(1000, 2)) @ np.array([[1.0, 0.5], [0.0, 1.0]]))
+    X_val, X_test = X[:100], X[100:200]
+    torch.manual_seed(0)
+    flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
+    history = fit_flow(
+        flow, X[200:], X_val=X_val, max_iter=20, lr=1.0, gaussian_start=False, progress=False
+    )
+    assert history.kept_gaussian and history.gaussian == COPULA
+    spline = next(m for m in flow.modules() if isinstance(m, MarginalSpline))
+    rows = X[200:]  # the rows fitted (X_val is given, not held out of them)
+    z = spline(rows)[0].detach()
+    f, log_slope = spline(X_test)
+    copula = MultivariateNormal(z.mean(0), z.T.cov()).log_prob(f) + log_slope
+    plain = MultivariateNormal(rows.mean(0), rows.T.cov()).log_prob(X_test)
+    with torch.no_grad():
+        assert (flow.log_prob(X_test) - copula).abs().max().item() < 5e-3
+    assert copula.mean().item() > plain.mean().item() + 0.1
+
+
 def test_trained_weights_are_kept_when_they_beat_the_gaussian(float64):
     """Two separated clusters: a trained flow beats their Gaussian and is kept as trained."""
     rng = np.random.default_rng(2)
     X = rng.normal(size=(2000, 2)) * 0.3 + rng.choice([-2.0, 2.0], size=(2000, 1))
     torch.manual_seed(0)
-    flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=16, num_modules=4)
+    flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=16, num_modules=4, marginals=False)
     history = fit_flow(
         flow, X, max_iter=300, batch_size=256, gaussian_start=False, random_state=0, progress=False
     )
@@ -365,7 +392,9 @@ def test_auto_starts_few_rows_per_dimension_at_the_gaussian(float64):
     runs = {}
     for rows in (150, 600):  # 75 and 300 rows per dimension
         torch.manual_seed(0)
-        flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2)
+        flow = BrenierFlow(
+            2, "mmgn", num_blocks=2, hidden_features=4, num_modules=2, marginals=False
+        )
         train = X[30 : 30 + rows]
         runs[rows] = fit_flow(flow, train, X_val=X_val, max_iter=3, progress=False)
         gaussian = MultivariateNormal(train.mean(0), train.T.cov())

@@ -101,9 +101,9 @@ def fit(args: argparse.Namespace) -> None:
 
 
 def _kept_flow(history: FlowHistory, bounded: bool = False) -> str:
-    r"""Which weights ``fit_flow`` ended at, and why, in words: the Gaussian of the data, or a
-    step's weights, with the held-out NLL of each (a ``bounded`` flow's Gaussian is that of
-    the data's logits in their box).
+    r"""Which weights ``fit_flow`` ended at, and why, in words: the Gaussian of the data (or its
+    Gaussian copula), or a step's weights, with the held-out NLL of each (a ``bounded`` flow's
+    Gaussian is that of the data's logits in their box).
 
     Example:
         >>> history = FlowHistory(best_step=900, val_step=[0, 900], val_metrics={"nll": [2, 1]})
@@ -116,7 +116,7 @@ def _kept_flow(history: FlowHistory, bounded: bool = False) -> str:
         900) are not significantly better (difference -0.05 ± 0.1 nats)'
     """
     nll = history.best_metrics.get("nll")
-    of = "the Gaussian of the data" + ("'s logits" if bounded else "")
+    of = history.gaussian + ("'s logits" if bounded else "")
     if nll is None:
         return "kept the last weights (no held-out rows to validate them)"
     gaussian = history.gaussian_nll

@@ -19,6 +19,7 @@ from otflows.metrics import nll
 from otflows.metrics.likelihood import _log_prob
 from otflows.training import distributed
 from otflows.training.gaussian import (
+    COPULA,
     FlowHistory,
     InitialWeights,
     gaussian_candidate,
@@ -29,6 +30,7 @@ from otflows.training.parts import Checkpoint, Report, Schedule, Validation
 from otflows.training.samplers import Shuffled
 from otflows.training.threads import fit_threads
 from otflows.transforms.logit import check_bounds
+from otflows.transforms.marginal import MarginalSpline
 from otflows.validation import (
     MappedSamples,
     as_samples,
@@ -248,11 +250,14 @@ class _Start:
     ) -> FlowHistory:
         r"""The history, with the flow at the Gaussian where that is kept."""
         if initial is not None and self.X_val is not None:
-            X_all = None if at_gaussian else self.all_of_X()  # the start is that Gaussian
-            gaussian_candidate(self.flow, history, initial, X_all, self.X_val)
+            gaussian_candidate(
+                self.flow, history, initial, self.all_of_X(), self.X_val, at_gaussian
+            )
         elif at_gaussian and history.val_step[:1] == [0]:  # the start is that Gaussian
             history.gaussian_nll = history.val_metrics["nll"][0]
             history.kept_gaussian = history.best_step == 0
+            if any(isinstance(m, MarginalSpline) for m in self.flow.modules()):
+                history.gaussian = COPULA
         return history
 
 

@@ -16,9 +16,23 @@ from otflows.flows import BrenierFlow
 from otflows.metrics import log_prob
 from otflows.sizes import few_rows
 from otflows.training.parts import SELECTION_SIGNIFICANCE, TrainingHistory
+from otflows.transforms.marginal import MarginalSpline
 from otflows.validation import MappedSamples
 
-__all__ = ["FlowHistory", "InitialWeights", "gaussian_candidate", "start", "starts_at_gaussian"]
+__all__ = [
+    "COPULA",
+    "GAUSSIAN",
+    "FlowHistory",
+    "InitialWeights",
+    "gaussian_candidate",
+    "significantly_lower",
+    "start",
+    "starts_at_gaussian",
+]
+
+# the simple starts, in words: the Gaussian of the data, and with marginal splines its copula
+GAUSSIAN = "the Gaussian of the data"
+COPULA = "the Gaussian copula of the data"
 
 
 def start(
@@ -30,7 +44,8 @@ def start(
 ) -> bool:
     r"""Whether the flow trains from the Gaussian of the data (``"auto"``:
     :func:`starts_at_gaussian` for an unconditional :class:`otflows.BrenierFlow`), set there
-    if so."""
+    if so; else its marginal splines, if any, are set to the data's marginals
+    (:meth:`otflows.BrenierFlow.fit_marginals`)."""
     if gaussian_start == "auto":
         gaussian_start = (
             isinstance(flow, BrenierFlow) and not conditional and starts_at_gaussian(*shape)
@@ -41,6 +56,8 @@ def start(
         raise ValueError("gaussian_start: a conditional flow starts from its own weights")
     if gaussian_start:
         flow.start_from_gaussian(all_of_X())
+    elif isinstance(flow, BrenierFlow) and not conditional:
+        flow.fit_marginals(all_of_X())
     return bool(gaussian_start)
 
 
@@ -48,31 +65,70 @@ def gaussian_candidate(
     flow: Flow,
     history: FlowHistory,
     initial: InitialWeights,
-    X: Tensor | MappedSamples | None,
+    X: Tensor | MappedSamples,
     X_val: Tensor,
+    at_start: bool,
 ) -> None:
     r"""The Gaussian of ``X`` as the last candidate: the flow keeps its trained weights only
     where they score *significantly* better on ``X_val`` than that Gaussian (the mean of the
     rows' NLL differences below :data:`otflows.training.parts.SELECTION_SIGNIFICANCE` standard
     errors, as a map's network must beat its simple map), else it ends at the Gaussian,
-    exactly: set from its ``initial`` weights (``X`` ``None``: they are the Gaussian start).
-    The best of ~20 validations on a few dozen rows is often better there by chance alone and
+    exactly: set from its ``initial`` weights (``at_start``: they are that start). A flow with
+    marginal splines has the Gaussian copula of ``X`` as its start: that is the candidate where
+    it beats the plain Gaussian so, else the plain Gaussian is (:func:`_simple_start`). The
+    best of ~20 validations on a few dozen rows is often better there by chance alone and
     worse on new rows (scikit-learn's iris); a simpler model that the held-out rows cannot tell
     apart is kept instead. ``history`` records the difference and says which was kept."""
     trained = copy.deepcopy(flow.state_dict())
     trained_nll = -log_prob(flow, X_val).double()  # [M]
-    flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
-    if X is not None:
-        flow.start_from_gaussian(X)
-    gaussian_nll = -log_prob(flow, X_val).double()  # [M]
-    difference = trained_nll - gaussian_nll
-    history.gaussian_nll = float(gaussian_nll.mean())
-    error = float(difference.std() / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
-    history.gaussian_difference = (float(difference.mean()), error)
-    if float(difference.mean()) < -SELECTION_SIGNIFICANCE * error:
+    simple, simple_nll = _simple_start(flow, history, initial, X, X_val, at_start)
+    history.gaussian_nll = float(simple_nll.mean())
+    history.gaussian_difference = _difference(trained_nll, simple_nll)
+    if significantly_lower(*history.gaussian_difference):
         flow.load_state_dict(trained)
     else:
+        flow.load_state_dict(simple)
         history.kept_gaussian = True
+
+
+def _simple_start(
+    flow: Flow,
+    history: FlowHistory,
+    initial: InitialWeights,
+    X: Tensor | MappedSamples,
+    X_val: Tensor,
+    at_start: bool,
+) -> tuple[dict[str, Tensor], Tensor]:
+    r"""The weights and held-out NLL ``[M]`` of the flow's simple start: the Gaussian copula
+    of ``X`` where the flow has marginal splines and it beats the plain Gaussian of ``X``
+    significantly on ``X_val``, else that Gaussian (named in ``history.gaussian``)."""
+    flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
+    if not at_start:
+        flow.start_from_gaussian(X)
+    start_nll = -log_prob(flow, X_val).double()
+    start = copy.deepcopy(flow.state_dict())
+    if not any(isinstance(m, MarginalSpline) for m in flow.modules()):
+        return start, start_nll
+    flow.load_state_dict(initial.state)
+    flow.start_from_gaussian(X, marginals=False)
+    gaussian_nll = -log_prob(flow, X_val).double()
+    if significantly_lower(*_difference(start_nll, gaussian_nll)):
+        history.gaussian = COPULA
+        return start, start_nll
+    return copy.deepcopy(flow.state_dict()), gaussian_nll
+
+
+def _difference(nll: Tensor, baseline_nll: Tensor) -> tuple[float, float]:
+    r"""The mean of the rows' NLL differences ``[M]`` and its standard error."""
+    difference = nll - baseline_nll
+    error = float(difference.std() / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    return float(difference.mean()), error
+
+
+def significantly_lower(mean: float, error: float) -> bool:
+    r"""Whether a mean difference of held-out NLLs lies below
+    :data:`otflows.training.parts.SELECTION_SIGNIFICANCE` standard errors ``error``."""
+    return mean < -SELECTION_SIGNIFICANCE * error
 
 
 class InitialWeights:
@@ -107,11 +163,14 @@ class FlowHistory(TrainingHistory):
             Gaussian was no candidate).
         kept_gaussian: Whether the flow ended at that Gaussian: no trained checkpoint scored
             significantly better.
+        gaussian: What that Gaussian is, in words: :data:`GAUSSIAN`, or :data:`COPULA` for a
+            flow with marginal splines whose start beat the plain Gaussian.
     """
 
     gaussian_nll: float | None = None
     gaussian_difference: tuple[float, float] | None = None
     kept_gaussian: bool = False
+    gaussian: str = GAUSSIAN
 
 
 def starts_at_gaussian(rows: int, features: int) -> bool:
