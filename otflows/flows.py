@@ -16,7 +16,7 @@ from torch import Tensor
 
 from otflows.nets import CONDITIONAL_NETS, build_net
 from otflows.training.checkpoint import FORMAT_VERSION, atomic_save, safe_load
-from otflows.transforms.affine import start_affine, whitening_map
+from otflows.transforms.affine import check_contractible, start_affine, whitening_map
 from otflows.transforms.brenier import BrenierTransform
 from otflows.transforms.logit import BoxLogit
 from otflows.transforms.marginal import MarginalSpline
@@ -236,29 +236,20 @@ class BrenierFlow(RecordsArguments, Flow):
         marginals: bool = True,
     ) -> None:
         r"""Starts the flow at the Gaussian fitted to ``X [N, D]`` (its first ``rows`` rows, so
-        a memory-mapped array is read no further; a flow with marginal splines at the Gaussian
-        copula: each feature's spline first sends its marginal to :math:`\mathcal N(0, 1)`,
-        :meth:`fit_marginals`, and the Gaussian is fitted to the result, or with
-        ``marginals=False`` the splines are the identity): the first Brenier block at
-        the whitening map :math:`\Sigma^{-1/2}(x - m)`
-        (:func:`otflows.transforms.affine.whitening_map`),
-        every later one at the identity (:func:`otflows.transforms.affine.start_affine`: on every
-        input,
-        to :math:`O(\text{shrink}^2)`, not only near ``X``).
-
-        ``shrink`` trades that exactness against how fast the networks' shrunk terms grow back
-        in training: on scikit-learn's digits (3 M-MGN blocks, 1500 steps) the default 1e-3 ended
-        at 106.1 nats (logit scaling) where 0.1 reached 102.7, but 0.1 left a 4-block flow up to
-        1–3 nats off the Gaussian's log-density on held-out breast-cancer rows.
+        a memory-mapped array is read no further): the first Brenier block at the whitening map
+        :math:`\Sigma^{-1/2}(x - m)` (:func:`otflows.transforms.affine.whitening_map`), every
+        later one at the identity (:func:`otflows.transforms.affine.start_affine`: on every
+        input, to :math:`O(\text{shrink}^2)`, not only near ``X``; a larger ``shrink`` lets the
+        networks' shrunk terms grow back faster in training, a less exact start). A flow with
+        marginal splines starts at the Gaussian copula of ``X``: each feature's spline first
+        sends its marginal to :math:`\mathcal N(0, 1)` (:meth:`fit_marginals`), and the Gaussian
+        is fitted to the result (with ``marginals=False`` the splines are the identity).
 
         Every data-dependent initialisation (``ActNorm``, the blocks' normalisation) is done
         here, on ``X`` as it flows through the chain, so the flow's density starts as the
-        Gaussian's, :math:`\log p(x) = \log\mathcal N(x; m, \Sigma)` on held-out points too,
-        and training (:func:`otflows.fit_flow`) improves on that baseline instead of first
-        having to learn it. This matters when data are scarce: on scikit-learn's digits (1257
-        images, 64-d) a Brenier flow from a random start stays worse than the Gaussian, and
-        from this start beats it; on the 2-D toys' 20 000 samples a random start ends better
-        (``otflows bench density``).
+        Gaussian's (or the copula's) on held-out points too, and training
+        (:func:`otflows.fit_flow`) improves on that baseline instead of first having to learn
+        it, which matters where rows per dimension are few (the docs' fit-defaults study).
 
         Example:
             >>> flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=8, num_modules=2)
@@ -279,7 +270,7 @@ class BrenierFlow(RecordsArguments, Flow):
                 transform.initialize(x)
                 if first:
                     A, b = whitening_map(x)
-                    _check_contractible(A, transform.gamma)
+                    check_contractible(A, transform.gamma)
                 else:
                     A, b = torch.eye(self.features).to(x), torch.zeros(self.features).to(x)
                 start_affine(transform, A, b, x, shrink)
@@ -289,10 +280,9 @@ class BrenierFlow(RecordsArguments, Flow):
         self.train(was_training)
 
     def fit_marginals(self, X: Tensor | np.ndarray | MappedSamples, rows: int = 5000) -> None:
-        r"""Sets each :class:`otflows.transforms.marginal.MarginalSpline` step (``marginals=True``)
-        to send the marginals of ``X [N, D]`` (its first ``rows`` rows, as they reach the step)
-        to :math:`\mathcal N(0, 1)`, the start of a flow trained from random weights;
-        :meth:`start_from_gaussian` sets them too. Nothing else changes.
+        r"""Sets each :class:`otflows.transforms.marginal.MarginalSpline` step to send the
+        marginals of ``X [N, D]`` (its first ``rows`` rows, as they reach the step) to
+        :math:`\mathcal N(0, 1)`, the start of a flow trained from random weights.
 
         Example:
             >>> _ = torch.manual_seed(0)
@@ -358,20 +348,6 @@ class BrenierFlow(RecordsArguments, Flow):
         repeated = context.repeat_interleave(num_samples, dim=0)  # [K·n, C]
         x = self._transform.inverse(noise, context=repeated)[0]
         return x.reshape(len(context), num_samples, self.features)
-
-
-def _check_contractible(A: Tensor, gamma: Tensor) -> None:
-    r"""Raises when the whitening map ``A [D, D]`` contracts a direction below ``gamma``: a
-    block :math:`T(x) = G(x) + \gamma x` has :math:`J_T \succeq \gamma I`, so it cannot map data
-    of standard deviation above :math:`1/\gamma` to unit scale, at the start or ever."""
-    lowest = float(torch.linalg.eigvalsh(A).min())
-    if lowest < float(gamma):
-        raise ValueError(
-            f"X has a direction of standard deviation {1 / lowest:.4g}, more than 1/gamma = "
-            f"{1 / float(gamma):.4g}: a Brenier block T(x) = G(x) + gamma x cannot contract it "
-            "to unit scale. Standardise X, or build the flow with actnorm=True (an ActNorm "
-            "before each block) or a smaller gamma"
-        )
 
 
 def save_flow(flow: BrenierFlow, path: str | Path) -> None:

@@ -83,7 +83,7 @@ def test_start_from_gaussian_gives_the_gaussian_density(float64):
     X = torch.as_tensor(rng.normal(size=(2000, 4)) @ M - 1.0)
     far = torch.as_tensor(5 * rng.normal(size=(200, 4)) @ M)
     torch.manual_seed(0)
-    flow = BrenierFlow(4, "mmgn", num_blocks=3, hidden_features=8, num_modules=2)
+    flow = BrenierFlow(4, "mmgn", num_blocks=3, hidden_features=8, num_modules=2, marginals=False)
     flow.start_from_gaussian(X)
     gaussian = MultivariateNormal(X.mean(0), X.T.cov())
     with torch.no_grad():
@@ -119,7 +119,9 @@ def test_start_from_gaussian_refuses_a_scale_one_block_cannot_contract():
         ValueError, match=r"standard deviation \d+(\.\d+)?, more than 1/gamma = 100: "
     ):
         flow.start_from_gaussian(X)
-    stacked = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=4).double()  # ActNorm first
+    stacked = BrenierFlow(
+        2, "mmgn", num_blocks=2, hidden_features=4, marginals=False
+    ).double()  # ActNorm first
     stacked.start_from_gaussian(X)
     gaussian = MultivariateNormal(X.mean(0), X.T.cov())
     with torch.no_grad():

@@ -70,6 +70,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pot_maps(
+    Xs: np.ndarray, Xt: np.ndarray, pixels: np.ndarray, args: argparse.Namespace
+) -> list[tuple[dict, str, np.ndarray]]:
+    """POT's linear and Sinkhorn maps fitted to the sampled pixels and applied to every
+    pixel ``[P, 3]``: each one's row of scores, name and mapped pixels."""
+    k, maps = args.score_pixels, []
+    for name, da, n in (
+        ("ot.da.LinearTransport", ot.da.LinearTransport(), args.pixels),
+        ("ot.da.SinkhornTransport (reg 1e-2)", ot.da.SinkhornTransport(reg_e=1e-2), None),
+    ):
+        n = n or args.sinkhorn_pixels
+        start = time.perf_counter()
+        da.fit(Xs=Xs[:n], Xt=Xt[:n])
+        out = da.transform(Xs=pixels)
+        row = {
+            "method": name,
+            "cost": float(np.square(out - pixels).sum(-1).mean()),
+            "sinkhorn": sinkhorn_divergence(da.transform(Xs=Xs[:k]), Xt[:k]),
+            "seconds": time.perf_counter() - start,
+        }
+        if "Linear" in name:
+            row["inverse"] = float(np.abs(da.inverse_transform(Xt=out) - pixels).max())
+        maps.append((row, name, out))
+    return maps
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
     args = _parser().parse_args(argv)
@@ -110,25 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }
     )
     images["BrenierMap"] = mapped
-    for name, da, n in (
-        ("ot.da.LinearTransport", ot.da.LinearTransport(), args.pixels),
-        ("ot.da.SinkhornTransport (reg 1e-2)", ot.da.SinkhornTransport(reg_e=1e-2), None),
-    ):
-        n = n or args.sinkhorn_pixels
-        start = time.perf_counter()
-        da.fit(Xs=Xs[:n], Xt=Xt[:n])
-        out = da.transform(Xs=pixels)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "method": name,
-                "cost": float(np.square(out - pixels).sum(-1).mean()),
-                "sinkhorn": sinkhorn_divergence(da.transform(Xs=Xs[:k]), Xt[:k]),
-                "seconds": seconds,
-            }
-        )
-        if hasattr(da, "inverse_transform") and "Linear" in name:
-            rows[-1]["inverse"] = float(np.abs(da.inverse_transform(Xt=out) - pixels).max())
+    for row, name, out in _pot_maps(Xs, Xt, pixels, args):
+        rows.append(row)
         images[name] = out.reshape(source.shape)
     rows.append({"method": "no map (source colours)", "cost": 0.0})
     rows[-1]["sinkhorn"] = sinkhorn_divergence(Xs[:k], Xt[:k])

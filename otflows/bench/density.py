@@ -307,8 +307,8 @@ def figure(payload: dict) -> Figure:
     return fig
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+def _parser() -> argparse.ArgumentParser:
+    """``otflows bench density``'s options."""
     parser = argparse.ArgumentParser(
         prog="otflows bench density", description=description(__doc__)
     )
@@ -342,7 +342,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="a smoke run (two moons, 2 s per run): its numbers mean nothing",
     )
     add_out_option(parser, "density.json", figure=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    args = _parser().parse_args(argv)
     as_device(args.device, "--device")
     if args.quick:
         args.data, args.budget, args.seeds = ["two_moons"], 2.0, 1

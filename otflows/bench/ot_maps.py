@@ -277,6 +277,16 @@ def rendered_together(payloads: list[dict]) -> str:
     return f"{markdown_table(table, columns)}\n\nRuns:\n\n{listed}"
 
 
+# the net:objective pairs run by default; "known-map" is the supervised reference
+DEFAULT_METHODS = (
+    "qicnn:semidual",
+    "mmgn:semidual",
+    "mmgn:likelihood",
+    "mmgn:sinkhorn",
+    "qicnn:known-map",
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otflows bench ot-maps", description=description(__doc__)
@@ -287,13 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         nargs="*",
-        default=[
-            "qicnn:semidual",
-            "mmgn:semidual",
-            "mmgn:likelihood",
-            "mmgn:sinkhorn",
-            "qicnn:known-map",
-        ],
+        default=list(DEFAULT_METHODS),
         help="net:objective pairs; objective 'known-map' is the supervised reference "
         "(KnownMapRegression)",
     )

@@ -86,15 +86,9 @@ def run_entropic(data: dict, clock: Clock, device: str) -> dict[str, Any]:
     return {"stopped": "converged"}
 
 
-def run_ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
-    r"""OTT-JAX's ``method`` (``"ott-enot"``: ``ExpectileNeuralDual``; ``"ott-w2nd-icnn"``,
-    ``"ott-w2nd-mlp"``: ``W2NeuralDual``, see ``otflows bench peers``) on minibatches of
-    ``batch_size`` rows drawn with replacement, scored by ``clock`` when due and stopped at
-    its budget (JAX takes the GPU where it has one). Returns how it stopped. Needs
-    ``pip install "otflows[peers]"``; for example::
-
-        run_ott("ott-enot", data, Clock(300.0, score), batch_size=1024, seed=0)
-    """
+def _ott_solver(method: str, data: dict, batch_size: int, seed: int) -> Any:
+    r"""OTT-JAX's solver of ``method`` as the peers benchmark sets it up (see :func:`run_ott`),
+    its iterations left to the budget."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -135,6 +129,22 @@ def run_ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -
             rng=rng,
             pos_weights=False,
         )
+    return solver
+
+
+def run_ott(method: str, data: dict, clock: Clock, batch_size: int, seed: int) -> dict:
+    r"""OTT-JAX's ``method`` (``"ott-enot"``: ``ExpectileNeuralDual``; ``"ott-w2nd-icnn"``,
+    ``"ott-w2nd-mlp"``: ``W2NeuralDual``, see ``otflows bench peers``) on minibatches of
+    ``batch_size`` rows drawn with replacement, scored by ``clock`` when due and stopped at
+    its budget (JAX takes the GPU where it has one). Returns how it stopped. Needs
+    ``pip install "otflows[peers]"``; for example::
+
+        run_ott("ott-enot", data, Clock(300.0, score), batch_size=1024, seed=0)
+    """
+    import jax
+    import jax.numpy as jnp
+
+    solver = _ott_solver(method, data, batch_size, seed)
     generator = np.random.default_rng(seed)
 
     def batches(X: np.ndarray):

@@ -269,8 +269,8 @@ def _kept_runs(
     return [origin | run for run in payload["runs"] if (run["d"], run["method"]) not in tasks]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+def _parser() -> argparse.ArgumentParser:
+    """``otflows bench peers``' options."""
     parser = argparse.ArgumentParser(prog="otflows bench peers", description=description(__doc__))
     parser.add_argument("--w2bench", type=Path, default=None, help="the W2 benchmark folder")
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
@@ -301,7 +301,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "(same --budget), each run with its own command, commit and date",
     )
     add_out_option(parser, "peers.json", figure=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the benchmark from command-line arguments; returns what it writes as JSON."""
+    args = _parser().parse_args(argv)
     as_device(args.device, "--device")
     if args.device != "cpu":
         args.jobs = 1  # runs sharing a GPU would share its time

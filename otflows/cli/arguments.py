@@ -173,6 +173,13 @@ def _fit_parser(commands: Any) -> argparse.ArgumentParser:
         default=DENSITY_FLOW["hidden_features"],
         help="the networks' width",
     )
+    p.add_argument(
+        "--marginals",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a spline on each feature before the blocks, started at the data's marginals "
+        "(default: with more than one block)",
+    )
     _fit_training_options(p)
     p.add_argument(
         "--bounds",

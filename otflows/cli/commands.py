@@ -76,6 +76,7 @@ def fit(args: argparse.Namespace) -> None:
         args.net,
         num_blocks=args.num_blocks,
         hidden_features=args.hidden_features,
+        marginals=args.marginals,
         bounds=None if args.bounds is None else tuple(args.bounds),
     ).to(dtype=dtype, device=device)
     check_bounds(flow, **{name: X})

@@ -241,14 +241,17 @@ class QuadraticICNN(ConvexPotentialNet):
                 + torch.einsum("...rh,drh->...d", 2 * s_i * d_i[..., None, :], A)
                 + d_i @ W.weight
             )
-        if not factors:
-            return phi, G, None
-        # the quadratics' Hessians 2 A_{i,:,r,h} A_{i,:,r,h}ᵀ are shared ridges U (rows ordered
-        # i, r, h) with curvatures 2δ_{i,h}; the activations' are per-sample columns E
+        return phi, G, self._hessian_factors(delta, columns) if factors else None
+
+    def _hessian_factors(self, delta: list[Tensor], columns: list[Tensor]) -> RidgeFactors:
+        r"""The Hessian's factors from the backward pass's ``delta`` (``[B, H]`` per layer) and
+        per-sample ``columns`` (``[B, D, ·]``): the quadratics' Hessians
+        :math:`2 A_{i,:,r,h} A_{i,:,r,h}^\top` are shared ridges ``U`` (rows ordered i, r, h)
+        with curvatures :math:`2\delta_{i,h}`; the activations' are the columns ``E``."""
         R = self.A[0].shape[1]
         U = torch.cat([A.permute(1, 2, 0).flatten(0, 1) for A in self.A])  # [L R H, D]
         d = torch.cat([(2 * d_i).repeat(1, R) for d_i in delta], dim=1)  # [B, L R H]
-        return phi, G, RidgeFactors(U, d, torch.cat(columns, dim=-1) if columns else None)
+        return RidgeFactors(U, d, torch.cat(columns, dim=-1) if columns else None)
 
 
 def _dcelu(u: Tensor) -> Tensor:

@@ -10,7 +10,14 @@ from torch import Tensor
 
 from otflows.transforms.brenier import BrenierTransform
 
-__all__ = ["RIDGE", "bures_map", "set_affine", "start_affine", "whitening_map"]
+__all__ = [
+    "RIDGE",
+    "bures_map",
+    "check_contractible",
+    "set_affine",
+    "start_affine",
+    "whitening_map",
+]
 
 # the ridge of a fitted Gaussian: this times each feature's variance added to the covariance's
 # diagonal, so that data with collinear features still have a (degenerate) Gaussian
@@ -78,6 +85,27 @@ def whitening_map(X: Tensor, reg: float = RIDGE) -> tuple[Tensor, Tensor]:
     eigenvalues, Q = np.linalg.eigh(C)
     A = (Q / np.sqrt(eigenvalues)) @ Q.T
     return _affine(A, -A @ m, X)
+
+
+def check_contractible(A: Tensor, gamma: Tensor | float) -> None:
+    r"""Raises when the whitening map ``A [D, D]`` contracts a direction below ``gamma``: a
+    block :math:`T(x) = G(x) + \gamma x` has :math:`J_T \succeq \gamma I`, so it cannot map data
+    of standard deviation above :math:`1/\gamma` to unit scale, at the start or ever.
+
+    Example:
+        >>> check_contractible(torch.diag(torch.tensor([1.0, 0.001])), 0.01)
+        Traceback (most recent call last):
+        ...
+        ValueError: X has a direction of standard deviation 1000, more than 1/gamma = 100: ...
+    """
+    lowest = float(torch.linalg.eigvalsh(A).min())
+    if lowest < float(gamma):
+        raise ValueError(
+            f"X has a direction of standard deviation {1 / lowest:.4g}, more than 1/gamma = "
+            f"{1 / float(gamma):.4g}: a Brenier block T(x) = G(x) + gamma x cannot contract it "
+            "to unit scale. Standardise X, or build the flow with actnorm=True (an ActNorm "
+            "before each block) or a smaller gamma"
+        )
 
 
 @torch.no_grad()
