@@ -246,10 +246,9 @@ class BrenierFlow(RecordsArguments, Flow):
         is fitted to the result (with ``marginals=False`` the splines are the identity).
 
         Every data-dependent initialisation (``ActNorm``, the blocks' normalisation) is done
-        here, on ``X`` as it flows through the chain, so the flow's density starts as the
+        again here, on ``X`` as it flows through the chain, so the flow's density starts as the
         Gaussian's (or the copula's) on held-out points too, and training
-        (:func:`otflows.fit_flow`) improves on that baseline instead of first having to learn
-        it, which matters where rows per dimension are few (the docs' fit-defaults study).
+        (:func:`otflows.fit_flow`) improves on that baseline instead of first learning it.
 
         Example:
             >>> flow = BrenierFlow(2, "mmgn", num_blocks=2, hidden_features=8, num_modules=2)
@@ -266,6 +265,8 @@ class BrenierFlow(RecordsArguments, Flow):
         for transform in self._chain():
             if isinstance(transform, MarginalSpline):
                 transform.fit_marginals(x) if marginals else transform.to_identity()
+            if isinstance(transform, ActNorm):  # initialised by the pass below, on x
+                transform.initialized.fill_(False)
             if isinstance(transform, BrenierTransform):
                 transform.initialize(x)
                 if first:
