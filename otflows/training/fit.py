@@ -219,9 +219,9 @@ class _Start:
         self.kind = "random"
 
     def all_of_X(self) -> Tensor | MappedSamples:
-        r"""The rows whose Gaussian is the start and candidate: all of ``X``, its held-out
-        rows included (the plain Gaussian a user would compare with; a memmap's first rows),
-        copied only when it is fitted."""
+        r"""The rows whose Gaussian is the last candidate: all of ``X``, its held-out rows
+        included (the plain Gaussian a user would compare with; a memmap's first rows), copied
+        only when it is fitted. The start is fitted to the training rows alone."""
         X, X_val = self.X, self.X_val
         if self.given or X_val is None or isinstance(X, MappedSamples):
             return X
@@ -232,7 +232,7 @@ class _Start:
         :attr:`kind` names the start whose learning rate and schedule apply (a conditional
         flow, not studied at the larger step, as from the Gaussian)."""
         at_gaussian = start(
-            self.flow, gaussian_start, self.conditional, self.X.shape, self.all_of_X
+            self.flow, gaussian_start, self.conditional, self.X.shape, lambda: self.X
         )
         self.kind = "gaussian" if at_gaussian or self.conditional else "random"
         return at_gaussian
@@ -250,9 +250,7 @@ class _Start:
     ) -> FlowHistory:
         r"""The history, with the flow at the Gaussian where that is kept."""
         if initial is not None and self.X_val is not None:
-            gaussian_candidate(
-                self.flow, history, initial, self.all_of_X(), self.X_val, at_gaussian
-            )
+            gaussian_candidate(self.flow, history, initial, self.all_of_X(), self.X, self.X_val)
         elif at_gaussian and history.val_step[:1] == [0]:  # the start is that Gaussian
             history.gaussian_nll = history.val_metrics["nll"][0]
             history.kept_gaussian = history.best_step == 0

@@ -40,12 +40,13 @@ def start(
     gaussian_start: bool | str,
     conditional: bool,
     shape: tuple[int, ...],
-    all_of_X: Callable[[], Tensor | MappedSamples],
+    rows: Callable[[], Tensor | MappedSamples],
 ) -> bool:
-    r"""Whether the flow trains from the Gaussian of the data (``"auto"``:
+    r"""Whether the flow trains from the Gaussian of the training ``rows`` (``"auto"``:
     :func:`starts_at_gaussian` for an unconditional :class:`otflows.BrenierFlow`), set there
-    if so; else its marginal splines, if any, are set to the data's marginals
-    (:meth:`otflows.BrenierFlow.fit_marginals`)."""
+    if so; else its marginal splines, if any, are set to the rows' marginals
+    (:meth:`otflows.BrenierFlow.fit_marginals`). The held-out rows stay out of the start, so
+    that they judge it and the trained weights alike."""
     if gaussian_start == "auto":
         gaussian_start = (
             isinstance(flow, BrenierFlow) and not conditional and starts_at_gaussian(*shape)
@@ -55,9 +56,9 @@ def start(
     elif gaussian_start and conditional:
         raise ValueError("gaussian_start: a conditional flow starts from its own weights")
     if gaussian_start:
-        flow.start_from_gaussian(all_of_X())
+        flow.start_from_gaussian(rows())
     elif isinstance(flow, BrenierFlow) and not conditional:
-        flow.fit_marginals(all_of_X())
+        flow.fit_marginals(rows())
     return bool(gaussian_start)
 
 
@@ -66,28 +67,26 @@ def gaussian_candidate(
     history: FlowHistory,
     initial: InitialWeights,
     X: Tensor | MappedSamples,
+    X_train: Tensor | MappedSamples,
     X_val: Tensor,
-    at_start: bool,
 ) -> None:
     r"""The Gaussian of ``X`` as the last candidate: the flow keeps its trained weights only
     where they score *significantly* better on ``X_val`` than that Gaussian (the mean of the
     rows' NLL differences below :data:`otflows.training.parts.SELECTION_SIGNIFICANCE` standard
     errors, as a map's network must beat its simple map), else it ends at the Gaussian,
-    exactly: set from its ``initial`` weights (``at_start``: they are that start). A flow with
-    marginal splines has the Gaussian copula of ``X`` as its start: that is the candidate where
-    it beats the plain Gaussian so, else the plain Gaussian is (:func:`_simple_start`). The
-    best of ~20 validations on a few dozen rows is often better there by chance alone and
-    worse on new rows (scikit-learn's iris); a simpler model that the held-out rows cannot tell
-    apart is kept instead. ``history`` records the difference and says which was kept."""
+    exactly: set from its ``initial`` weights. A flow with marginal splines may end at the
+    Gaussian copula of ``X`` instead (:func:`_simple_start`). The best of ~20 validations on a
+    few dozen rows is often better there by chance alone and worse on new rows (scikit-learn's
+    iris); a simpler model that the held-out rows cannot tell apart is kept instead.
+    ``history`` records the difference and says which was kept."""
     trained = copy.deepcopy(flow.state_dict())
     trained_nll = -log_prob(flow, X_val).double()  # [M]
-    simple, simple_nll = _simple_start(flow, history, initial, X, X_val, at_start)
+    simple_nll = _simple_start(flow, history, initial, X, X_train, X_val)
     history.gaussian_nll = float(simple_nll.mean())
     history.gaussian_difference = _difference(trained_nll, simple_nll)
     if significantly_lower(*history.gaussian_difference):
         flow.load_state_dict(trained)
     else:
-        flow.load_state_dict(simple)
         history.kept_gaussian = True
 
 
@@ -96,26 +95,30 @@ def _simple_start(
     history: FlowHistory,
     initial: InitialWeights,
     X: Tensor | MappedSamples,
+    X_train: Tensor | MappedSamples,
     X_val: Tensor,
-    at_start: bool,
-) -> tuple[dict[str, Tensor], Tensor]:
-    r"""The weights and held-out NLL ``[M]`` of the flow's simple start: the Gaussian copula
-    of ``X`` where the flow has marginal splines and it beats the plain Gaussian of ``X``
-    significantly on ``X_val``, else that Gaussian (named in ``history.gaussian``)."""
-    flow.load_state_dict(initial.state)  # shrunk from them, the Gaussian is exact
-    if not at_start:
-        flow.start_from_gaussian(X)
-    start_nll = -log_prob(flow, X_val).double()
-    start = copy.deepcopy(flow.state_dict())
-    if not any(isinstance(m, MarginalSpline) for m in flow.modules()):
-        return start, start_nll
+) -> Tensor:
+    r"""Sets the flow to its simple start fitted to ``X``, and returns its NLL on ``X_val``
+    ``[M]``: the Gaussian copula where the flow has marginal splines and the copula beats the
+    plain Gaussian significantly on ``X_val``, each fitted to ``X_train`` alone for that choice
+    (the splines' knots have not seen the rows that judge them), else the plain Gaussian
+    (named in ``history.gaussian``)."""
+    marginals = any(isinstance(m, MarginalSpline) for m in flow.modules())
+    if marginals:
+        copula, gaussian = (_start_nll(flow, initial, X_train, X_val, m) for m in (True, False))
+        marginals = significantly_lower(*_difference(copula, gaussian))
+        history.gaussian = COPULA if marginals else GAUSSIAN
+    return _start_nll(flow, initial, X, X_val, marginals)
+
+
+def _start_nll(
+    flow: Flow, initial: InitialWeights, X: Tensor | MappedSamples, X_val: Tensor, marginals: bool
+) -> Tensor:
+    r"""The flow set from its ``initial`` weights to the Gaussian (``marginals``: the Gaussian
+    copula) of ``X``, exactly, and its NLL on ``X_val`` ``[M]``."""
     flow.load_state_dict(initial.state)
-    flow.start_from_gaussian(X, marginals=False)
-    gaussian_nll = -log_prob(flow, X_val).double()
-    if significantly_lower(*_difference(start_nll, gaussian_nll)):
-        history.gaussian = COPULA
-        return start, start_nll
-    return copy.deepcopy(flow.state_dict()), gaussian_nll
+    flow.start_from_gaussian(X, marginals=marginals)
+    return -log_prob(flow, X_val).double()
 
 
 def _difference(nll: Tensor, baseline_nll: Tensor) -> tuple[float, float]:
